@@ -1,0 +1,16 @@
+"""`harness gc` (placeholder until its area lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+from harness.errors import UsageError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("gc", help="not implemented yet")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise UsageError("'harness gc' is not implemented yet")

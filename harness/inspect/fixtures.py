@@ -1,0 +1,1 @@
+"""Area plugin (placeholder until its area lands)."""

@@ -1,0 +1,105 @@
+"""The provider contract, shaped after tart's lifecycle: clone -> start -> ready -> stop -> delete.
+
+A provider turns a named base image into uniquely named, throw-away VMs and back into nothing.
+Providers: ``qemu`` (Linux guests, runs here), ``tart`` (macOS guests on Apple Silicon),
+``orchard`` (fleets of Macs). Everything above this layer (fixtures, the suite) speaks only this
+protocol plus SSH, so a Linux QEMU guest and a macOS tart guest are driven by the same code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol, runtime_checkable
+
+VM_NAME_PREFIX = "hns"
+_NAME_RE = re.compile(rf"^{VM_NAME_PREFIX}-(?P<run>[0-9a-z]+)-(?P<pid>\d+)-(?P<tag>[0-9a-z]+)$")
+
+VMState = Literal["stopped", "running", "suspended", "unknown"]
+
+
+@dataclass(frozen=True)
+class VMName:
+    """``hns-<run id>-<owner pid>-<random tag>``: the reaper finds leftovers by prefix and dead pid."""
+
+    run_id: str
+    owner_pid: int
+    tag: str
+
+    def __str__(self) -> str:
+        return f"{VM_NAME_PREFIX}-{self.run_id}-{self.owner_pid}-{self.tag}"
+
+    @classmethod
+    def new(cls, run_id: str, owner_pid: int | None = None) -> "VMName":
+        return cls(run_id=run_id, owner_pid=owner_pid or os.getpid(), tag=secrets.token_hex(3))
+
+    @classmethod
+    def parse(cls, text: str) -> "VMName | None":
+        """The name's parts, or None for a VM that is not ours (never touch those)."""
+        match = _NAME_RE.match(text)
+        if not match:
+            return None
+        return cls(run_id=match["run"], owner_pid=int(match["pid"]), tag=match["tag"])
+
+
+@dataclass(frozen=True)
+class SSHEndpoint:
+    """How to reach a ready VM's OpenSSH server from the host."""
+
+    host: str
+    port: int
+    user: str
+    key_path: Path
+    password: str | None = None  # tart's vanilla images start with admin/admin
+
+
+@dataclass(frozen=True)
+class VMInfo:
+    """One line of ``list``: what a provider knows about a VM without talking to it."""
+
+    name: str
+    provider: str
+    state: VMState
+    owner_pid: int | None = None  # None for VMs that are not ours
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """A source of clean, disposable VMs. Every method has a deadline; none blocks forever."""
+
+    name: str
+
+    def images(self) -> list[str]:
+        """Names of the base images this provider can clone."""
+        ...
+
+    def clone(self, image: str, name: VMName) -> None:
+        """Make VM ``name`` from ``image``; refuses to overwrite an existing VM."""
+        ...
+
+    def start(self, name: VMName) -> None:
+        """Boot the VM detached; returns once the hypervisor runs (not when the guest is ready)."""
+        ...
+
+    def wait_ready(self, name: VMName, timeout_s: float) -> SSHEndpoint:
+        """Block until SSH answers; raise BootTimeout with the console tail otherwise."""
+        ...
+
+    def stop(self, name: VMName, timeout_s: float = 30.0) -> None:
+        """Stop the VM (graceful, then forced after the timeout); a stopped VM is not an error."""
+        ...
+
+    def delete(self, name: VMName) -> None:
+        """Remove the VM and its disk; a missing VM is not an error."""
+        ...
+
+    def list(self) -> list[VMInfo]:
+        """Every VM this provider can see, ours (parsable names) and others."""
+        ...
+
+    def console_tail(self, name: VMName, lines: int = 60) -> str:
+        """The last lines of the guest's console/serial log, for error messages and reports."""
+        ...
