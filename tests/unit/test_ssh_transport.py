@@ -1,0 +1,250 @@
+"""The SSH transport against a real OpenSSH server on 127.0.0.1 (no VM needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import paramiko
+import pytest
+
+from harness.errors import InfrastructureError, RemoteTimeout
+from harness.ssh import HostKeyPin, RemoteCommandFailed, SSHTransport, ssh_command
+from harness.vm.provider import SSHEndpoint
+from sshd_server import LocalSSHD, free_port, keygen, run_sshd
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSSHD]:
+    workdir = tmp_path_factory.mktemp("sshd")
+    key = keygen(workdir / "client_ed25519")
+    with run_sshd(workdir / "server", key) as server:
+        yield server
+
+
+@pytest.fixture
+def ssh(sshd: LocalSSHD, tmp_path: Path) -> Iterator[SSHTransport]:
+    with SSHTransport.connect(
+        sshd.endpoint, known_hosts=tmp_path / "known_hosts", log_path=tmp_path / "commands.log",
+        deadline_s=20,
+    ) as transport:
+        yield transport
+
+
+def _pids_matching(pattern: str) -> list[int]:
+    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    return [int(p) for p in found.stdout.split()]
+
+
+def test_run_returns_exit_code_output_and_duration(ssh: SSHTransport) -> None:
+    result = ssh.run("echo out; echo err >&2; exit 3", timeout=20)
+    assert (result.exit_code, result.stdout, result.stderr) == (3, "out\n", "err\n")
+    assert not result.ok and result.duration_s > 0
+    assert result.cmd == "echo out; echo err >&2; exit 3"
+
+
+def test_run_honours_env_cwd_and_stdin(ssh: SSHTransport, tmp_path: Path) -> None:
+    result = ssh.run(
+        'printf "%s|%s|" "$GREETING" "$(pwd)"; cat', timeout=20,
+        env={"GREETING": "it's a \"quoted\" $value"}, cwd=str(tmp_path), stdin=b"from stdin",
+    )
+    assert result.stdout == f"it's a \"quoted\" $value|{tmp_path}|from stdin"
+
+
+def test_run_check_raises_with_the_result(ssh: SSHTransport) -> None:
+    with pytest.raises(RemoteCommandFailed) as caught:
+        ssh.run("echo broken >&2; false", timeout=20, check=True)
+    assert caught.value.result.exit_code == 1
+    assert "broken" in str(caught.value)
+
+
+def test_timeout_raises_and_kills_the_remote_process_group(ssh: SSHTransport) -> None:
+    marker = f"{os.getpid()}{time.monotonic_ns() % 10**6}"
+    # A child in the background plus one in the foreground: both belong to the session's group.
+    cmd = f"sleep 3{marker}1 & sleep 3{marker}2; echo never"
+    started = time.monotonic()
+    with pytest.raises(RemoteTimeout) as caught:
+        ssh.run(cmd, timeout=1.5)
+    assert time.monotonic() - started < 15
+    assert "1.5 s timeout" in str(caught.value)
+    deadline = time.monotonic() + 10
+    while _pids_matching(f"sleep 3{marker}") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert _pids_matching(f"sleep 3{marker}") == []
+    assert ssh.run("echo still usable", timeout=20).stdout == "still usable\n"
+
+
+def test_every_command_is_logged_with_timestamps(ssh: SSHTransport) -> None:
+    ssh.run("echo logged-out; echo logged-err >&2", timeout=20)
+    log = ssh.log.path.read_text()
+    assert re.search(r"^\d{4}-\d\d-\d\dT[\d:.]+\+00:00 \$ echo logged-out", log, re.M)
+    assert "  | logged-out" in log and "  ! logged-err" in log and "exit 0 after" in log
+
+
+def test_put_and_get_round_trip_with_checksums(ssh: SSHTransport, tmp_path: Path) -> None:
+    payload = os.urandom(9 * 2**20 + 123)  # several request sizes, plus a ragged tail
+    source = tmp_path / "payload.bin"
+    source.write_bytes(payload)
+    remote = str(tmp_path / "remote" / "copy.bin")
+    ssh.run(f"mkdir -p {tmp_path / 'remote'}", timeout=20, check=True)
+
+    sent = ssh.put(source, remote, mode=0o640)
+    back = ssh.get(remote, tmp_path / "back.bin")
+
+    expected = hashlib.sha256(payload).hexdigest()
+    assert sent.sha256 == back.sha256 == expected and sent.size == back.size == len(payload)
+    assert (tmp_path / "back.bin").read_bytes() == payload
+    assert oct(os.stat(remote).st_mode & 0o777) == "0o640"
+    assert "sha256" in ssh.log.path.read_text()
+
+
+def test_put_to_a_missing_directory_is_a_clear_error(ssh: SSHTransport, tmp_path: Path) -> None:
+    source = tmp_path / "small"
+    source.write_text("x")
+    with pytest.raises(InfrastructureError, match="SFTP put .* failed"):
+        ssh.put(source, str(tmp_path / "no" / "such" / "dir" / "small"))
+
+
+def test_a_corrupt_copy_is_detected(
+    ssh: SSHTransport, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = tmp_path / "small"
+    source.write_text("x")
+    # The guest reports a different digest than what was sent: the copy must be refused.
+    monkeypatch.setattr(SSHTransport, "remote_sha256", lambda self, path, timeout=0: "0" * 64)
+    with pytest.raises(InfrastructureError, match="is corrupt"):
+        ssh.put(source, str(tmp_path / "dest"))
+
+
+class _Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        body = f"hello {self.path}".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_forward_reaches_a_guest_port_through_ssh(ssh: SSHTransport) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with ssh.forward(server.server_address[1]) as local_port:
+            assert local_port != server.server_address[1]
+            with httpx.Client(base_url=f"http://127.0.0.1:{local_port}", timeout=10) as client:
+                replies = [client.get(f"/n{i}").text for i in range(5)]
+            assert replies == [f"hello /n{i}" for i in range(5)]
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{local_port}/", timeout=3)
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_forward_to_a_closed_guest_port_fails_the_client_not_the_transport(
+    ssh: SSHTransport,
+) -> None:
+    with ssh.forward(free_port()) as local_port:
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{local_port}/", timeout=5)
+    assert ssh.run("true", timeout=20).ok
+
+
+def test_host_key_is_pinned_and_a_changed_key_is_refused(sshd: LocalSSHD, tmp_path: Path) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    with SSHTransport.connect(sshd.endpoint, known_hosts=known_hosts,
+                              log_path=tmp_path / "log", deadline_s=20):
+        pass
+    assert f"[127.0.0.1]:{sshd.endpoint.port} ssh-ed25519" in known_hosts.read_text()
+    with SSHTransport.connect(sshd.endpoint, known_hosts=known_hosts,
+                              log_path=tmp_path / "log", deadline_s=20):
+        pass  # same key again: accepted
+    impostor = paramiko.Ed25519Key.from_private_key_file(str(keygen(tmp_path / "other")))
+    replaced = tmp_path / "replaced_known_hosts"
+    HostKeyPin(replaced, "127.0.0.1", sshd.endpoint.port).check(impostor)
+    with pytest.raises(InfrastructureError, match="host key of .* changed"):
+        SSHTransport.connect(sshd.endpoint, known_hosts=replaced,
+                             log_path=tmp_path / "log", deadline_s=20)
+
+
+def test_a_refused_key_names_the_key_and_the_user(sshd: LocalSSHD, tmp_path: Path) -> None:
+    stranger = keygen(tmp_path / "stranger")
+    endpoint = SSHEndpoint(sshd.endpoint.host, sshd.endpoint.port, sshd.endpoint.user, stranger)
+    started = time.monotonic()
+    with pytest.raises(InfrastructureError) as caught:
+        SSHTransport.connect(endpoint, known_hosts=tmp_path / "kh",
+                             log_path=tmp_path / "log", deadline_s=30)
+    assert time.monotonic() - started < 10, "a refused key must not be retried until the deadline"
+    assert str(stranger) in str(caught.value) and f"'{endpoint.user}'" in str(caught.value)
+
+
+def test_a_missing_key_file_is_a_clear_error(sshd: LocalSSHD, tmp_path: Path) -> None:
+    endpoint = SSHEndpoint("127.0.0.1", sshd.endpoint.port, "tester", tmp_path / "absent")
+    with pytest.raises(InfrastructureError, match="absent does not exist"):
+        SSHTransport.connect(endpoint, known_hosts=tmp_path / "kh", log_path=tmp_path / "log")
+
+
+def test_connect_retries_until_the_server_comes_up(sshd: LocalSSHD, tmp_path: Path) -> None:
+    port = free_port()
+    endpoint = SSHEndpoint("127.0.0.1", port, sshd.endpoint.user, sshd.endpoint.key_path)
+    results: list[SSHTransport | BaseException] = []
+
+    def connect() -> None:
+        try:
+            results.append(SSHTransport.connect(endpoint, known_hosts=tmp_path / "kh",
+                                                log_path=tmp_path / "log", deadline_s=30))
+        except BaseException as exc:  # handed to the main thread
+            results.append(exc)
+
+    client = threading.Thread(target=connect)
+    client.start()
+    with run_sshd(tmp_path / "late", sshd.endpoint.key_path, port=port, delay_s=2.0):
+        client.join(timeout=40)
+        transport = results[0]
+        assert isinstance(transport, SSHTransport), transport
+        assert transport.run("echo up", timeout=20).stdout == "up\n"
+        transport.close()
+
+
+def test_connect_gives_up_at_the_deadline(sshd: LocalSSHD, tmp_path: Path) -> None:
+    endpoint = SSHEndpoint("127.0.0.1", free_port(), "tester", sshd.endpoint.key_path)
+    started = time.monotonic()
+    with pytest.raises(InfrastructureError, match="could not open SSH .* within 2 s"):
+        SSHTransport.connect(endpoint, known_hosts=tmp_path / "kh",
+                             log_path=tmp_path / "log", deadline_s=2)
+    assert time.monotonic() - started < 6
+
+
+def test_still_alive_callback_aborts_the_wait(sshd: LocalSSHD, tmp_path: Path) -> None:
+    endpoint = SSHEndpoint("127.0.0.1", free_port(), "tester", sshd.endpoint.key_path)
+
+    def vm_died() -> None:
+        raise InfrastructureError("the VM process exited")
+
+    with pytest.raises(InfrastructureError, match="VM process exited"):
+        SSHTransport.connect(endpoint, known_hosts=tmp_path / "kh", log_path=tmp_path / "log",
+                             deadline_s=30, still_alive=vm_died)
+
+
+def test_ssh_command_logs_in_with_the_same_key_and_pin(ssh: SSHTransport) -> None:
+    line = ssh.ssh_command()
+    assert line.startswith(f"ssh -p {ssh.endpoint.port} -i {ssh.endpoint.key_path} ")
+    assert f"UserKnownHostsFile={ssh.known_hosts}" in line
+    assert line.endswith(f"{ssh.endpoint.user}@127.0.0.1")
+    # The very line a human would paste, with a command appended; BatchMode: never prompt.
+    batch = line.replace("ssh ", "ssh -o BatchMode=yes ", 1)
+    done = subprocess.run(f"{batch} echo via-openssh", shell=True,
+                          capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout) == (0, "via-openssh\n"), done.stderr
+    assert ssh_command(ssh.endpoint, ssh.known_hosts) == line
