@@ -1,0 +1,438 @@
+"""macOS guests through the ``tart`` command line (Apple Silicon hosts only).
+
+Follows ``tart-contract.md`` (shared docs) point by point; every awkward behaviour of tart has its
+counter-measure here, named in a comment:
+- ``clone`` overwrites silently -> ``list`` first, refuse an existing name;
+- clones keep the image's MAC and ``ip`` can return another VM's stale lease -> ``set --random-mac``
+  after every clone, and the address counts only once an SSH key exchange has completed;
+- ``run`` stays in the foreground -> started in its own session, output to a log, watched for an
+  early exit (Apple's 2-VM limit text becomes a clear error);
+- offline through Softnet: block everything, allow the host gateway back (SSH needs it);
+- ``stop`` exits 2 for a VM that is not running, ``delete`` refuses a running VM: both handled;
+- leftovers are found by our name prefix and a dead owner pid; ``tart prune`` is never used, since
+  it deletes every stopped VM on the host, golden images included.
+
+Nothing here has run on real Apple hardware yet: it is exercised on Linux through the stand-in in
+``harness.vm.tart_standin``, which reproduces the contract with QEMU guests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+import psutil
+
+from harness.config import HostPaths
+from harness.errors import BootTimeout, InfrastructureError, MissingToolError, UsageError
+from harness.vm.macos_login import RunKey, ensure_key_login, probe_ssh
+from harness.vm.provider import VM_NAME_PREFIX, SSHEndpoint, VMInfo, VMName, VMState
+
+VM_LIMIT_TEXT = "number of VMs exceeds the system limit"
+EXIT_NOT_FOUND_OR_STATE = 2  # tart: "does not exist" / "not running" / "already running"
+DEFAULT_GATEWAY = "192.168.64.1"
+_KNOWN_STATES: frozenset[str] = frozenset({"running", "stopped", "suspended"})
+
+
+@dataclass(frozen=True)
+class SoftnetPolicy:
+    """Which Softnet flags cut the guest off; ``mode`` is ``host``, ``gateway`` or ``off``.
+
+    ``host`` uses ``--net-softnet-allow=@host`` (Softnet 0.19+); ``gateway`` allows the gateway's
+    /32 for older Softnet; ``off`` leaves the guest online (debugging only: the suite's offline
+    checks will then report egress).
+    """
+
+    mode: str = "host"
+    gateway: str = DEFAULT_GATEWAY
+
+    @classmethod
+    def parse(cls, text: str) -> "SoftnetPolicy":
+        mode, _, gateway = text.strip().partition(":")
+        if mode not in {"host", "gateway", "off"}:
+            raise UsageError(
+                f"unknown Softnet policy {text!r}",
+                hint="use HARNESS_TART_SOFTNET=host (Softnet 0.19+), gateway[:IP] (older Softnet) or off",
+            )
+        return cls(mode=mode, gateway=gateway or DEFAULT_GATEWAY)
+
+    def run_flags(self) -> list[str]:
+        if self.mode == "off":
+            return []
+        allow = "@host" if self.mode == "host" else f"{self.gateway}/32"
+        return ["--net-softnet-block=0.0.0.0/0", f"--net-softnet-allow={allow}"]
+
+
+@dataclass(frozen=True)
+class TartSettings:
+    """How to drive tart on this host; ``from_env`` reads the ``HARNESS_TART_*`` variables."""
+
+    binary: str = "tart"
+    user: str = "admin"
+    password: str | None = "admin"
+    ssh_port: int = 22  # real tart guests listen on 22; only the stand-in needs another port
+    cpu: int = 4
+    memory_mb: int = 8192
+    softnet: SoftnetPolicy = field(default_factory=SoftnetPolicy)
+    resolvers: tuple[str, ...] = ("dhcp", "agent")  # arp cannot see Softnet guests
+    max_running: int = 2  # Apple's licence and Virtualization.framework limit per host
+    clone_timeout_s: float = 3600.0  # a first pull of a macOS image is tens of GB
+    command_timeout_s: float = 60.0
+    ip_poll_s: int = 5
+    start_grace_s: float = 3.0
+    extra_run_args: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "TartSettings":
+        env = os.environ if environ is None else environ
+        default = cls()
+
+        def number(key: str, fallback: float) -> float:
+            raw = env.get(key)
+            if raw is None or raw == "":
+                return fallback
+            try:
+                return float(raw)
+            except ValueError:
+                raise UsageError(f"{key}={raw!r} is not a number", hint=f"set {key} to a number") from None
+
+        return cls(
+            binary=env.get("HARNESS_TART_BIN") or default.binary,
+            user=env.get("HARNESS_TART_USER") or default.user,
+            password=env.get("HARNESS_TART_PASSWORD", default.password) or None,
+            ssh_port=int(number("HARNESS_TART_SSH_PORT", default.ssh_port)),
+            cpu=int(number("HARNESS_TART_CPU", default.cpu)),
+            memory_mb=int(number("HARNESS_TART_MEMORY_MB", default.memory_mb)),
+            softnet=SoftnetPolicy.parse(env.get("HARNESS_TART_SOFTNET", "host")),
+            resolvers=tuple(r for r in env.get("HARNESS_TART_RESOLVERS", "dhcp,agent").split(",") if r),
+            max_running=int(number("HARNESS_TART_MAX_VMS", default.max_running)),
+            clone_timeout_s=number("HARNESS_TART_CLONE_TIMEOUT", default.clone_timeout_s),
+            extra_run_args=tuple((env.get("HARNESS_TART_RUN_ARGS") or "").split()),
+        )
+
+
+@dataclass(frozen=True)
+class TartResult:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def message(self) -> str:
+        return (self.stderr.strip() or self.stdout.strip())[-2000:]
+
+
+class TartCLI:
+    """Runs one tart command with a deadline; every call and its outcome go to a log file."""
+
+    def __init__(self, binary: str, log_path: Path) -> None:
+        self.binary = binary
+        self.log_path = log_path
+
+    def env(self) -> dict[str, str]:
+        # Without it a clone may prune cached images that other runs are about to use.
+        return {**os.environ, "TART_NO_AUTO_PRUNE": "1"}
+
+    def resolve_binary(self) -> str:
+        found = shutil.which(self.binary)
+        if found is None:
+            raise MissingToolError(
+                f"the tart binary {self.binary!r} was not found",
+                hint="on an Apple Silicon Mac install tart (brew install cirruslabs/cli/tart) or point "
+                "HARNESS_TART_BIN at it; on Linux use the stand-in: HARNESS_TART_BIN=$(tart-standin shim-path)",
+            )
+        return found
+
+    def __call__(self, *args: str, timeout_s: float) -> TartResult:
+        command = [self.resolve_binary(), *args]
+        started = time.monotonic()
+        try:
+            proc = subprocess.run(
+                command, capture_output=True, text=True, timeout=timeout_s, env=self.env(), stdin=subprocess.DEVNULL
+            )
+        except subprocess.TimeoutExpired as exc:
+            self._log(args, "timeout", time.monotonic() - started, str(exc.stderr or ""))
+            raise InfrastructureError(
+                f"`tart {' '.join(args)}` did not finish within {timeout_s:.0f} s",
+                hint="the tart host may be overloaded or hung; check `tart list` on it",
+            ) from None
+        result = TartResult(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+        self._log(args, f"exit {proc.returncode}", time.monotonic() - started, result.message)
+        return result
+
+    def _log(self, args: Sequence[str], outcome: str, duration_s: float, output: str) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("a", encoding="utf-8") as fh:
+            fh.write(f"{time.strftime('%H:%M:%S')} tart {' '.join(args)} -> {outcome} in {duration_s:.1f}s\n")
+            if output:
+                fh.write("  " + output.replace("\n", "\n  ") + "\n")
+
+
+def _owner_alive(pid: int) -> bool:
+    return psutil.pid_exists(pid)
+
+
+class TartProvider:
+    """The :class:`harness.vm.provider.Provider` for tart."""
+
+    name = "tart"
+
+    def __init__(self, settings: TartSettings, paths: HostPaths) -> None:
+        self.settings = settings
+        self.paths = paths
+        self.root = paths.state / "tart"
+        self.cli = TartCLI(settings.binary, self.root / "tart-commands.log")
+        self._runs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @classmethod
+    def from_env(cls, paths: HostPaths | None = None) -> "TartProvider":
+        return cls(TartSettings.from_env(), paths or HostPaths.from_env())
+
+    # -- where a VM's host-side files live ---------------------------------------------------
+
+    def vm_dir(self, name: VMName | str) -> Path:
+        return self.root / str(name)
+
+    def run_log(self, name: VMName | str) -> Path:
+        return self.vm_dir(name) / "tart-run.log"
+
+    def key_for(self, name: VMName | str) -> RunKey:
+        return RunKey.create(self.vm_dir(name) / "id_ed25519", comment=f"portability-harness {name}")
+
+    # -- listing -----------------------------------------------------------------------------
+
+    def _list_raw(self) -> list[dict[str, object]]:
+        result = self.cli("list", "--format", "json", timeout_s=self.settings.command_timeout_s)
+        if result.returncode != 0:
+            raise InfrastructureError("`tart list` failed", hint="run `tart list` on the host", detail=result.message)
+        try:
+            entries = json.loads(result.stdout or "[]")
+        except json.JSONDecodeError as exc:
+            raise InfrastructureError(
+                "`tart list --format json` printed something that is not JSON",
+                hint="this tart version may be too old; upgrade tart",
+                detail=result.stdout[:500],
+            ) from exc
+        return [e for e in entries if isinstance(e, dict)]
+
+    def list(self) -> list[VMInfo]:
+        infos: list[VMInfo] = []
+        for entry in self._list_raw():
+            name = str(entry.get("Name", ""))
+            state_text = str(entry.get("State", "running" if entry.get("Running") else "stopped")).lower()
+            state: VMState = state_text if state_text in _KNOWN_STATES else "unknown"  # type: ignore[assignment]
+            parsed = VMName.parse(name)
+            infos.append(VMInfo(name=name, provider=self.name, state=state, owner_pid=parsed.owner_pid if parsed else None))
+        return infos
+
+    def images(self) -> list[str]:
+        """Local VMs that are not ours: the golden images a run may clone."""
+        return sorted(
+            str(e.get("Name")) for e in self._list_raw()
+            if e.get("Source", "local") == "local" and VMName.parse(str(e.get("Name", ""))) is None
+        )
+
+    def foreign_running_count(self) -> int:
+        """Running VMs the harness did not start: they use up Apple's 2-VM limit too.
+
+        Harness VMs (ours, from any run) already hold a slot each, so only the others are counted.
+        """
+        return sum(1 for vm in self.list() if vm.state == "running" and vm.owner_pid is None)
+
+    def _exists(self, name: str) -> bool:
+        return any(vm.name == name for vm in self.list())
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def clone(self, image: str, name: VMName) -> None:
+        if self._exists(str(name)):
+            # tart would overwrite it without a word, destroying another run's VM.
+            raise InfrastructureError(
+                f"a tart VM named {name} already exists; refusing to clone over it",
+                hint="run `harness gc` to remove leftovers of dead runs",
+            )
+        self.vm_dir(name).mkdir(parents=True, exist_ok=True)
+        result = self.cli("clone", image, str(name), timeout_s=self.settings.clone_timeout_s)
+        if result.returncode != 0:
+            raise InfrastructureError(
+                f"`tart clone {image} {name}` failed (exit {result.returncode})",
+                hint=f"check that the image exists (`tart list`, or `tart pull {image}`) and that the disk has room; "
+                "build a clean image with vm_images/macos/README.md",
+                detail=result.message,
+            )
+        set_args = ["set", str(name), "--random-mac", "--cpu", str(self.settings.cpu), "--memory", str(self.settings.memory_mb)]
+        result = self.cli(*set_args, timeout_s=self.settings.command_timeout_s)
+        if result.returncode != 0:
+            self.delete(name)
+            raise InfrastructureError(
+                f"`tart {' '.join(set_args)}` failed (exit {result.returncode}); the clone was removed",
+                hint="lower HARNESS_TART_CPU / HARNESS_TART_MEMORY_MB to what the host offers",
+                detail=result.message,
+            )
+
+    def run_command(self, name: VMName | str) -> list[str]:
+        return [
+            self.cli.resolve_binary(), "run", str(name),
+            "--no-graphics", "--no-audio", "--no-clipboard",
+            *self.settings.softnet.run_flags(),
+            *self.settings.extra_run_args,
+        ]
+
+    def start(self, name: VMName) -> None:
+        foreign = self.foreign_running_count()
+        ours = sum(1 for vm in self.list() if vm.state == "running" and vm.owner_pid is not None)
+        if foreign + ours >= self.settings.max_running:
+            raise InfrastructureError(
+                f"{foreign + ours} VMs already run on this tart host ({foreign} not started by the harness); "
+                f"macOS allows {self.settings.max_running}",
+                hint="stop other VMs (`tart list`, `tart stop NAME`) or lower --max-vms",
+            )
+        log_path = self.run_log(name)
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("ab") as log:
+            # Own session: Ctrl-C in the terminal must not reach tart before we stop it in order.
+            proc = subprocess.Popen(
+                self.run_command(name), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, env=self.cli.env(),
+            )
+        self._runs[str(name)] = proc
+        (self.vm_dir(name) / "tart-run.pid").write_text(str(proc.pid))
+        deadline = time.monotonic() + self.settings.start_grace_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                self._raise_early_exit(name, proc.returncode)
+            time.sleep(0.2)
+
+    def _raise_early_exit(self, name: VMName | str, code: int | None) -> None:
+        tail = self.console_tail(name)
+        self._runs.pop(str(name), None)
+        if VM_LIMIT_TEXT in tail:
+            raise InfrastructureError(
+                f"tart could not start {name}: macOS allows at most {self.settings.max_running} VMs per host "
+                "and that many already run",
+                hint="stop VMs that are not needed (`tart list`, `tart stop NAME`); a slot leaked by a crashed "
+                "VM is freed only by rebooting the host",
+                detail=tail,
+            )
+        raise InfrastructureError(
+            f"`tart run {name}` exited early (exit {code})",
+            hint=f"read {self.run_log(name)}; on CI hosts check that softnet is installed setuid",
+            detail=tail,
+        )
+
+    def _check_running(self, name: VMName) -> None:
+        proc = self._runs.get(str(name))
+        if proc is not None and proc.poll() is not None:
+            self._raise_early_exit(name, proc.returncode)
+
+    def ip(self, name: VMName, wait_s: int) -> str | None:
+        """The first address a resolver reports, unproven; None when none answers in ``wait_s``."""
+        for resolver in self.settings.resolvers:
+            result = self.cli(
+                "ip", str(name), "--wait", str(wait_s), "--resolver", resolver,
+                timeout_s=wait_s + self.settings.command_timeout_s,
+            )
+            address = result.stdout.strip().splitlines()[-1].strip() if result.stdout.strip() else ""
+            if result.returncode == 0 and address:
+                return address
+        return None
+
+    def wait_ready(self, name: VMName, timeout_s: float) -> SSHEndpoint:
+        deadline = time.monotonic() + timeout_s
+        key = self.key_for(name)
+        last_problem = "no IP address yet"
+        while time.monotonic() < deadline:
+            self._check_running(name)
+            remaining = deadline - time.monotonic()
+            address = self.ip(name, wait_s=max(1, min(self.settings.ip_poll_s, int(remaining))))
+            if address is None:
+                last_problem = f"`tart ip` found no address with resolvers {', '.join(self.settings.resolvers)}"
+                continue
+            step_timeout = max(1.0, min(15.0, deadline - time.monotonic()))
+            try:
+                probe_ssh(address, self.settings.ssh_port, step_timeout)
+            except (OSError, paramiko.SSHException, EOFError) as exc:
+                # A lease can be stale or sshd not up yet: the address stays unproven.
+                last_problem = f"{address}:{self.settings.ssh_port} does not speak SSH yet ({exc.__class__.__name__}: {exc})"
+                time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+                continue
+            ensure_key_login(address, self.settings.ssh_port, self.settings.user, self.settings.password, key, step_timeout)
+            return SSHEndpoint(
+                host=address, port=self.settings.ssh_port, user=self.settings.user,
+                key_path=key.private_path, password=self.settings.password,
+            )
+        raise BootTimeout(
+            f"tart VM {name} did not answer SSH within {timeout_s:.0f} s: {last_problem}",
+            hint="raise the boot timeout, check that the image enables Remote Login (vm_images/macos/README.md) "
+            "and that macOS's Local Network privacy setting lets the host reach the VM",
+            detail=self.console_tail(name),
+        )
+
+    def stop(self, name: VMName, timeout_s: float = 30.0) -> None:
+        result = self.cli("stop", str(name), "--timeout", str(int(timeout_s)), timeout_s=timeout_s + self.settings.command_timeout_s)
+        if result.returncode not in (0, EXIT_NOT_FOUND_OR_STATE):
+            raise InfrastructureError(
+                f"`tart stop {name}` failed (exit {result.returncode})", hint="stop it by hand: tart stop NAME", detail=result.message
+            )
+        self._reap_run_process(name, timeout_s)
+
+    def _reap_run_process(self, name: VMName | str, timeout_s: float) -> None:
+        proc = self._runs.pop(str(name), None)
+        if proc is None:
+            return
+        try:
+            proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+
+    def delete(self, name: VMName) -> None:
+        result = self.cli("delete", str(name), timeout_s=self.settings.command_timeout_s)
+        if result.returncode == 1:
+            # Refused: still running. Stop first, then try once more.
+            self.stop(name)
+            result = self.cli("delete", str(name), timeout_s=self.settings.command_timeout_s)
+        if result.returncode not in (0, EXIT_NOT_FOUND_OR_STATE):
+            raise InfrastructureError(
+                f"`tart delete {name}` failed (exit {result.returncode})", hint="delete it by hand: tart stop NAME; tart delete NAME",
+                detail=result.message,
+            )
+        shutil.rmtree(self.vm_dir(name), ignore_errors=True)
+
+    def console_tail(self, name: VMName | str, lines: int = 60) -> str:
+        """macOS guests have no serial console here: the tail of ``tart run``'s own output."""
+        try:
+            text = self.run_log(name).read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- leftovers -----------------------------------------------------------------------------
+
+    def leftovers(self) -> list[VMInfo]:
+        """Our VMs whose owner process is gone (never a VM that is not ours)."""
+        return [vm for vm in self.list() if vm.owner_pid is not None and not _owner_alive(vm.owner_pid)]
+
+    def reap_leftovers(self) -> list[str]:
+        """Stop and delete leftovers one by one; returns their names. Never ``tart prune``."""
+        removed: list[str] = []
+        for vm in self.leftovers():
+            name = VMName.parse(vm.name)
+            assert name is not None  # leftovers() only returns parsable names
+            self.stop(name)
+            self.delete(name)
+            removed.append(vm.name)
+        for stale_dir in self.root.glob(f"{VM_NAME_PREFIX}-*") if self.root.exists() else []:
+            parsed = VMName.parse(stale_dir.name)
+            if parsed is not None and not _owner_alive(parsed.owner_pid):
+                shutil.rmtree(stale_dir, ignore_errors=True)
+        return removed
