@@ -1,0 +1,184 @@
+"""The release tarball on the host: does it exist, is it intact, and which platform is it for.
+
+Checked before any VM boots, so that a typo in a path or a truncated download costs a second, not
+a boot. Tarball names follow ``<product>-v<version>-<arch>-<os>[-<suffix>].tar.gz`` (Tiles'
+convention, which the reference release copies); a ``checksums.txt`` beside the tarball, when
+present, must list it with the right sha256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import UsageError
+from harness.profile import ReleaseSpec
+
+# uname -m spellings that mean the same machine.
+ARCH_ALIASES = {"aarch64": "arm64", "amd64": "x86_64", "x64": "x86_64"}
+_NAME_RE = re.compile(
+    r"^(?P<product>[A-Za-z0-9][A-Za-z0-9_.+-]*?)-v(?P<version>\d[0-9A-Za-z.+~]*)"
+    r"-(?P<arch>x86_64|arm64|aarch64|amd64)-(?P<os>linux|darwin)(?:-(?P<suffix>[a-z0-9]+))?\.tar\.gz$"
+)
+
+
+class ReleaseError(UsageError):
+    """The tarball given with ``--release`` cannot be tested as it is."""
+
+
+@dataclass(frozen=True)
+class ReleaseName:
+    product: str
+    version: str
+    arch: str
+    os: str
+    suffix: str = ""
+
+    @property
+    def platform(self) -> str:
+        return f"{self.os}-{self.arch}"
+
+
+@dataclass(frozen=True)
+class Release:
+    path: Path
+    name: ReleaseName
+    sha256: str
+    size: int
+    checksum_source: Path | None  # the checksums.txt that vouched for sha256, if any
+
+    @property
+    def filename(self) -> str:
+        return self.path.name
+
+    @property
+    def id(self) -> str:
+        """Short, stable label for test ids and report rows."""
+        suffix = f"-{self.name.suffix}" if self.name.suffix else ""
+        variant = _variant_label(self.path)
+        return f"{self.name.product}-{self.name.version}{suffix}{variant}"
+
+
+def _variant_label(path: Path) -> str:
+    # Broken variants of one release share its file name; the directory tells them apart.
+    parent = path.parent.name
+    return "" if parent in ("dist", "") else f"@{parent}"
+
+
+def parse_release_name(filename: str) -> ReleaseName:
+    match = _NAME_RE.match(filename)
+    if not match:
+        raise ReleaseError(
+            f"cannot read product, version and platform from the tarball name {filename!r}",
+            hint="release tarballs are named <product>-v<version>-<arch>-<os>.tar.gz, "
+            "e.g. tiles-v0.4.18-x86_64-linux.tar.gz; rename the file or pass the original",
+        )
+    arch = ARCH_ALIASES.get(match["arch"], match["arch"])
+    return ReleaseName(match["product"], match["version"], arch, match["os"], match["suffix"] or "")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_checksums(path: Path) -> dict[str, str]:
+    """``sha256sum`` output: ``<hex>  <name>`` (``*name`` for binary mode) per line."""
+    sums: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2 or not re.fullmatch(r"[0-9a-fA-F]{64}", parts[0]):
+            raise ReleaseError(
+                f"{path}:{number}: not a sha256sum line: {line!r}",
+                hint="each line must be '<64 hex digits>  <file name>' as written by sha256sum",
+            )
+        sums[Path(parts[1].lstrip("*")).name] = parts[0].lower()
+    return sums
+
+
+def load_release(path: Path, spec: ReleaseSpec) -> Release:
+    """Everything that can be checked on the host; raises ReleaseError naming the next step."""
+    path = path.expanduser()
+    if not path.exists():
+        raise ReleaseError(
+            f"release tarball {path} does not exist",
+            hint="pass the path of a built tarball with --release "
+            "(the reference release is built by `python examples/reference_release/build.py`)",
+        )
+    if not path.is_file():
+        raise ReleaseError(f"release {path} is not a file", hint="pass the .tar.gz itself, not its directory")
+    name = parse_release_name(path.name)
+    if name.product != spec.product:
+        raise ReleaseError(
+            f"{path.name} is a {name.product!r} release but the profile expects {spec.product!r}",
+            hint="pick the matching profile with --profile",
+        )
+    if name.suffix and name.suffix not in spec.suffixes:
+        raise ReleaseError(
+            f"{path.name} carries the build suffix {name.suffix!r}, which the profile does not list",
+            hint=f"known suffixes: {', '.join(spec.suffixes) or 'none'}; add it to [release] suffixes",
+        )
+    sha = sha256_file(path)
+    checksums = path.parent / spec.checksums
+    source = None
+    if checksums.is_file():
+        listed = read_checksums(checksums).get(path.name)
+        if listed is None:
+            raise ReleaseError(
+                f"{checksums} does not list {path.name}",
+                hint="the tarball and its checksums file come from different builds; fetch both again",
+            )
+        if listed != sha:
+            raise ReleaseError(
+                f"{path.name} has sha256 {sha}, but {checksums.name} says {listed}",
+                hint="the tarball is truncated or altered; download or build it again",
+            )
+        source = checksums
+    return Release(path=path, name=name, sha256=sha, size=path.stat().st_size, checksum_source=source)
+
+
+@dataclass(frozen=True)
+class ImagePlatform:
+    """What a base image runs: taken from the image name's OS part and the provider's machine."""
+
+    image: str
+    os: str
+    arch: str
+
+    @property
+    def platform(self) -> str:
+        return f"{self.os}-{self.arch}"
+
+
+def image_platform(image: str, arch: str) -> ImagePlatform:
+    """``linux-debian12`` -> linux; ``macos-sequoia`` -> darwin; the provider tells the arch."""
+    family = image.split("-", 1)[0].lower()
+    os_name = {"linux": "linux", "macos": "darwin", "darwin": "darwin"}.get(family)
+    if os_name is None:
+        raise ReleaseError(
+            f"cannot tell the OS of image {image!r}",
+            hint="image names start with linux- or macos- (see `harness images list`)",
+        )
+    return ImagePlatform(image=image, os=os_name, arch=ARCH_ALIASES.get(arch, arch))
+
+
+def check_release_fits(release: Release, target: ImagePlatform, spec: ReleaseSpec) -> None:
+    """A darwin tarball on a Linux image (or arm64 on x86_64) is a user error, not a product defect."""
+    if release.name.platform != target.platform:
+        raise ReleaseError(
+            f"{release.filename} is built for {release.name.platform}, but image {target.image} is {target.platform}",
+            hint="pick an image of the release's platform with --image, or the release built for this image",
+        )
+    if spec.platforms and release.name.platform not in spec.platforms:
+        raise ReleaseError(
+            f"the profile does not list {release.name.platform} among the product's platforms ({', '.join(spec.platforms)})",
+            hint="add the platform to [release] platforms in the profile if the product really ships it",
+        )

@@ -1,0 +1,137 @@
+"""The release tarball is checked on the host before any VM boots."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from harness.profile import ReleaseSpec
+from harness.release import (
+    ReleaseError,
+    check_release_fits,
+    image_platform,
+    load_release,
+    parse_release_name,
+)
+
+SPEC = ReleaseSpec(product="tiles", suffixes=("cuda",), platforms=("linux-x86_64", "darwin-arm64"))
+
+
+def make(tmp_path: Path, name: str, content: bytes = b"tarball bytes", checksums: str | None = None) -> Path:
+    path = tmp_path / name
+    path.write_bytes(content)
+    if checksums is not None:
+        (tmp_path / "checksums.txt").write_text(checksums)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("tiles-v0.4.18-x86_64-linux.tar.gz", ("tiles", "0.4.18", "x86_64", "linux", "")),
+        ("tiles-v0.4.1-arm64-darwin.tar.gz", ("tiles", "0.4.1", "arm64", "darwin", "")),
+        ("tiles-v0.4.17-x86_64-linux-cuda.tar.gz", ("tiles", "0.4.17", "x86_64", "linux", "cuda")),
+        ("refapp-v1.2.0rc1-aarch64-linux.tar.gz", ("refapp", "1.2.0rc1", "arm64", "linux", "")),
+        ("my-app-v2.0-x86_64-linux.tar.gz", ("my-app", "2.0", "x86_64", "linux", "")),
+    ],
+)
+def test_parse_name(name: str, expected: tuple[str, ...]) -> None:
+    parsed = parse_release_name(name)
+    assert (parsed.product, parsed.version, parsed.arch, parsed.os, parsed.suffix) == expected
+
+
+@pytest.mark.parametrize("name", ["tiles.tar.gz", "tiles-0.4.1-x86_64-linux.tar.gz", "tiles-v0.4.1-x86_64-windows.tar.gz",
+                                  "tiles-v0.4.1-x86_64-linux.zip"])
+def test_unparsable_names(name: str) -> None:
+    with pytest.raises(ReleaseError, match="cannot read product"):
+        parse_release_name(name)
+
+
+def test_missing_tarball_says_how_to_build(tmp_path: Path) -> None:
+    with pytest.raises(ReleaseError) as err:
+        load_release(tmp_path / "tiles-v0.4.1-x86_64-linux.tar.gz", SPEC)
+    assert "does not exist" in str(err.value) and "--release" in err.value.hint
+
+
+def test_directory_is_not_a_release(tmp_path: Path) -> None:
+    with pytest.raises(ReleaseError, match="not a file"):
+        load_release(tmp_path, SPEC)
+
+
+def test_checksum_verified(tmp_path: Path) -> None:
+    content = b"abc" * 1000
+    digest = hashlib.sha256(content).hexdigest()
+    path = make(tmp_path, "tiles-v0.4.1-x86_64-linux.tar.gz", content,
+                f"{'0' * 64}  other.tar.gz\n{digest}  tiles-v0.4.1-x86_64-linux.tar.gz\n")
+    release = load_release(path, SPEC)
+    assert release.sha256 == digest
+    assert release.checksum_source == tmp_path / "checksums.txt"
+    assert release.size == 3000
+    assert release.name.platform == "linux-x86_64"
+
+
+def test_checksum_mismatch_is_caught(tmp_path: Path) -> None:
+    path = make(tmp_path, "tiles-v0.4.1-x86_64-linux.tar.gz", b"truncated",
+                f"{'a' * 64} *tiles-v0.4.1-x86_64-linux.tar.gz\n")
+    with pytest.raises(ReleaseError) as err:
+        load_release(path, SPEC)
+    assert "checksums.txt says " + "a" * 64 in str(err.value)
+    assert "truncated" in err.value.hint
+
+
+def test_checksum_file_not_listing_tarball(tmp_path: Path) -> None:
+    path = make(tmp_path, "tiles-v0.4.1-x86_64-linux.tar.gz", checksums=f"{'a' * 64}  other.tar.gz\n")
+    with pytest.raises(ReleaseError, match="does not list"):
+        load_release(path, SPEC)
+
+
+def test_malformed_checksum_line(tmp_path: Path) -> None:
+    path = make(tmp_path, "tiles-v0.4.1-x86_64-linux.tar.gz", checksums="not a checksum\n")
+    with pytest.raises(ReleaseError, match=r"checksums.txt:1: not a sha256sum line"):
+        load_release(path, SPEC)
+
+
+def test_no_checksum_file_is_fine(tmp_path: Path) -> None:
+    release = load_release(make(tmp_path, "tiles-v0.4.1-arm64-darwin.tar.gz"), SPEC)
+    assert release.checksum_source is None
+
+
+def test_wrong_product_names_profile(tmp_path: Path) -> None:
+    with pytest.raises(ReleaseError) as err:
+        load_release(make(tmp_path, "refapp-v1.0-x86_64-linux.tar.gz"), SPEC)
+    assert "'refapp' release but the profile expects 'tiles'" in str(err.value)
+    assert "--profile" in err.value.hint
+
+
+def test_unknown_suffix(tmp_path: Path) -> None:
+    with pytest.raises(ReleaseError, match="build suffix 'rocm'"):
+        load_release(make(tmp_path, "tiles-v0.4.18-x86_64-linux-rocm.tar.gz"), SPEC)
+
+
+def test_platform_must_match_image(tmp_path: Path) -> None:
+    mac = load_release(make(tmp_path, "tiles-v0.4.1-arm64-darwin.tar.gz"), SPEC)
+    linux = image_platform("linux-debian12", "x86_64")
+    with pytest.raises(ReleaseError) as err:
+        check_release_fits(mac, linux, SPEC)
+    assert "built for darwin-arm64, but image linux-debian12 is linux-x86_64" in str(err.value)
+    check_release_fits(mac, image_platform("macos-sequoia-vanilla", "arm64"), SPEC)
+
+
+def test_arch_mismatch(tmp_path: Path) -> None:
+    arm = load_release(make(tmp_path, "tiles-v0.4.1-aarch64-linux.tar.gz"), ReleaseSpec("tiles", platforms=("linux-arm64",)))
+    with pytest.raises(ReleaseError, match="linux-arm64, but image"):
+        check_release_fits(arm, image_platform("linux-debian12", "x86_64"), SPEC)
+
+
+def test_platform_not_in_profile(tmp_path: Path) -> None:
+    spec = ReleaseSpec("tiles", platforms=("darwin-arm64",))
+    release = load_release(make(tmp_path, "tiles-v0.4.1-x86_64-linux.tar.gz"), spec)
+    with pytest.raises(ReleaseError, match="does not list linux-x86_64"):
+        check_release_fits(release, image_platform("linux-debian12", "amd64"), spec)
+
+
+def test_unknown_image_family() -> None:
+    with pytest.raises(ReleaseError, match="cannot tell the OS"):
+        image_platform("windows-11", "x86_64")
