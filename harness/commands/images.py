@@ -1,16 +1,50 @@
-"""`harness images` (placeholder until its area lands)."""
+"""`harness images build NAME | list | prune`: the cached base images the QEMU provider boots."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from harness.errors import UsageError
+from harness.config import HostPaths
+from harness.vm.images import ImageStore
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("images", help="not implemented yet")
+    parser = subparsers.add_parser("images", help="build and list the base images VMs are cloned from")
+    actions = parser.add_subparsers(dest="images_action", metavar="ACTION", required=True)
+    build = actions.add_parser("build", help="build an image unless its current recipe is built already")
+    build.add_argument("name", help="image name, e.g. linux-debian12 (see 'harness images list')")
+    build.add_argument("--force", action="store_true", help="rebuild even if the current recipe is built")
+    actions.add_parser("list", help="show built images: name, hash, size, date, current or stale")
+    actions.add_parser("prune", help="delete stale builds that no VM uses any more")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UsageError("'harness images' is not implemented yet")
+    store = ImageStore(HostPaths.from_env())
+    if args.images_action == "build":
+        built = store.ensure(args.name, force=args.force, progress=lambda msg: print(msg, file=sys.stderr))
+        print(f"{built.name} {built.content_hash} {built.directory}")
+        return 0
+    if args.images_action == "prune":
+        from harness.vm.qemu import QemuProvider
+
+        for image in store.prune(in_use=QemuProvider(HostPaths.from_env()).backing_files_in_use()):
+            print(f"removed {image.name} {image.content_hash}")
+        return 0
+    return _print_listing(store)
+
+
+def _print_listing(store: ImageStore) -> int:
+    rows = store.listings()
+    known = ", ".join(store.known())
+    if not rows:
+        print(f"no images built under {store.paths.images}; known recipes: {known}")
+        print("build one with: harness images build <name>")
+        return 0
+    print(f"{'NAME':<18} {'HASH':<16} {'SIZE':>9} {'BUILT (UTC)':<25} STATUS")
+    for row in rows:
+        size = f"{row.image.size_bytes / 2**20:.0f} MiB"
+        status = "current" if row.current else "stale"
+        print(f"{row.image.name:<18} {row.image.content_hash:<16} {size:>9} {row.built_at:<25} {status}")
+    return 0
