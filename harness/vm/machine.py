@@ -1,0 +1,293 @@
+"""One throw-away VM as a context manager, with a small testinfra-like API for assertions.
+
+    slot -> clone -> start -> wait_ready -> SSH  (yield)  -> stop -> delete -> free slot
+
+Every phase is timed (and journaled when a journal is given); the VM's command log and console log
+land in its artifacts directory. The keep policy decides what happens at the end: ``never`` deletes
+the VM, ``always`` keeps it, ``on-failure`` keeps it when the body failed. A kept VM prints how to
+log in and how to remove it. An interrupt (Ctrl-C, SIGTERM) always deletes: nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+from harness.config import HostPaths
+from harness.errors import HarnessError, InfrastructureError, UsageError
+from harness.journal import Journal, PhaseRecord
+from harness.ssh import CommandResult, SSHTransport, Transfer, ssh_command
+from harness.vm.interrupts import SigtermAsInterrupt, interrupts_deferred
+from harness.vm.leases import Lease, LeaseBook
+from harness.vm.provider import Provider, SSHEndpoint, VMName
+from harness.vm.slots import SlotPool
+
+KeepPolicy = Literal["never", "on-failure", "always"]
+KEEP_POLICIES: tuple[str, ...] = get_args(KeepPolicy)
+DEFAULT_COMMAND_TIMEOUT_S = 120.0
+CONSOLE_LOG_LINES = 100_000
+
+Say = Callable[[str], None]
+PhaseSink = Callable[[PhaseRecord], None]
+
+
+def parse_keep_policy(text: str) -> KeepPolicy:
+    if text not in KEEP_POLICIES:
+        raise UsageError(f"--keep-vm={text} is not a policy",
+                         hint=f"use one of: {', '.join(KEEP_POLICIES)}")
+    return text  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class MachineSettings:
+    image: str
+    run_id: str
+    artifacts_root: Path  # the VM's logs go to <artifacts_root>/<vm name>/
+    keep: KeepPolicy = "never"
+    boot_timeout_s: float = 600.0
+    slot_timeout_s: float = 3600.0
+    ssh_connect_s: float = 60.0
+    stop_timeout_s: float = 30.0
+
+
+class Machine(AbstractContextManager["Machine"]):
+    """A VM from ``provider`` cloned from ``settings.image``; ``with Machine(...) as vm: vm.run(...)``."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        settings: MachineSettings,
+        *,
+        slots: SlotPool,
+        paths: HostPaths | None = None,
+        journal: Journal | None = None,
+        on_phase: PhaseSink | None = None,
+        on_ready: Callable[["Machine"], None] | None = None,
+        say: Say = print,
+    ) -> None:
+        self.provider = provider
+        self.settings = settings
+        self.name = VMName.new(settings.run_id)
+        self.artifacts = settings.artifacts_root / str(self.name)
+        self.timings: dict[str, float] = {}
+        self._paths = paths or HostPaths.from_env()
+        self._slots = slots
+        self._leases = LeaseBook(self._paths.state / "leases")
+        self._journal = journal
+        self._on_phase = on_phase
+        self._on_ready = on_ready
+        self._say = say
+        self._sigterm = SigtermAsInterrupt()
+        self._slot = None
+        self._ssh: SSHTransport | None = None
+        self._endpoint: SSHEndpoint | None = None
+        self._created = False
+        self._closed = False
+        self.kept = False
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    @property
+    def image(self) -> str:
+        return self.settings.image
+
+    def __enter__(self) -> "Machine":
+        return self.start()
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.close(failed=exc is not None, interrupted=isinstance(exc, KeyboardInterrupt))
+
+    def start(self) -> "Machine":
+        """Boot the VM and connect; on any failure (or interrupt) everything made so far goes."""
+        self._sigterm.install()
+        label = f"{self.name} ({self.settings.image})"
+        try:
+            self.artifacts.mkdir(parents=True, exist_ok=True)
+            with self._phase("slot_wait"):
+                self._slot = self._slots.acquire(self.settings.slot_timeout_s, label=label)
+            self._leases.write(Lease.for_this_process(
+                str(self.name), self.provider.name, self.image, artifacts=str(self.artifacts)))
+            boot_started = time.monotonic()
+            with self._phase("clone"):
+                self._created = True  # a half-made clone must be deleted too
+                self.provider.clone(self.image, self.name)
+            with self._phase("start"):
+                self.provider.start(self.name)
+            with self._phase("ready"):
+                remaining = self.settings.boot_timeout_s - (time.monotonic() - boot_started)
+                self._endpoint = self.provider.wait_ready(self.name, max(remaining, 1.0))
+            with self._phase("connect"):
+                self._ssh = SSHTransport.connect(
+                    self._endpoint,
+                    known_hosts=self.artifacts / "known_hosts",
+                    log_path=self.artifacts / "commands.log",
+                    deadline_s=self.settings.ssh_connect_s,
+                )
+            self._record("boot", time.monotonic() - boot_started)
+            if self._on_ready is not None:
+                self._on_ready(self)
+        except BaseException as exc:
+            self._attach_console(exc)
+            self.close(failed=True, interrupted=isinstance(exc, KeyboardInterrupt),
+                       boot_failed=self._ssh is None)
+            raise
+        return self
+
+    def close(self, failed: bool = False, interrupted: bool = False,
+              boot_failed: bool = False) -> None:
+        """Stop and delete the VM (or keep it, per policy); safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        keep = not interrupted and (
+            self.settings.keep == "always" or (self.settings.keep == "on-failure" and failed)
+        )
+        errors: list[str] = []
+        try:
+            with interrupts_deferred(), self._phase("teardown"):
+                self._save_console()
+                if keep and self._created:
+                    self._keep(boot_failed)
+                elif self._created:
+                    errors += self._destroy()
+                else:
+                    self._leases.remove(str(self.name))
+        finally:
+            if self._slot is not None:
+                self._slot.release()
+            self._sigterm.restore()
+        if errors:
+            raise InfrastructureError(
+                f"VM {self.name} could not be fully removed: {'; '.join(errors)}",
+                hint=f"run `harness gc --name {self.name}`",
+            )
+
+    def _destroy(self) -> list[str]:
+        errors: list[str] = []
+        if self._ssh is not None:
+            self._ssh.close()
+        for step, action in (
+            ("stop", lambda: self.provider.stop(self.name, self.settings.stop_timeout_s)),
+            ("delete", lambda: self.provider.delete(self.name)),
+        ):
+            try:
+                action()
+            except (HarnessError, OSError) as exc:
+                errors.append(f"{step}: {exc}")
+        if not errors:
+            self._leases.remove(str(self.name))
+        return errors
+
+    def _keep(self, boot_failed: bool) -> None:
+        if self._ssh is not None:
+            self._ssh.close()
+        self.kept = True
+        login = self.ssh_command() if self._endpoint is not None else ""
+        self._leases.mark_kept(str(self.name), login)
+        lines = [f"kept VM {self.name} ({self.image}); logs in {self.artifacts}"]
+        if login:
+            lines.append(f"  log in:  {login}")
+        elif boot_failed:
+            lines.append("  it never answered SSH: see console.log in the logs")
+        lines.append(f"  remove:  harness gc --name {self.name}")
+        self._say("\n".join(lines))
+
+    # -- timings and logs -------------------------------------------------------------------
+
+    @contextmanager
+    def _phase(self, phase: str) -> Iterator[None]:
+        started = time.monotonic()
+        ok = False
+        try:
+            yield
+            ok = True
+        finally:
+            self._record(phase, time.monotonic() - started, ok)
+
+    def _record(self, phase: str, duration_s: float, ok: bool = True) -> None:
+        self.timings[phase] = duration_s
+        record = PhaseRecord(target=self.image, phase=f"vm_{phase}", duration_s=duration_s, ok=ok)
+        if self._journal is not None:
+            self._journal.write(record)
+        if self._on_phase is not None:
+            self._on_phase(record)
+
+    def console_tail(self, lines: int = 60) -> str:
+        try:
+            return self.provider.console_tail(self.name, lines)
+        except (HarnessError, OSError) as exc:
+            return f"(console log unavailable: {exc})"
+
+    def _save_console(self) -> None:
+        (self.artifacts / "console.log").write_text(self.console_tail(CONSOLE_LOG_LINES))
+
+    def _attach_console(self, exc: BaseException) -> None:
+        """Boot failures carry the console tail (unless the provider's error already does)."""
+        if isinstance(exc, HarnessError) and not exc.detail:
+            exc.detail = f"console tail of {self.name}:\n{self.console_tail()}"
+
+    # -- the API tests use --------------------------------------------------------------------
+
+    @property
+    def ssh(self) -> SSHTransport:
+        if self._ssh is None or self._closed:
+            raise InfrastructureError(f"VM {self.name} is not running (not started or closed)")
+        return self._ssh
+
+    @property
+    def endpoint(self) -> SSHEndpoint:
+        if self._endpoint is None:
+            raise InfrastructureError(f"VM {self.name} has not answered SSH yet")
+        return self._endpoint
+
+    def ssh_command(self) -> str:
+        return ssh_command(self.endpoint, self.artifacts / "known_hosts")
+
+    def run(self, cmd: str, timeout: float = DEFAULT_COMMAND_TIMEOUT_S,
+            env: Mapping[str, str] | None = None, cwd: str | None = None,
+            check: bool = False, stdin: bytes | None = None) -> CommandResult:
+        return self.ssh.run(cmd, timeout=timeout, env=env, cwd=cwd, check=check, stdin=stdin)
+
+    def sudo(self, cmd: str, timeout: float = DEFAULT_COMMAND_TIMEOUT_S,
+             check: bool = False) -> CommandResult:
+        """``cmd`` as root through passwordless sudo (never prompts)."""
+        return self.run(f"sudo -n /bin/sh -c {shlex.quote(cmd)}", timeout=timeout, check=check)
+
+    def put(self, local: Path | str, remote: str, mode: int | None = None,
+            timeout: float = 900.0) -> Transfer:
+        return self.ssh.put(local, remote, mode=mode, timeout=timeout)
+
+    def get(self, remote: str, local: Path | str, timeout: float = 900.0) -> Transfer:
+        return self.ssh.get(remote, local, timeout=timeout)
+
+    def forward(self, guest_port: int, guest_host: str = "127.0.0.1") -> AbstractContextManager[int]:
+        return self.ssh.forward(guest_port, guest_host)
+
+    def _test(self, flag: str, path: str) -> bool:
+        return self.run(f"test {flag} {shlex.quote(path)}", timeout=30).ok
+
+    def file_exists(self, path: str) -> bool:
+        return self._test("-e", path)
+
+    def is_file(self, path: str) -> bool:
+        return self._test("-f", path)
+
+    def is_dir(self, path: str) -> bool:
+        return self._test("-d", path)
+
+    def command_exists(self, name: str) -> bool:
+        return self.run(f"command -v {shlex.quote(name)}", timeout=30).ok
+
+    def read_text(self, path: str, timeout: float = 60.0) -> str:
+        return self.run(f"cat -- {shlex.quote(path)}", timeout=timeout, check=True).stdout
+
+    def write_text(self, path: str, text: str, timeout: float = 60.0) -> None:
+        self.run(f"cat > {shlex.quote(path)}", timeout=timeout, check=True, stdin=text.encode())
+
+    def __repr__(self) -> str:
+        return f"Machine({self.name}, image={self.image}, provider={self.provider.name})"
