@@ -9,8 +9,9 @@ counter-measure here, named in a comment:
   early exit (Apple's 2-VM limit text becomes a clear error);
 - offline through Softnet: block everything, allow the host gateway back (SSH needs it);
 - ``stop`` exits 2 for a VM that is not running, ``delete`` refuses a running VM: both handled;
-- leftovers are found by our name prefix and a dead owner pid; ``tart prune`` is never used, since
-  it deletes every stopped VM on the host, golden images included.
+- leftovers are found by :mod:`harness.vm.reaper` through ``list`` (our name prefix, dead owner)
+  and removed with ``stop`` + ``delete``; ``tart prune`` is never used, since it deletes every
+  stopped VM on the host, golden images included.
 
 Nothing here has run on real Apple hardware yet: it is exercised on Linux through the stand-in in
 ``harness.vm.tart_standin``, which reproduces the contract with QEMU guests.
@@ -29,12 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import paramiko
-import psutil
 
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, MissingToolError, UsageError
 from harness.vm.macos_login import RunKey, ensure_key_login, probe_ssh
-from harness.vm.provider import VM_NAME_PREFIX, SSHEndpoint, VMInfo, VMName, VMState
+from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMState
 
 VM_LIMIT_TEXT = "number of VMs exceeds the system limit"
 EXIT_NOT_FOUND_OR_STATE = 2  # tart: "does not exist" / "not running" / "already running"
@@ -177,10 +177,6 @@ class TartCLI:
                 fh.write("  " + output.replace("\n", "\n  ") + "\n")
 
 
-def _owner_alive(pid: int) -> bool:
-    return psutil.pid_exists(pid)
-
-
 class TartProvider:
     """The :class:`harness.vm.provider.Provider` for tart."""
 
@@ -189,8 +185,7 @@ class TartProvider:
     def __init__(self, settings: TartSettings, paths: HostPaths) -> None:
         self.settings = settings
         self.paths = paths
-        self.root = paths.state / "tart"
-        self.cli = TartCLI(settings.binary, self.root / "tart-commands.log")
+        self.cli = TartCLI(settings.binary, paths.state / "tart-commands.log")
         self._runs: dict[str, subprocess.Popen[bytes]] = {}
 
     @classmethod
@@ -200,7 +195,8 @@ class TartProvider:
     # -- where a VM's host-side files live ---------------------------------------------------
 
     def vm_dir(self, name: VMName | str) -> Path:
-        return self.root / str(name)
+        """Host-side files of one VM (run log, key); the reaper removes it with the VM's leftovers."""
+        return self.paths.vms / str(name)
 
     def run_log(self, name: VMName | str) -> Path:
         return self.vm_dir(name) / "tart-run.log"
@@ -415,24 +411,3 @@ class TartProvider:
         except FileNotFoundError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
-
-    # -- leftovers -----------------------------------------------------------------------------
-
-    def leftovers(self) -> list[VMInfo]:
-        """Our VMs whose owner process is gone (never a VM that is not ours)."""
-        return [vm for vm in self.list() if vm.owner_pid is not None and not _owner_alive(vm.owner_pid)]
-
-    def reap_leftovers(self) -> list[str]:
-        """Stop and delete leftovers one by one; returns their names. Never ``tart prune``."""
-        removed: list[str] = []
-        for vm in self.leftovers():
-            name = VMName.parse(vm.name)
-            assert name is not None  # leftovers() only returns parsable names
-            self.stop(name)
-            self.delete(name)
-            removed.append(vm.name)
-        for stale_dir in self.root.glob(f"{VM_NAME_PREFIX}-*") if self.root.exists() else []:
-            parsed = VMName.parse(stale_dir.name)
-            if parsed is not None and not _owner_alive(parsed.owner_pid):
-                shutil.rmtree(stale_dir, ignore_errors=True)
-        return removed
