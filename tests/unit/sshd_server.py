@@ -92,6 +92,15 @@ def _wait_banner(port: int, process: subprocess.Popen[bytes], timeout_s: float =
     raise RuntimeError(f"sshd on port {port} did not answer within {timeout_s} s")
 
 
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSSHD]:
+    """A local sshd for a test module (import this fixture into the module to use it)."""
+    workdir = tmp_path_factory.mktemp("sshd")
+    key = keygen(workdir / "client_ed25519")
+    with run_sshd(workdir / "server", key) as server:
+        yield server
+
+
 @contextmanager
 def run_sshd(
     workdir: Path, client_key: Path, port: int | None = None, host_key: Path | None = None,

@@ -19,15 +19,7 @@ import pytest
 from harness.errors import InfrastructureError, RemoteTimeout
 from harness.ssh import HostKeyPin, RemoteCommandFailed, SSHTransport, ssh_command
 from harness.vm.provider import SSHEndpoint
-from sshd_server import LocalSSHD, free_port, keygen, run_sshd
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSSHD]:
-    workdir = tmp_path_factory.mktemp("sshd")
-    key = keygen(workdir / "client_ed25519")
-    with run_sshd(workdir / "server", key) as server:
-        yield server
+from sshd_server import LocalSSHD, free_port, keygen, run_sshd, sshd  # noqa: F401 (fixture)
 
 
 @pytest.fixture
