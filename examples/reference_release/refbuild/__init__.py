@@ -1,0 +1,1 @@
+"""Build pipeline of the reference release (driven by ../build.py; stdlib only on the host side)."""
