@@ -1,0 +1,310 @@
+"""Read a release in one streaming pass, nested layer archives included, without unpacking it.
+
+The result is the *deployed view*: every member of a layer archive (``.../x.tar.xz``) is placed
+beside that archive, as an installer that unpacks the layers as siblings would place it. Each
+regular file is hashed; files that a :class:`ContentVisitor` asks for (binaries, shebang
+scripts, metadata JSON) are handed over in memory while the stream passes, so nothing is
+written to disk and each byte is decompressed once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+import os
+import posixpath
+import stat
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import IO, Literal, Protocol
+
+from harness.errors import UsageError
+
+EntryKind = Literal["file", "dir", "symlink", "hardlink", "device", "fifo", "other"]
+
+LAYER_SUFFIXES: tuple[str, ...] = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
+HEAD_BYTES = 4096
+CHUNK = 1 << 20
+MAX_VISIT_BYTES = 1 << 30  # a file larger than this is hashed but not parsed
+STREAM_BUFSIZE = 1 << 20
+_READ_ERRORS = (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError, zipfile.BadZipFile)
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str  # deployed path, relative to the release root
+    member: str  # the name exactly as stored in its archive (for safety checks)
+    archive: str  # "" for the release itself, else the deployed path of the layer archive
+    kind: EntryKind
+    mode: int
+    size: int
+    linkname: str = ""
+    sha256: str = ""
+
+
+@dataclass(frozen=True)
+class LayerArchive:
+    path: str  # deployed path of the archive file
+    sha256: str
+    compressed_size: int
+    uncompressed_size: int
+    file_count: int
+    top_dirs: tuple[str, ...]
+    content_digest: str  # over paths, kinds, modes and file hashes: not mtimes or owners
+    error: str = ""
+
+    @property
+    def name(self) -> str:
+        """The layer's install target: its single top directory, else the file name's stem."""
+        if len(self.top_dirs) == 1:
+            return self.top_dirs[0]
+        base = posixpath.basename(self.path)
+        return next((base[: -len(s)] for s in LAYER_SUFFIXES if base.endswith(s)), base)
+
+
+class ContentVisitor(Protocol):
+    """Something that wants the bytes of some files while the stream passes by."""
+
+    def wants(self, entry: Entry, head: bytes) -> bool: ...
+
+    def visit(self, entry: Entry, data: bytes) -> None: ...
+
+
+@dataclass
+class ReleaseContents:
+    source: str
+    size: int  # bytes of the release file as shipped
+    entries: list[Entry] = field(default_factory=list)
+    layers: list[LayerArchive] = field(default_factory=list)
+    read_errors: list[tuple[str, str]] = field(default_factory=list)  # (path, what went wrong)
+
+    @property
+    def root(self) -> str:
+        """The single top directory every entry sits in ('' when there is none)."""
+        tops = {e.path.split("/", 1)[0] for e in self.entries if e.path}
+        nested = any("/" in e.path for e in self.entries)
+        if len(tops) == 1 and nested:
+            (top,) = tops
+            if all(e.kind == "dir" for e in self.entries if e.path == top):
+                return top
+        return ""
+
+    def relative(self, path: str) -> str:
+        root = self.root
+        return path[len(root) + 1 :] if root and path.startswith(root + "/") else path
+
+    def files(self) -> Iterator[Entry]:
+        return (e for e in self.entries if e.kind == "file")
+
+    def paths(self) -> dict[str, Entry]:
+        """Deployed path -> entry; the last writer wins, as on extraction."""
+        return {e.path: e for e in self.entries}
+
+
+@dataclass(frozen=True)
+class _RawMember:
+    name: str
+    kind: EntryKind
+    mode: int
+    size: int
+    linkname: str
+    open: Callable[[], IO[bytes] | None]
+
+
+class _HashingReader:
+    """Passes reads through while hashing and counting them (a nested archive's own bytes)."""
+
+    def __init__(self, inner: IO[bytes]) -> None:
+        self.inner = inner
+        self.digest = hashlib.sha256()
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        self.digest.update(data)
+        self.count += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+def _tar_kind(info: tarfile.TarInfo) -> EntryKind:
+    if info.isreg():
+        return "file"
+    if info.isdir():
+        return "dir"
+    if info.issym():
+        return "symlink"
+    if info.islnk():
+        return "hardlink"
+    if info.ischr() or info.isblk():
+        return "device"
+    if info.isfifo():
+        return "fifo"
+    return "other"
+
+
+def _tar_members(tar: tarfile.TarFile) -> Iterator[_RawMember]:
+    for info in tar:
+        yield _RawMember(
+            name=info.name,
+            kind=_tar_kind(info),
+            mode=info.mode,
+            size=info.size,
+            linkname=info.linkname,
+            open=lambda info=info: tar.extractfile(info),  # type: ignore[misc]
+        )
+
+
+def _zip_members(archive: zipfile.ZipFile) -> Iterator[_RawMember]:
+    for info in archive.infolist():
+        unix_mode = info.external_attr >> 16
+        kind: EntryKind = "dir" if info.is_dir() else "file"
+        linkname = ""
+        if stat.S_ISLNK(unix_mode):
+            kind = "symlink"
+            linkname = archive.read(info).decode("utf-8", "replace")
+        yield _RawMember(
+            name=info.filename,
+            kind=kind,
+            mode=(unix_mode & 0o7777) or (0o755 if kind == "dir" else 0o644),
+            size=info.file_size,
+            linkname=linkname,
+            open=lambda info=info: archive.open(info),  # type: ignore[misc]
+        )
+
+
+def _dir_members(root: Path) -> Iterator[_RawMember]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(dirnames) + sorted(filenames):
+            full = Path(dirpath, name)
+            st = full.lstat()
+            rel = full.relative_to(root).as_posix()
+            if stat.S_ISLNK(st.st_mode):
+                yield _RawMember(rel, "symlink", st.st_mode & 0o7777, 0, os.readlink(full), lambda: None)
+            elif stat.S_ISDIR(st.st_mode):
+                yield _RawMember(rel, "dir", st.st_mode & 0o7777, 0, "", lambda: None)
+            elif stat.S_ISREG(st.st_mode):
+                yield _RawMember(
+                    rel, "file", st.st_mode & 0o7777, st.st_size, "", lambda full=full: full.open("rb")
+                )
+            else:
+                kind: EntryKind = "fifo" if stat.S_ISFIFO(st.st_mode) else "device"
+                yield _RawMember(rel, kind, st.st_mode & 0o7777, 0, "", lambda: None)
+
+
+def deployed_path(prefix: str, member: str) -> str:
+    """Where an extracting installer puts ``member`` (which may try to escape: '..' kept)."""
+    name = member.lstrip("/")
+    joined = posixpath.join(prefix, name) if prefix else name
+    normal = posixpath.normpath(joined) if joined else ""
+    return "" if normal == "." else normal
+
+
+def is_layer_archive(name: str) -> bool:
+    return name.endswith(LAYER_SUFFIXES)
+
+
+def _content_digest(entries: Sequence[Entry], prefix: str) -> str:
+    digest = hashlib.sha256()
+    cut = len(prefix) + 1 if prefix else 0
+    for e in sorted(entries, key=lambda e: e.path):
+        digest.update(f"{e.path[cut:]}\0{e.kind}\0{e.mode & 0o7777:o}\0{e.sha256 or e.linkname}\n".encode())
+    return digest.hexdigest()
+
+
+class _Reader:
+    def __init__(self, visitors: Sequence[ContentVisitor]) -> None:
+        self.visitors = visitors
+        self.contents: ReleaseContents
+
+    def consume_file(self, entry: Entry, stream: IO[bytes]) -> str:
+        head = stream.read(min(entry.size, HEAD_BYTES)) if entry.size else b""
+        digest = hashlib.sha256(head)
+        interested = [v for v in self.visitors if v.wants(entry, head)]
+        if interested and entry.size <= MAX_VISIT_BYTES:
+            rest = stream.read()
+            digest.update(rest)
+            data = head + rest
+            for visitor in interested:
+                visitor.visit(entry, data)
+        else:
+            while chunk := stream.read(CHUNK):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def walk(self, members: Iterator[_RawMember], archive: str, prefix: str) -> list[Entry]:
+        seen: list[Entry] = []
+        for raw in members:
+            path = deployed_path(prefix, raw.name)
+            entry = Entry(path, raw.name, archive, raw.kind, raw.mode, raw.size, raw.linkname)
+            if raw.kind == "file":
+                stream = raw.open()
+                if stream is None:
+                    continue
+                with stream:
+                    if not archive and is_layer_archive(raw.name):
+                        entry = self.read_layer(entry, stream)
+                    else:
+                        entry = replace(entry, sha256=self.consume_file(entry, stream))
+            seen.append(entry)
+            self.contents.entries.append(entry)
+        return seen
+
+    def read_layer(self, entry: Entry, stream: IO[bytes]) -> Entry:
+        hashing = _HashingReader(stream)
+        prefix = posixpath.dirname(entry.path)
+        entries: list[Entry] = []
+        error = ""
+        try:
+            with tarfile.open(fileobj=hashing, mode="r|*", bufsize=STREAM_BUFSIZE) as tar:  # type: ignore[call-overload]
+                entries = self.walk(_tar_members(tar), entry.path, prefix)
+        except _READ_ERRORS as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            self.contents.read_errors.append((entry.path, error))
+        hashing.drain()
+        tops = sorted({e.path[len(prefix) + 1 if prefix else 0 :].split("/", 1)[0] for e in entries})
+        self.contents.layers.append(
+            LayerArchive(
+                path=entry.path,
+                sha256=hashing.digest.hexdigest(),
+                compressed_size=hashing.count,
+                uncompressed_size=sum(e.size for e in entries if e.kind == "file"),
+                file_count=sum(1 for e in entries if e.kind == "file"),
+                top_dirs=tuple(t for t in tops if t),
+                content_digest=_content_digest(entries, prefix),
+                error=error,
+            )
+        )
+        return replace(entry, sha256=hashing.digest.hexdigest(), size=hashing.count)
+
+
+def read_release(path: Path, visitors: Sequence[ContentVisitor] = ()) -> ReleaseContents:
+    """Read a release tarball (.tar.gz/.tar.xz/.tar), a zip or wheel, or a directory."""
+    if not path.exists():
+        raise UsageError(f"release {path} does not exist", hint="pass the path of a release tarball")
+    reader = _Reader(visitors)
+    size = path.stat().st_size if path.is_file() else 0
+    reader.contents = ReleaseContents(source=str(path), size=size)
+    try:
+        if path.is_dir():
+            reader.walk(_dir_members(path), "", "")
+        elif zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                reader.walk(_zip_members(archive), "", "")
+        else:
+            with tarfile.open(path, mode="r|*", bufsize=STREAM_BUFSIZE) as tar:  # type: ignore[call-overload]
+                reader.walk(_tar_members(tar), "", "")
+    except _READ_ERRORS as exc:
+        raise UsageError(
+            f"cannot read release {path}: {type(exc).__name__}: {exc}",
+            hint="pass a .tar.gz/.tar.xz/.tar release, a wheel or a directory; re-download it if truncated",
+        ) from exc
+    return reader.contents

@@ -1,0 +1,89 @@
+"""Inspect a release: one streaming read, then every check area over what was read."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.inspect.archive import ReleaseContents, read_release
+from harness.inspect.archive_safety import check_archive_safety
+from harness.inspect.elf import ElfCollector, check_elf, highest_version
+from harness.inspect.findings import Finding, Report, sort_findings
+from harness.inspect.footprint import footprint_findings, measure_footprint
+from harness.inspect.layout import LayoutExpectations, MetadataCollector, check_layout
+from harness.inspect.macho import MachOCollector, check_macho
+from harness.inspect.scripts import ShebangCollector, check_scripts
+from harness.inspect.targets import Target, load_target
+from harness.journal import GenericRecord, Journal
+
+DEFAULT_LINUX_TARGET = "debian-12"
+DEFAULT_MACOS_TARGET = "macos-14"
+
+
+@dataclass
+class Collected:
+    """Everything the single pass over a release produced."""
+
+    contents: ReleaseContents
+    elf: ElfCollector
+    macho: MachOCollector
+    scripts: ShebangCollector
+    metadata: MetadataCollector
+
+
+def collect(release: Path) -> Collected:
+    elf, macho, scripts, metadata = ElfCollector(), MachOCollector(), ShebangCollector(), MetadataCollector()
+    contents = read_release(release, (elf, macho, scripts, metadata))
+    return Collected(contents, elf, macho, scripts, metadata)
+
+
+def default_target(collected: Collected) -> Target:
+    """macOS when the release carries more loadable Mach-O than ELF files, else Linux."""
+    macho = sum(1 for info in collected.macho.binaries.values() if info.loadable)
+    return load_target(DEFAULT_MACOS_TARGET if macho > len(collected.elf.binaries) else DEFAULT_LINUX_TARGET)
+
+
+def inspect_collected(collected: Collected, target: Target, layout: LayoutExpectations) -> Report:
+    contents = collected.contents
+    footprint = measure_footprint(contents)
+    findings: list[Finding] = []
+    findings += check_archive_safety(contents, target)
+    findings += check_layout(contents, collected.metadata, layout)
+    findings += check_macho(collected.macho.binaries, contents, target)
+    findings += check_elf(collected.elf.binaries, contents, target)
+    findings += [Finding("elf.unreadable", "warning", p, "starts like an ELF file but cannot be parsed",
+                         "check that the file is not truncated") for p in collected.elf.unreadable]
+    findings += check_scripts(collected.scripts.scripts, contents, target)
+    findings += footprint_findings(footprint)
+    stats = {
+        "entries": len(contents.entries),
+        "files": sum(1 for _ in contents.files()),
+        "layers": [layer.name for layer in contents.layers],
+        "elf_binaries": len(collected.elf.binaries),
+        "macho_binaries": len(collected.macho.binaries),
+        "scripts": len(collected.scripts.scripts),
+        "max_glibc": highest_version(collected.elf.binaries, "GLIBC_"),
+        "max_glibcxx": highest_version(collected.elf.binaries, "GLIBCXX_"),
+        "target_source": target.source,
+    }
+    return Report(release=contents.source, target=target.name, findings=sort_findings(findings),
+                  footprint=footprint.to_dict(), stats=stats)
+
+
+def inspect_release(
+    release: Path,
+    target: Target | str | None = None,
+    layout: LayoutExpectations | None = None,
+    journal: Journal | None = None,
+) -> Report:
+    """Inspect ``release`` for ``target`` (inferred from its binaries when None)."""
+    started = time.perf_counter()
+    collected = collect(release)
+    resolved = load_target(target) if isinstance(target, str) else (target or default_target(collected))
+    report = inspect_collected(collected, resolved, layout or LayoutExpectations())
+    report.stats["duration_s"] = round(time.perf_counter() - started, 3)
+    if journal is not None:
+        journal.write(GenericRecord(kind="footprint", target=resolved.name,
+                                    data={"source": "static", "release": str(release), **report.footprint}))
+    return report
