@@ -1,16 +1,33 @@
-"""`harness inspect` (placeholder until its area lands)."""
+"""`harness inspect`: static portability checks of a release tarball, no VM needed."""
 
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
-from harness.errors import UsageError
+from harness.inspect.render import render_report
+from harness.inspect.runner import inspect_release
+from harness.inspect.targets import known_targets
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("inspect", help="not implemented yet")
+    parser = subparsers.add_parser(
+        "inspect",
+        help="find portability defects in a release tarball without booting a VM",
+        description="Read a release (tarball, wheel or directory) with its nested layer archives and "
+        "report archive-safety, layout, Mach-O, ELF, script and footprint findings. "
+        "Exits 1 when any finding is an error.",
+    )
+    parser.add_argument("release", type=Path, help="release tarball (.tar.gz/.tar.xz), wheel or directory")
+    parser.add_argument("--profile", help="profile whose [layout] the release must match (name or TOML path)")
+    parser.add_argument("--target", help=f"target system: {', '.join(known_targets())} or a target JSON "
+                        "(default: inferred from the binaries)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UsageError("'harness inspect' is not implemented yet")
+    report = inspect_release(args.release, target=args.target, profile=args.profile)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else render_report(report))
+    return 1 if report.errors() else 0

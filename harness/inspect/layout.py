@@ -61,7 +61,17 @@ def expectations_from_layout(table: Mapping[str, Any] | None) -> LayoutExpectati
                         raise UsageError(f"profile [layout] {key} must be a list of strings, not {value!r}")
                     values[field_name] = tuple(value)
                 break
+    # The CLI binary and the server directory a profile names must exist too.
+    named = tuple(str(table[key]) for key in ("cli", "server") if isinstance(table.get(key), str) and table[key])
+    values["required_paths"] = tuple(dict.fromkeys(named + values.get("required_paths", ())))
     return LayoutExpectations(**values)
+
+
+def _matches(path: str, pattern: str) -> bool:
+    """fnmatch with '**/' also matching at the top level (git-style)."""
+    if fnmatch.fnmatchcase(path, pattern):
+        return True
+    return pattern.startswith("**/") and fnmatch.fnmatchcase(path, pattern[3:])
 
 
 class MetadataCollector:
@@ -206,11 +216,11 @@ def _expectation_findings(expect: LayoutExpectations, contents: ReleaseContents)
     findings = []
     relative = [contents.relative(e.path) for e in contents.entries]
     for pattern in expect.required_paths:
-        if not any(fnmatch.fnmatchcase(p, pattern.strip("/")) for p in relative):
+        if not any(_matches(p, pattern.strip("/")) for p in relative):
             findings.append(Finding("layout.missing_path", "error", pattern, "the profile requires this path; the release has none",
                                     "add it to the release, or fix the profile's [layout] required_paths"))
     for pattern in expect.forbidden_paths:
-        hits = [p for p in relative if fnmatch.fnmatchcase(p, pattern) or fnmatch.fnmatchcase(posixpath.basename(p), pattern)]
+        hits = [p for p in relative if _matches(p, pattern)]
         if hits:
             findings.append(Finding("layout.forbidden_path", "warning", hits[0],
                                     f"{len(hits)} path(s) match the excluded pattern {pattern!r}",

@@ -11,7 +11,7 @@ from harness.inspect.archive_safety import check_archive_safety
 from harness.inspect.elf import ElfCollector, check_elf, highest_version
 from harness.inspect.findings import Finding, Report, sort_findings
 from harness.inspect.footprint import footprint_findings, measure_footprint
-from harness.inspect.layout import LayoutExpectations, MetadataCollector, check_layout
+from harness.inspect.layout import LayoutExpectations, MetadataCollector, check_layout, expectations_from_layout
 from harness.inspect.macho import MachOCollector, check_macho
 from harness.inspect.scripts import ShebangCollector, check_scripts
 from harness.inspect.targets import Target, load_target
@@ -19,6 +19,7 @@ from harness.journal import GenericRecord, Journal
 
 DEFAULT_LINUX_TARGET = "debian-12"
 DEFAULT_MACOS_TARGET = "macos-14"
+PROFILE_OS = {"linux": "linux", "macos": "darwin"}  # profile [os.<name>] keys follow `uname -s`
 
 
 @dataclass
@@ -71,17 +72,32 @@ def inspect_collected(collected: Collected, target: Target, layout: LayoutExpect
                   footprint=footprint.to_dict(), stats=stats)
 
 
+def profile_layout(profile: str, target: Target) -> LayoutExpectations:
+    """The ``[layout]`` of a profile (built-in name or TOML path) as it applies to ``target``'s OS."""
+    from harness.profile import load_profile
+
+    resolved = load_profile(profile).for_os(PROFILE_OS[target.os])
+    return expectations_from_layout(resolved.layout_table())
+
+
 def inspect_release(
     release: Path,
     target: Target | str | None = None,
     layout: LayoutExpectations | None = None,
     journal: Journal | None = None,
+    profile: str | None = None,
 ) -> Report:
-    """Inspect ``release`` for ``target`` (inferred from its binaries when None)."""
+    """Inspect ``release`` for ``target`` (inferred from its binaries when None).
+
+    Layout expectations come from ``layout`` or else from ``profile``'s ``[layout]`` table.
+    """
     started = time.perf_counter()
     collected = collect(release)
     resolved = load_target(target) if isinstance(target, str) else (target or default_target(collected))
-    report = inspect_collected(collected, resolved, layout or LayoutExpectations())
+    if layout is None:
+        layout = profile_layout(profile, resolved) if profile else LayoutExpectations()
+    report = inspect_collected(collected, resolved, layout)
+    report.stats["profile"] = profile or ""
     report.stats["duration_s"] = round(time.perf_counter() - started, 3)
     if journal is not None:
         journal.write(GenericRecord(kind="footprint", target=resolved.name,

@@ -1,0 +1,77 @@
+"""Human-readable tables for inspection reports and release diffs (JSON comes from to_dict)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.inspect.diff import ReleaseDiff
+from harness.inspect.findings import Report
+
+
+def human_bytes(count: int) -> str:
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{count} B"
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def _footprint(footprint: dict[str, Any]) -> list[str]:
+    out = ["", "Footprint"]
+    rows = [[layer["name"], layer["archive"] or "-", human_bytes(layer["compressed_bytes"]),
+             human_bytes(layer["uncompressed_bytes"]), str(layer["files"])] for layer in footprint["layers"]]
+    out.append(table(rows, ["layer", "archive", "compressed", "unpacked", "files"]))
+    out.append(f"(release) compressed = the whole release file; unpacked total {human_bytes(footprint['uncompressed_bytes'])}")
+    if footprint["largest_files"]:
+        out += ["", "Largest files", table([[human_bytes(f["bytes"]), f["path"]] for f in footprint["largest_files"][:10]],
+                                           ["size", "path"])]
+    if footprint["duplicates"]:
+        rows = [[human_bytes(d["wasted_bytes"]), str(len(d["paths"])), ", ".join(d["layers"]), d["paths"][0]]
+                for d in footprint["duplicates"][:10]]
+        out += ["", f"Identical files in several layers: {footprint['duplicate_groups_total']} group(s), "
+                    f"{human_bytes(footprint['wasted_bytes'])} wasted",
+                table(rows, ["wasted", "copies", "layers", "first copy"])]
+    return out
+
+
+def render_report(report: Report) -> str:
+    data = report.to_dict()
+    counts = data["counts"]
+    out = [f"Release: {report.release}", f"Target:  {report.target} ({report.stats.get('target_source', '')})",
+           f"Read:    {report.stats.get('files', 0)} files, {report.stats.get('elf_binaries', 0)} ELF, "
+           f"{report.stats.get('macho_binaries', 0)} Mach-O, {report.stats.get('scripts', 0)} scripts "
+           f"in {report.stats.get('duration_s', 0)} s"]
+    out += _footprint(report.footprint)
+    out += ["", f"Findings: {counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"]
+    if report.findings:
+        rows = []
+        for f in report.findings:
+            rows.append([f.severity, f.check, f.path, f.message])
+            if f.hint:
+                rows.append(["", "", "", f"fix: {f.hint}"])
+        out.append(table(rows, ["severity", "check", "path", "message"]))
+    out += ["", "Result: " + ("FAIL" if counts["error"] else "PASS")]
+    return "\n".join(out)
+
+
+def render_diff(diff: ReleaseDiff) -> str:
+    rows = [[c.layer, c.status, "yes" if c.content_changed else "no", "yes" if c.archive_changed else "no",
+             human_bytes(c.old_bytes), human_bytes(c.new_bytes)] for c in diff.layers]
+    out = [f"Old: {diff.old}", f"New: {diff.new}", "",
+           table(rows, ["layer", "status", "content changed", "archive changed", "old size", "new size"])]
+    for label, paths in (("added", diff.loose_added), ("removed", diff.loose_removed), ("changed", diff.loose_changed)):
+        if paths:
+            shown = ", ".join(paths[:8]) + (f" and {len(paths) - 8} more" if len(paths) > 8 else "")
+            out.append(f"Files outside layers {label}: {shown}")
+    for f in diff.findings:
+        out.append(f.line())
+    return "\n".join(out)
