@@ -62,15 +62,23 @@ class ReleaseSpec:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where things sit inside the tarball (paths relative to its top); static inspection reads this."""
+    """Where things sit inside the tarball (paths relative to its top); static inspection reads it.
+
+    The ``[layout]`` keys are also what ``harness.inspect`` reads (``layers_dir``, ``layers``,
+    ``launch_module``, ``required_paths``, ``forbidden_paths``); per-OS differences (Tiles ships
+    ``framework-mlx`` only on macOS) go in ``[os.<name>.layout]``.
+    """
 
     cli: str
     server: str
     layers_dir: str
     modelfiles: str = ""
-    layers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # os -> expected layer names
+    layers: tuple[str, ...] = ()  # expected layer install targets
     app_layer: str = ""
     runtime_layer: str = ""
+    launch_module: str = ""
+    required_paths: tuple[str, ...] = ()  # glob patterns that must match something
+    forbidden_paths: tuple[str, ...] = ()  # glob patterns that must match nothing
 
 
 @dataclass(frozen=True)
@@ -155,6 +163,10 @@ class Profile:
     uninstall: UninstallSpec | None
     os: str | None = None  # the guest OS this profile was resolved for ([os.<name>] applied)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def layout_table(self) -> dict[str, Any]:
+        """The ``[layout]`` table as plain data (this profile's OS overrides applied)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self.layout).items()}
 
     def for_os(self, os_name: str) -> "Profile":
         """This profile with its ``[os.<os_name>]`` overrides merged in (a no-op without them)."""
@@ -384,17 +396,19 @@ def _release(t: _Table) -> ReleaseSpec:
 
 
 def _layout(t: _Table) -> Layout:
-    t.only(["cli", "server", "layers_dir", "modelfiles", "layers", "app_layer", "runtime_layer"])
-    layers_table = t.table("layers", required=False)
-    layers = {os_name: layers_table.str_list(os_name) for os_name in layers_table.data}
+    t.only(["cli", "server", "layers_dir", "modelfiles", "layers", "app_layer", "runtime_layer",
+            "launch_module", "required_paths", "forbidden_paths"])
     return Layout(
         cli=t.str("cli"),
         server=t.str("server"),
         layers_dir=t.str("layers_dir"),
         modelfiles=t.str("modelfiles", ""),
-        layers=MappingProxyType(layers),
+        layers=t.str_list("layers", []),
         app_layer=t.str("app_layer", ""),
         runtime_layer=t.str("runtime_layer", ""),
+        launch_module=t.str("launch_module", ""),
+        required_paths=t.str_list("required_paths", []),
+        forbidden_paths=t.str_list("forbidden_paths", []),
     )
 
 

@@ -47,7 +47,9 @@ def test_tiles_profile_matches_contract() -> None:
     assert tiles.install.env["TILES_DEV_TARBALL"] == "{tarball}"
     assert "--dev" in tiles.install.command
     assert tiles.server.port == 6969 and tiles.server.health_path == "/ping"
-    assert tiles.layout.layers["darwin"] == ("cpython3.13", "framework-mlx", "app-server")
+    assert tiles.layout.layers == ("cpython3.13", "app-server")
+    assert tiles.for_os("darwin").layout.layers == ("cpython3.13", "framework-mlx", "app-server")
+    assert tiles.for_os("darwin").layout_table()["layers"] == ["cpython3.13", "framework-mlx", "app-server"]
     linux = tiles.context({"home": "/home/u", "user": "u"})
     assert linux["bin"] == "/home/u/.local/bin"
     assert linux["lib"] == "/home/u/.local/share/tiles"
