@@ -368,3 +368,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StandinError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1

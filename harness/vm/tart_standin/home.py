@@ -168,7 +168,7 @@ class TartHome:
 
     def create_vm(self, vm: VMDir, config: dict[str, Any], disk_gb: int) -> None:
         """Write a VM directory, replacing whatever was there without a word (tart's clone does)."""
-        staging = vm.path.with_name(f".{vm.name}.{os.getpid()}.tmp")
+        staging = vm.path.with_name(f".{vm.path.name}.{os.getpid()}.tmp")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         _write_json(staging / "config.json", config)
