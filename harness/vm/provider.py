@@ -66,6 +66,18 @@ class VMInfo:
     owner_pid: int | None = None  # None for VMs that are not ours
 
 
+@dataclass(frozen=True)
+class VMOptions:
+    """Hardware of one VM; providers map what they can (tart: cpu/memory via ``tart set``)."""
+
+    cpus: int = 2
+    memory_mb: int = 2048
+    # Record every frame the guest sends (pcap) so egress checks can prove it stayed offline.
+    capture_traffic: bool = False
+    # Where the capture goes; None = the provider's per-VM directory (gone after delete).
+    pcap_path: Path | None = None
+
+
 @runtime_checkable
 class Provider(Protocol):
     """A source of clean, disposable VMs. Every method has a deadline; none blocks forever."""
@@ -76,7 +88,7 @@ class Provider(Protocol):
         """Names of the base images this provider can clone."""
         ...
 
-    def clone(self, image: str, name: VMName) -> None:
+    def clone(self, image: str, name: VMName, options: VMOptions | None = None) -> None:
         """Make VM ``name`` from ``image``; refuses to overwrite an existing VM."""
         ...
 
