@@ -34,7 +34,7 @@ import paramiko
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, MissingToolError, UsageError
 from harness.vm.macos_login import RunKey, ensure_key_login, probe_ssh
-from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMState
+from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMOptions, VMState
 
 VM_LIMIT_TEXT = "number of VMs exceeds the system limit"
 EXIT_NOT_FOUND_OR_STATE = 2  # tart: "does not exist" / "not running" / "already running"
@@ -249,7 +249,13 @@ class TartProvider:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def clone(self, image: str, name: VMName) -> None:
+    def clone(self, image: str, name: VMName, options: VMOptions | None = None) -> None:
+        """Clone, then ``set --random-mac`` and the hardware.
+
+        The settings' cpu/memory are a floor (macOS refuses less than its image's minimum, and
+        the generic defaults in ``VMOptions`` are sized for small Linux guests).
+        ``options.capture_traffic`` has no tart equivalent: Softnet blocks instead of recording.
+        """
         if self._exists(str(name)):
             # tart would overwrite it without a word, destroying another run's VM.
             raise InfrastructureError(
@@ -265,7 +271,10 @@ class TartProvider:
                 "build a clean image with vm_images/macos/README.md",
                 detail=result.message,
             )
-        set_args = ["set", str(name), "--random-mac", "--cpu", str(self.settings.cpu), "--memory", str(self.settings.memory_mb)]
+        cpu, memory = self.settings.cpu, self.settings.memory_mb
+        if options is not None:
+            cpu, memory = max(cpu, options.cpus), max(memory, options.memory_mb)
+        set_args = ["set", str(name), "--random-mac", "--cpu", str(cpu), "--memory", str(memory)]
         result = self.cli(*set_args, timeout_s=self.settings.command_timeout_s)
         if result.returncode != 0:
             self.delete(name)
