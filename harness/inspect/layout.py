@@ -215,8 +215,14 @@ def _duplicate_layer_findings(contents: ReleaseContents) -> list[Finding]:
 def _expectation_findings(expect: LayoutExpectations, contents: ReleaseContents) -> list[Finding]:
     findings = []
     relative = [contents.relative(e.path) for e in contents.entries]
+    # Archives need not store directory members: a file's parents exist once it is unpacked.
+    existing = set(relative) | {posixpath.dirname(p) for p in relative}
+    for path in list(existing):
+        while path:
+            path = posixpath.dirname(path)
+            existing.add(path)
     for pattern in expect.required_paths:
-        if not any(_matches(p, pattern.strip("/")) for p in relative):
+        if not any(_matches(p, pattern.strip("/")) for p in existing if p):
             findings.append(Finding("layout.missing_path", "error", pattern, "the profile requires this path; the release has none",
                                     "add it to the release, or fix the profile's [layout] required_paths"))
     for pattern in expect.forbidden_paths:
