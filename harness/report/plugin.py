@@ -1,1 +1,244 @@
-"""Area plugin (placeholder until its area lands)."""
+"""The report area's pytest plugin: every run leaves allure results, JUnit XML and a sign-off.
+
+Roles under pytest-xdist: the *controller* owns the results directory (claims it, empties it
+once, writes JUnit, the check records, the allure extras and the sign-off); *workers* only run
+tests and write allure results, evidence and their own journal file. Without xdist the single
+process plays both roles.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from pathlib import Path
+from typing import Any
+
+import allure_commons
+import pytest
+
+from harness.errors import HarnessError
+from harness.journal import CheckRecord, GenericRecord, Journal, Outcome
+from harness.report import allure_glue, junit
+from harness.report.allure_files import write_allure_extras
+from harness.report.facts import HostFacts, facts_from_records
+from harness.report.formatting import first_lines
+from harness.report.history import HistoryStore
+from harness.report.identity import CHECK_MARKER, identify, identify_nodeid
+from harness.report.layout import ResultsLayout, ResultsLock, clean_for_new_run
+from harness.report.model import SignoffModel
+from harness.report.outcome import classify_phase, combine, failure_message
+from harness.report.recorder import ProcessState, Reporter
+from harness.report.signoff import build_signoff, write_signoff
+from harness.journal import read_journal
+
+DEFAULT_RESULTS = "results"
+WORKER_INPUT_KEY = "harness_results_dir"
+session_key = pytest.StashKey["ReportSession"]()
+_phases_key = pytest.StashKey[list[tuple[str, Outcome, str]]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness-report", "portability harness: reports")
+    group.addoption(
+        "--results-dir", dest="harness_results_dir", default=None, metavar="DIR",
+        help="where a run writes allure-results/, junit.xml, the journal, evidence and the sign-off "
+             f"(default: ./{DEFAULT_RESULTS}); emptied once at the start of each run, except history/",
+    )
+
+
+def _results_root(config: pytest.Config) -> Path:
+    handed = getattr(config, "workerinput", {}).get(WORKER_INPUT_KEY)
+    if handed:
+        return Path(handed)
+    chosen = config.getoption("harness_results_dir") or DEFAULT_RESULTS
+    return (config.invocation_params.dir / Path(chosen).expanduser()).absolute()
+
+
+def _runs_tests(config: pytest.Config) -> bool:
+    """False for --help, --collect-only, --fixtures and friends: those must not touch results."""
+    option = config.option
+    return not any(getattr(option, name, False) for name in
+                   ("help", "version", "collectonly", "showfixtures", "show_fixtures_per_test", "markers"))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", f"{CHECK_MARKER}(name=None, area=None): the check this test is and its report area "
+        "(install, determinism, egress, static, server) when the test name and module do not say it",
+    )
+    layout = ResultsLayout(_results_root(config))
+    worker = hasattr(config, "workerinput")
+    active = _runs_tests(config)
+    session = ReportSession(config, layout, worker=worker)
+    if active and not worker:
+        try:
+            session.claim_results_dir()
+        except HarnessError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    # Must run before allure-pytest's own pytest_configure reads these options.
+    if getattr(config.option, "allure_report_dir", "") is None:
+        config.option.allure_report_dir = str(layout.allure_results)
+    if worker and getattr(config.option, "clean_alluredir", False):
+        # Each worker would empty the folder its siblings are writing to; the controller cleans once.
+        config.option.clean_alluredir = False
+    if hasattr(config.option, "xmlpath") and not config.option.xmlpath:
+        config.option.xmlpath = str(layout.junit)
+    config.stash[session_key] = session
+    config.pluginmanager.register(session, "harness-report-session")
+    fixer = allure_glue.OutcomeFixer()
+    allure_commons.plugin_manager.register(fixer)
+    config.add_cleanup(lambda: allure_commons.plugin_manager.unregister(fixer))
+
+
+def reporter_for(config: pytest.Config) -> Reporter:
+    """The :class:`Reporter` of this pytest process, for code that has a config but no fixture."""
+    return config.stash[session_key].reporter
+
+
+@pytest.fixture(scope="session")
+def report(pytestconfig: pytest.Config) -> Reporter:
+    """Phases, attachments and facts for the reports: see :mod:`harness.report.recorder`."""
+    return reporter_for(pytestconfig)
+
+
+class ReportSession:
+    def __init__(self, config: pytest.Config, layout: ResultsLayout, worker: bool) -> None:
+        self.config = config
+        self.layout = layout
+        self.worker = worker
+        self.state = ProcessState()
+        self.journal = Journal(layout.root)
+        self.reporter = Reporter(layout, self.journal, config.hook, self.state)
+        self.run_id = os.environ.get("HARNESS_RUN_ID") or secrets.token_hex(4)
+        self.model: SignoffModel | None = None
+        self.signoff_error: str = ""
+        self._lock: ResultsLock | None = None
+
+    # -- controller: the results directory ------------------------------------------------------
+
+    def claim_results_dir(self) -> None:
+        self._lock = ResultsLock(self.layout)
+        self._lock.acquire()
+        clean_for_new_run(self.layout)
+        self.layout.allure_results.mkdir(parents=True, exist_ok=True)
+        workers = getattr(self.config.option, "numprocesses", None)
+        host = HostFacts.probe()
+        self.journal.write(GenericRecord(kind="run", data={
+            "run_id": self.run_id, "started_at": time.time(), "workers": workers if isinstance(workers, int) else 0,
+            "os": host.os, "python": host.python, "harness_version": host.harness_version,
+            "git_revision": host.git_revision,
+        }))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist: hand every worker the controller's resolved results directory."""
+        node.workerinput[WORKER_INPUT_KEY] = str(self.layout.root)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._lock is not None:
+            self._lock.release()
+
+    # -- every test process -----------------------------------------------------------------
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        self.state.current_item = item
+        try:
+            return (yield)
+        finally:
+            self.state.current_item = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        # Labels and excluded parameters must be in place before allure computes the history id.
+        identity = identify(item)
+        allure_glue.add_test_labels(identity, self._release_labels(), self.state.volatile.get(identity.target, {}))
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+        report: pytest.TestReport = yield
+        outcome = classify_phase(report, call.excinfo)
+        message = failure_message(call.excinfo, report) if outcome in ("failed", "broken") else ""
+        phases = item.stash.setdefault(_phases_key, [])
+        phases.append((call.when, outcome, message))
+        if call.when == "teardown":
+            final = combine((when, o) for when, o, _ in phases)
+            deciding = next((m for _, o, m in phases if o == final and m), "")
+            identity = identify(item)
+            allure_glue.hand_over_outcome(final, identity.area)
+            # Travels to the xdist controller with the report (reports keep unknown attributes).
+            report.harness = {  # type: ignore[attr-defined]
+                "check": identity.check, "area": identity.area, "target": identity.target,
+                "outcome": final, "message": deciding,
+                "evidence": self.state.evidence.pop(item.nodeid, []),
+            }
+            report.user_properties.extend([
+                ("harness.check", identity.check), ("harness.area", identity.area),
+                ("harness.target", identity.target), ("harness.outcome", final), ("harness.nodeid", item.nodeid),
+            ])
+        return report
+
+    def _release_labels(self) -> dict[str, str]:
+        if not self.state.labels:
+            facts = facts_from_records(r for r in read_journal(self.layout.root) if r.get("kind") == "meta")
+            found = {"release": facts.release.version, "profile": facts.release.profile}
+            self.state.labels.update({k: v for k, v in found.items() if v})
+        return dict(self.state.labels)
+
+    # -- controller: check records, lost tests, the sign-off ---------------------------------
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if self.worker:
+            return
+        data = getattr(report, "harness", None)
+        if report.when == "teardown" and isinstance(data, dict):
+            self.journal.write(CheckRecord(
+                target=data["target"], check=data["check"], outcome=data["outcome"], message=data["message"],
+                area=data["area"], evidence=tuple(data.get("evidence", ())), nodeid=report.nodeid,
+            ))
+        elif report.when not in ("setup", "call", "teardown"):
+            # xdist's report for a test whose worker died: the test never reached its teardown.
+            identity = identify_nodeid(report.nodeid)
+            message = f"InfrastructureError: {first_lines(str(report.longrepr), 5)}"
+            self.journal.write(CheckRecord(target=identity.target, check=identity.check, outcome="broken",
+                                           message=message, area=identity.area, nodeid=report.nodeid))
+            allure_glue.report_lost_test(report.nodeid, identity, message)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.worker or self._lock is None:
+            return
+        self.journal.write(GenericRecord(kind="run_end", data={"finished_at": time.time(),
+                                                               "exitstatus": int(exitstatus)}))
+        try:
+            self.model = finish_results(self.layout)
+        except Exception as exc:  # a broken sign-off must not hide the test results above it
+            self.signoff_error = f"{type(exc).__name__}: {exc}"
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.signoff_error:
+            terminalreporter.write_sep("!", "sign-off could not be written", red=True)
+            terminalreporter.write_line(self.signoff_error)
+            return
+        if self.model is None:
+            return
+        verdict = self.model.verdict
+        terminalreporter.write_sep("=", f"sign-off: {verdict.headline}", green=verdict.ship, red=not verdict.ship,
+                                   bold=True)
+        for reason in verdict.reasons:
+            terminalreporter.write_line(f"  {reason}")
+        terminalreporter.write_line(f"  {self.layout.signoff_html}")
+
+
+def finish_results(layout: ResultsLayout) -> SignoffModel:
+    """Everything written once all tests are done: JUnit fixed up, allure extras, sign-off, history."""
+    junit.reconcile(layout.junit)
+    store = HistoryStore(layout.history)
+    model = build_signoff(layout)
+    write_allure_extras(layout.allure_results, model.facts, store.build_order())
+    write_signoff(layout, model)
+    store.record(model)
+    return model

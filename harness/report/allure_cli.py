@@ -1,0 +1,92 @@
+"""Allure 2's command line, installed from the npm registry into the harness cache on first use.
+
+``allure-commandline`` ships the Java report generator inside an npm package; it needs Java 17
+or newer on PATH (or JAVA_HOME). Installs are pinned and kept per version, so a cached CI runner
+and a fresh desk machine build the same report.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock
+
+from harness.config import HostPaths
+from harness.errors import InfrastructureError, MissingToolError
+
+ALLURE_VERSION = "2.46.1"
+INSTALL_TIMEOUT_S = 300.0
+GENERATE_TIMEOUT_S = 600.0
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+@dataclass(frozen=True)
+class AllureCommandLine:
+    home: Path
+    version: str = ALLURE_VERSION
+
+    @classmethod
+    def from_cache(cls, paths: HostPaths | None = None) -> "AllureCommandLine":
+        version = os.environ.get("HARNESS_ALLURE_VERSION", ALLURE_VERSION)
+        cache = (paths or HostPaths.from_env()).cache
+        return cls(home=cache / "tools" / f"allure-commandline-{version}", version=version)
+
+    @property
+    def executable(self) -> Path:
+        return self.home / "node_modules" / "allure-commandline" / "dist" / "bin" / "allure"
+
+    def ensure(self) -> Path:
+        """Install on first use (under a file lock, so parallel runs install once); returns the binary."""
+        _require_java()
+        if self.executable.is_file():
+            return self.executable
+        npm = shutil.which("npm")
+        if npm is None:
+            raise MissingToolError("npm is not installed; it fetches Allure's command line",
+                                   hint="apt-get install -y npm (or install Node.js 18+)")
+        self.home.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.home / ".install.lock"), timeout=INSTALL_TIMEOUT_S):
+            if self.executable.is_file():
+                return self.executable
+            command = [npm, "install", "--no-audit", "--no-fund", "--no-save", "--prefix", str(self.home),
+                       f"allure-commandline@{self.version}"]
+            try:
+                done = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                raise InfrastructureError(f"npm install allure-commandline@{self.version} took over "
+                                          f"{INSTALL_TIMEOUT_S:.0f} s", hint="check access to the npm registry") from None
+            if done.returncode != 0 or not self.executable.is_file():
+                raise InfrastructureError(
+                    f"npm could not install allure-commandline@{self.version} (exit {done.returncode})",
+                    hint="check access to registry.npmjs.org, or set HARNESS_ALLURE_VERSION to a published version",
+                    detail=_tail(done.stdout + done.stderr),
+                )
+        return self.executable
+
+    def generate(self, results: Path, report: Path) -> Path:
+        """``allure generate`` of ``results`` into ``report`` (replaced); returns its index.html."""
+        executable = self.ensure()
+        command = [str(executable), "generate", str(results), "--clean", "-o", str(report)]
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=GENERATE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise InfrastructureError(f"allure generate ran over {GENERATE_TIMEOUT_S:.0f} s") from None
+        index = report / "index.html"
+        if done.returncode != 0 or not index.is_file():
+            raise InfrastructureError(f"allure generate failed (exit {done.returncode})",
+                                      hint=f"look at the results in {results}", detail=_tail(done.stdout + done.stderr))
+        return index
+
+
+def _require_java() -> None:
+    java_home = os.environ.get("JAVA_HOME")
+    if shutil.which("java") is None and not (java_home and (Path(java_home) / "bin" / "java").is_file()):
+        raise MissingToolError("Java is not installed; Allure's report generator runs on Java 17+",
+                               hint="apt-get install -y openjdk-17-jre-headless")

@@ -1,0 +1,43 @@
+"""Small text helpers both renderers share: sizes, durations, symbols, short digests."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+SYMBOLS: dict[str, str] = {"passed": "✔", "failed": "✘", "broken": "⚠", "skipped": "–"}
+NOT_RUN = "·"
+
+
+def size(num: int) -> str:
+    value = float(num)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
+def seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if value < 10:
+        return f"{value:.2f} s"
+    if value < 120:
+        return f"{value:.1f} s"
+    minutes, rest = divmod(value, 60)
+    return f"{int(minutes)} min {rest:.0f} s"
+
+
+def short_sha(sha: str, length: int = 12) -> str:
+    return sha[:length] if sha else "–"
+
+
+def timestamp(epoch: float | None) -> str:
+    if not epoch:
+        return "–"
+    return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def first_lines(text: str, count: int = 12) -> str:
+    lines = text.strip().splitlines()
+    return "\n".join(lines[:count] + ([f"… ({len(lines) - count} more lines)"] if len(lines) > count else []))

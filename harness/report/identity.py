@@ -1,0 +1,103 @@
+"""Which check a test is, in which area, on which target: the coordinates of a matrix cell.
+
+A test may say so with ``@pytest.mark.check(name=..., area=...)``; otherwise the name comes from
+the test function (``test_install_offline`` -> ``install_offline``), the area from its module
+(``test_determinism.py`` -> ``determinism``) and the target from, in order: what the suite bound
+with ``report.bind_target(request, target)``, a ``target``/``image``/``platform`` parameter, a
+single ``--image`` option, else ``local``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+CHECK_MARKER = "check"
+TARGET_PARAMS: tuple[str, ...] = ("target", "image", "platform")
+DEFAULT_TARGET = "local"
+# Module stems that belong to a broader report area.
+AREA_ALIASES: dict[str, str] = {
+    "goldens": "determinism",
+    "golden": "determinism",
+    "completions": "determinism",
+    "offline": "egress",
+    "network": "egress",
+    "inspect": "static",
+    "inspection": "static",
+    "uninstall": "install",
+    "manifest": "install",
+    "health": "server",
+}
+
+bound_target_key = pytest.StashKey[str]()
+
+
+@dataclass(frozen=True)
+class CheckIdentity:
+    check: str
+    area: str
+    target: str
+
+
+def _marker_kwargs(item: pytest.Item) -> dict[str, Any]:
+    marker = item.get_closest_marker(CHECK_MARKER)
+    if marker is None:
+        return {}
+    kwargs = dict(marker.kwargs)
+    if marker.args and "name" not in kwargs:
+        kwargs["name"] = marker.args[0]
+    return kwargs
+
+
+def _params(item: pytest.Item) -> dict[str, Any]:
+    callspec = getattr(item, "callspec", None)
+    return dict(callspec.params) if callspec is not None else {}
+
+
+def _param_text(value: Any) -> str:
+    return value if isinstance(value, str) else getattr(value, "name", None) or repr(value)
+
+
+def area_from_module(module_stem: str) -> str:
+    stem = module_stem.removeprefix("test_")
+    return AREA_ALIASES.get(stem, stem)
+
+
+def resolve_target(item: pytest.Item) -> str:
+    bound = item.stash.get(bound_target_key, None)
+    if bound:
+        return bound
+    params = _params(item)
+    for name in TARGET_PARAMS:
+        if name in params:
+            return _param_text(params[name])
+    try:
+        option = item.config.getoption("image")
+    except ValueError:
+        option = None
+    if isinstance(option, str) and option:
+        return option
+    if isinstance(option, (list, tuple)) and len(option) == 1:
+        return str(option[0])
+    return DEFAULT_TARGET
+
+
+def identify(item: pytest.Item) -> CheckIdentity:
+    marked = _marker_kwargs(item)
+    base = marked.get("name") or getattr(item, "originalname", item.name).removeprefix("test_")
+    others = [_param_text(v) for k, v in sorted(_params(item).items()) if k not in TARGET_PARAMS]
+    check = f"{base}[{'-'.join(others)}]" if others else base
+    module = getattr(item, "module", None)
+    stem = module.__name__.rsplit(".", 1)[-1] if module is not None else item.nodeid.split("::")[0]
+    area = marked.get("area") or area_from_module(stem.rsplit("/", 1)[-1].removesuffix(".py"))
+    return CheckIdentity(check=str(check), area=str(area), target=resolve_target(item))
+
+
+def identify_nodeid(nodeid: str) -> CheckIdentity:
+    """Best effort for a test we only know by node id (a crashed xdist worker's test)."""
+    path, _, rest = nodeid.partition("::")
+    name = rest.rsplit("::", 1)[-1].split("[", 1)[0].removeprefix("test_") or nodeid
+    stem = path.rsplit("/", 1)[-1].removesuffix(".py")
+    return CheckIdentity(check=name, area=area_from_module(stem), target=DEFAULT_TARGET)

@@ -1,0 +1,350 @@
+"""The sign-off model: everything a release manager needs about one run, as plain values.
+
+Built from the run journal (the suite's facts) and JUnit XML (a cross-check that catches what
+never reached the journal: collection errors, a crashed worker); rendered by
+:mod:`harness.report.render_html` and :mod:`harness.report.render_markdown`; stored as JSON for
+machines and for the next run's trends.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from harness.journal import Outcome
+from harness.report.categories import categorize, tagged
+from harness.report.facts import HostFacts, ImageFacts, ReleaseFacts, RunFacts, facts_from_records
+from harness.report.junit import JUnitCase
+from harness.report.outcome import worst
+
+SCHEMA = 1
+PHASE_ORDER: tuple[str, ...] = ("boot", "copy", "install", "serve", "complete", "teardown")
+AREA_ORDER: tuple[str, ...] = ("static", "install", "server", "determinism", "egress")
+# pytest exit codes that mean the run itself did not finish its work.
+INCOMPLETE_EXIT = {2: "the run was interrupted", 3: "pytest hit an internal error",
+                   4: "pytest was called wrongly", 5: "no tests were collected"}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    target: str
+    check: str
+    area: str
+    outcome: Outcome
+    message: str = ""
+    category: str = ""
+    evidence: tuple[str, ...] = ()
+    nodeid: str = ""
+
+
+@dataclass(frozen=True)
+class PhaseTiming:
+    target: str
+    phase: str
+    count: int
+    total_s: float
+    mean_s: float
+    max_s: float
+    ok: bool
+
+
+@dataclass(frozen=True)
+class Footprint:
+    target: str
+    source: str
+    layers: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.layers.values())
+
+
+@dataclass(frozen=True)
+class DigestResult:
+    target: str
+    prompt_id: str
+    sha256s: tuple[str, ...]  # distinct values in the order seen; more than one = drift in the run
+
+    @property
+    def stable(self) -> bool:
+        return len(self.sha256s) == 1
+
+
+@dataclass(frozen=True)
+class Evidence:
+    target: str
+    name: str
+    path: str
+    nodeid: str = ""
+
+
+@dataclass(frozen=True)
+class EgressAttempt:
+    target: str
+    attempt: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Regression:
+    kind: str  # check | phase | footprint | digest
+    target: str
+    subject: str
+    before: str
+    after: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verdict:
+    ship: bool
+    reasons: tuple[str, ...]
+
+    @property
+    def headline(self) -> str:
+        return "SHIP" if self.ship else "DO NOT SHIP"
+
+
+@dataclass(frozen=True)
+class SignoffModel:
+    verdict: Verdict
+    facts: RunFacts
+    targets: tuple[str, ...]
+    checks: tuple[CheckResult, ...]
+    phases: tuple[PhaseTiming, ...] = ()
+    footprints: tuple[Footprint, ...] = ()
+    digests: tuple[DigestResult, ...] = ()
+    egress: tuple[EgressAttempt, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+    problems: tuple[str, ...] = ()  # things outside any check: collection errors, lost tests
+    links: dict[str, str] = field(default_factory=dict)
+    regressions: tuple[Regression, ...] = ()
+    generated_at: float = 0.0
+    schema: int = SCHEMA
+
+    # -- views the renderers share --------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        found = {o: 0 for o in ("passed", "failed", "broken", "skipped")}
+        for check in self.checks:
+            found[check.outcome] += 1
+        return found
+
+    def check_rows(self) -> list[tuple[str, str]]:
+        """(area, check) pairs in display order: areas in pipeline order, checks by name."""
+        rows = {(c.area, c.check) for c in self.checks}
+        return sorted(rows, key=lambda r: (_area_rank(r[0]), r[0], r[1]))
+
+    def cell(self, target: str, check: str) -> CheckResult | None:
+        return next((c for c in self.checks if c.target == target and c.check == check), None)
+
+    def problems_first(self) -> list[CheckResult]:
+        bad = [c for c in self.checks if c.outcome in ("failed", "broken")]
+        return sorted(bad, key=lambda c: (c.outcome != "failed", _area_rank(c.area), c.check, c.target))
+
+    def phase_names(self) -> list[str]:
+        names = {p.phase for p in self.phases}
+        return sorted(names, key=lambda n: (PHASE_ORDER.index(n) if n in PHASE_ORDER else len(PHASE_ORDER), n))
+
+    def phase(self, target: str, name: str) -> PhaseTiming | None:
+        return next((p for p in self.phases if p.target == target and p.phase == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"]["headline"] = self.verdict.headline
+        data["counts"] = self.counts()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SignoffModel":
+        facts = dict(data.get("facts") or {})
+        return cls(
+            verdict=Verdict(ship=bool(data["verdict"]["ship"]), reasons=tuple(data["verdict"]["reasons"])),
+            facts=RunFacts(
+                release=ReleaseFacts(**facts.get("release", {})),
+                images=tuple(ImageFacts(**i) for i in facts.get("images", [])),
+                host=HostFacts(**facts.get("host", {})),
+                **{k: facts[k] for k in ("run_id", "started_at", "finished_at", "exitstatus", "workers", "extra")
+                   if k in facts},
+            ),
+            targets=tuple(data.get("targets", ())),
+            checks=tuple(_load(CheckResult, c) for c in data.get("checks", ())),
+            phases=tuple(_load(PhaseTiming, p) for p in data.get("phases", ())),
+            footprints=tuple(_load(Footprint, f) for f in data.get("footprints", ())),
+            digests=tuple(_load(DigestResult, d) for d in data.get("digests", ())),
+            egress=tuple(_load(EgressAttempt, e) for e in data.get("egress", ())),
+            evidence=tuple(_load(Evidence, e) for e in data.get("evidence", ())),
+            problems=tuple(data.get("problems", ())),
+            links=dict(data.get("links", {})),
+            regressions=tuple(_load(Regression, r) for r in data.get("regressions", ())),
+            generated_at=float(data.get("generated_at", 0.0)),
+            schema=int(data.get("schema", SCHEMA)),
+        )
+
+
+def _load(cls: type, data: Mapping[str, Any]) -> Any:
+    values = {}
+    for f in fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            values[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**values)
+
+
+def _area_rank(area: str) -> int:
+    return AREA_ORDER.index(area) if area in AREA_ORDER else len(AREA_ORDER)
+
+
+# -- building ------------------------------------------------------------------------------------
+
+
+def _checks(records: list[Mapping[str, Any]], evidence: list[Evidence]) -> list[CheckResult]:
+    by_node: dict[str, list[str]] = defaultdict(list)
+    for item in evidence:
+        if item.nodeid:
+            by_node[item.nodeid].append(item.path)
+    grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for record in records:
+        grouped[(record["target"], record["check"])].append(record)
+    results = []
+    for (target, check), group in grouped.items():
+        outcome = worst(r["outcome"] for r in group)
+        lead = next(r for r in group if r["outcome"] == outcome)
+        area = next((r.get("area") for r in group if r.get("area")), "") or "other"
+        paths: list[str] = []
+        for record in group:
+            for path in [*record.get("evidence", ()), *by_node.get(record.get("nodeid", ""), ())]:
+                if path not in paths:
+                    paths.append(path)
+        message = lead.get("message", "")
+        category = ""
+        if outcome in ("failed", "broken"):
+            found = categorize(outcome, tagged(area, message))
+            category = found.name if found else ("Product defect" if outcome == "failed" else "Broken")
+        results.append(CheckResult(target, check, area, outcome, message, category, tuple(paths),
+                                   lead.get("nodeid", "")))
+    return results
+
+
+def _phases(records: list[Mapping[str, Any]]) -> list[PhaseTiming]:
+    grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+    for record in records:
+        grouped[(record["target"], record["phase"])].append(record)
+    timings = []
+    for (target, phase), group in sorted(grouped.items()):
+        durations = [float(r["duration_s"]) for r in group]
+        timings.append(PhaseTiming(target, phase, len(durations), round(sum(durations), 3),
+                                   round(statistics.fmean(durations), 3), round(max(durations), 3),
+                                   all(r.get("ok", True) for r in group)))
+    return timings
+
+
+def _footprints(records: list[Mapping[str, Any]]) -> list[Footprint]:
+    latest: dict[tuple[str, str], Footprint] = {}
+    for record in records:
+        data = record.get("data") or {}
+        layers = data.get("layers")
+        if not isinstance(layers, Mapping):
+            layers = {k: v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
+        source = str(data.get("source", "installed"))
+        latest[(record.get("target", ""), source)] = Footprint(record.get("target", ""), source,
+                                                               {str(k): int(v) for k, v in layers.items()})
+    return [latest[k] for k in sorted(latest)]
+
+
+def _digests(records: list[Mapping[str, Any]]) -> list[DigestResult]:
+    seen: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for record in records:
+        shas = seen[(record["target"], record["prompt_id"])]
+        if record["sha256"] not in shas:
+            shas.append(record["sha256"])
+    return [DigestResult(t, p, tuple(s)) for (t, p), s in sorted(seen.items())]
+
+
+def _egress(records: list[Mapping[str, Any]]) -> list[EgressAttempt]:
+    found: list[EgressAttempt] = []
+    for record in records:
+        for attempt in (record.get("data") or {}).get("attempts", []):
+            entry = EgressAttempt(record.get("target", ""), dict(attempt))
+            if entry not in found:
+                found.append(entry)
+    return found
+
+
+def _lost_checks(cases: Iterable[JUnitCase], known_nodes: set[str]) -> tuple[list[CheckResult], list[str]]:
+    """JUnit cases the journal does not know: harness-tagged ones become checks, the rest problems."""
+    checks: list[CheckResult] = []
+    problems: list[str] = []
+    for case in cases:
+        props = case.properties
+        nodeid = props.get("harness.nodeid", "")
+        if nodeid and nodeid in known_nodes:
+            continue
+        if "harness.outcome" in props:
+            outcome = props["harness.outcome"]
+            area = props.get("harness.area", "other")
+            checks.append(CheckResult(props.get("harness.target", "local"), props.get("harness.check", case.name),
+                                      area, outcome if outcome in ("passed", "failed", "broken", "skipped") else "broken",
+                                      case.message, "", (), nodeid))
+        elif case.status == "error":
+            problems.append(f"{case.nodeid_hint}: {case.message or 'error outside any check'}")
+    return checks, problems
+
+
+def _verdict(checks: list[CheckResult], problems: list[str], facts: RunFacts) -> Verdict:
+    reasons: list[str] = []
+    failed = [c for c in checks if c.outcome == "failed"]
+    broken = [c for c in checks if c.outcome == "broken"]
+    if failed:
+        reasons.append(f"{len(failed)} check{'s' if len(failed) != 1 else ''} failed: the release has a defect")
+    if broken:
+        reasons.append(f"{len(broken)} check{'s' if len(broken) != 1 else ''} broken: the harness could not judge"
+                       " the release (infrastructure); rerun before deciding")
+    if problems:
+        reasons.append(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} outside the checks"
+                       " (collection errors or lost tests)")
+    if facts.exitstatus in INCOMPLETE_EXIT:
+        reasons.append(f"incomplete run: {INCOMPLETE_EXIT[facts.exitstatus]}")
+    if not any(c.outcome == "passed" for c in checks):
+        reasons.append("no check passed: nothing was verified")
+    if reasons:
+        return Verdict(False, tuple(reasons))
+    skipped = sum(1 for c in checks if c.outcome == "skipped")
+    note = f"; {skipped} skipped" if skipped else ""
+    return Verdict(True, (f"all {len(checks) - skipped} checks passed{note}",))
+
+
+def build_model(records: Iterable[Mapping[str, Any]], junit_cases: Iterable[JUnitCase] = (),
+                links: Mapping[str, str] | None = None, now: float | None = None) -> SignoffModel:
+    by_kind: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    all_records = list(records)
+    for record in all_records:
+        by_kind[str(record.get("kind", ""))].append(record)
+    facts = facts_from_records(all_records)
+    evidence = [Evidence(r.get("target", ""), r["data"].get("name", ""), r["data"].get("path", ""),
+                         r["data"].get("nodeid", "")) for r in by_kind["evidence"] if r.get("data")]
+    checks = _checks(by_kind["check"], evidence)
+    lost, problems = _lost_checks(junit_cases, {c.nodeid for c in checks if c.nodeid})
+    checks.extend(lost)
+    phases = _phases(by_kind["phase"])
+    footprints = _footprints(by_kind["footprint"])
+    digests = _digests(by_kind["digest"])
+    targets = sorted({c.target for c in checks} | {p.target for p in phases} | {i.target for i in facts.images}
+                     | {d.target for d in digests} | {f.target for f in footprints})
+    return SignoffModel(
+        verdict=_verdict(checks, problems, facts),
+        facts=facts,
+        targets=tuple(targets),
+        checks=tuple(sorted(checks, key=lambda c: (c.target, c.check))),
+        phases=tuple(phases),
+        footprints=tuple(footprints),
+        digests=tuple(digests),
+        egress=tuple(_egress(by_kind["egress"])),
+        evidence=tuple(evidence),
+        problems=tuple(problems),
+        links=dict(links or {}),
+        generated_at=time.time() if now is None else now,
+    )
