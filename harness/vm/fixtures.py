@@ -1,1 +1,293 @@
-"""Area plugin (placeholder until its area lands)."""
+"""The VM area's pytest plugin: options, the ``vm`` and ``vm_factory`` fixtures, the reaper at
+session start, and the list of kept VMs at the end.
+
+    def test_something(vm):            # a fresh, clean VM per test (one per --image given)
+        assert vm.run("uname -s").stdout == "Linux\\n"
+
+    def test_two(vm_factory):          # several VMs; all destroyed at teardown
+        a, b = vm_factory(), vm_factory("linux-debian12")
+
+Fixtures at other scopes build their VMs from the session-scoped ``vm_environment``:
+``with vm_environment.machine(image) as vm: ...``.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from harness.config import HostPaths
+from harness.errors import HarnessError
+from harness.journal import Journal, PhaseRecord
+from harness.vm.interrupts import SigtermAsInterrupt, interrupts_deferred
+from harness.vm.leases import LeaseBook
+from harness.vm.machine import KEEP_POLICIES, KeepPolicy, Machine, MachineSettings
+from harness.vm.provider import Provider, VMName
+from harness.vm.reaper import reap
+from harness.vm.registry import available_providers, provider_for_image
+from harness.vm.slots import SlotPool
+
+DEFAULT_IMAGE = "linux-debian12"
+RUN_ID_LENGTH = 10
+
+_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
+_RUN_ID = pytest.StashKey[str]()
+_SIGTERM = pytest.StashKey[SigtermAsInterrupt]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness-vm", "portability harness: virtual machines")
+    group.addoption(
+        "--image", action="append", dest="vm_images", default=None, metavar="IMAGE",
+        help=f"base image to test on; repeat for a matrix (default: {DEFAULT_IMAGE})",
+    )
+    group.addoption(
+        "--keep-vm", dest="keep_vm", choices=KEEP_POLICIES, default="never",
+        help="keep VMs after their test: never (default), on-failure, always; a kept VM prints "
+        "its ssh command and is removed with `harness gc --name NAME`",
+    )
+    group.addoption(
+        "--max-vms", dest="max_vms", type=int, default=2, metavar="N",
+        help="VMs running at once on this host, across xdist workers and pytest runs (default 2)",
+    )
+    group.addoption(
+        "--vm-boot-timeout", dest="vm_boot_timeout", type=float, default=600.0, metavar="S",
+        help="seconds from clone to SSH ready before a boot counts as hung (default 600)",
+    )
+    group.addoption(
+        "--vm-slot-timeout", dest="vm_slot_timeout", type=float, default=3600.0, metavar="S",
+        help="seconds to wait for a free VM slot (default 3600)",
+    )
+
+
+# -- run identity, signals, reaping -------------------------------------------------------------
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _run_id_from(text: str | None) -> str:
+    cleaned = re.sub(r"[^0-9a-z]", "", (text or "").lower())[:RUN_ID_LENGTH]
+    return cleaned or uuid.uuid4().hex[:RUN_ID_LENGTH]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _is_xdist_worker(config):
+        run_id = _run_id_from(config.workerinput["testrunuid"])  # type: ignore[attr-defined]
+    else:
+        given = getattr(config.option, "testrunuid", None)
+        run_id = _run_id_from(given)
+        if given is None and config.pluginmanager.hasplugin("xdist"):
+            # xdist hands this to every worker: controller and workers then share one run id.
+            config.option.testrunuid = run_id
+    config.stash[_RUN_ID] = run_id
+    config.stash[_SIGTERM] = SigtermAsInterrupt().install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    guard = config.stash.get(_SIGTERM, None)
+    if guard is not None:
+        guard.restore()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remove VMs of dead runs before starting new ones (the controller does it for all)."""
+    config = session.config
+    if _is_xdist_worker(config) or config.option.help or config.option.collectonly:
+        return
+    paths = HostPaths.from_env()
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    lines: list[str] = []
+    try:
+        reap(available_providers(paths), paths, say=lines.append)
+    except (HarnessError, OSError) as exc:
+        lines.append(f"reaper skipped: {exc}")
+    if reporter is not None:
+        for line in lines:
+            reporter.write_line(f"harness reaper: {line}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Iterator[None]:
+    report: pytest.TestReport = yield  # type: ignore[misc]
+    item.stash.setdefault(_REPORTS, {})[report.when] = report
+    return report  # type: ignore[return-value]
+
+
+def _test_failed(item: pytest.Item) -> bool:
+    return any(report.failed for report in item.stash.get(_REPORTS, {}).values())
+
+
+# -- the environment VMs are made in -----------------------------------------------------------
+
+
+def _results_dir(config: pytest.Config) -> Path:
+    given = config.getoption("results_dir", default=None)
+    return Path(given) if given else config.rootpath / "results"
+
+
+@dataclass
+class VMEnvironment:
+    """Everything needed to make VMs in this pytest process (one per session)."""
+
+    config: pytest.Config
+    run_id: str
+    images: list[str]
+    keep: KeepPolicy
+    max_vms: int
+    boot_timeout_s: float
+    slot_timeout_s: float
+    paths: HostPaths
+    results_dir: Path
+    journal: Journal
+    _providers: dict[str, Provider] = field(default_factory=dict)
+    _pools: dict[str, SlotPool] = field(default_factory=dict)
+
+    def provider(self, image: str) -> Provider:
+        if image not in self._providers:
+            self._providers[image] = provider_for_image(image, self.paths)
+        return self._providers[image]
+
+    def slots(self, provider: Provider) -> SlotPool:
+        if provider.name not in self._pools:
+            foreign = getattr(provider, "foreign_running_count", None)
+            self._pools[provider.name] = SlotPool(self.paths.slots, self.max_vms, foreign)
+        return self._pools[provider.name]
+
+    def machine(self, image: str | None = None, *, keep: KeepPolicy | None = None,
+                say: Callable[[str], None] = print) -> Machine:
+        """A Machine (not started yet): use it as a context manager or call start()/close()."""
+        image = image or self.images[0]
+        provider = self.provider(image)
+        settings = MachineSettings(
+            image=image, run_id=self.run_id, artifacts_root=self.results_dir / "vms",
+            keep=keep or self.keep, boot_timeout_s=self.boot_timeout_s,
+            slot_timeout_s=self.slot_timeout_s,
+        )
+        hook = self.config.hook
+
+        def phase_finished(record: PhaseRecord) -> None:
+            hook.harness_phase_finished(phase=record)
+
+        def vm_ready(machine: Machine) -> None:
+            hook.harness_vm_ready(vm=machine)
+
+        return Machine(provider, settings, slots=self.slots(provider), paths=self.paths,
+                       journal=self.journal, on_phase=phase_finished, on_ready=vm_ready, say=say)
+
+
+class VMFactory:
+    """Makes started VMs on demand; ``close_all`` removes every one of them (or keeps, per policy)."""
+
+    def __init__(self, environment: VMEnvironment, default_image: str) -> None:
+        self.environment = environment
+        self.default_image = default_image
+        self.machines: list[Machine] = []
+
+    def __call__(self, image: str | None = None, *, keep: KeepPolicy | None = None) -> Machine:
+        machine = self.environment.machine(image or self.default_image, keep=keep)
+        self.machines.append(machine)
+        return machine.start()
+
+    def close_all(self, failed: bool, interrupted: bool) -> None:
+        errors: list[HarnessError] = []
+        with interrupts_deferred():  # every VM goes, even if Ctrl-C is pressed again meanwhile
+            for machine in reversed(self.machines):
+                try:
+                    machine.close(failed=failed, interrupted=interrupted)
+                except HarnessError as exc:
+                    errors.append(exc)
+        if errors:
+            raise errors[0]
+
+
+@pytest.fixture(scope="session")
+def harness_run_id(pytestconfig: pytest.Config) -> str:
+    """This run's id, shared by the xdist controller and its workers; part of every VM's name."""
+    return pytestconfig.stash[_RUN_ID]
+
+
+@pytest.fixture(scope="session")
+def vm_environment(pytestconfig: pytest.Config, harness_run_id: str) -> VMEnvironment:
+    config = pytestconfig
+    results = _results_dir(config)
+    return VMEnvironment(
+        config=config,
+        run_id=harness_run_id,
+        images=list(config.getoption("vm_images") or [DEFAULT_IMAGE]),
+        keep=config.getoption("keep_vm"),
+        max_vms=config.getoption("max_vms"),
+        boot_timeout_s=config.getoption("vm_boot_timeout"),
+        slot_timeout_s=config.getoption("vm_slot_timeout"),
+        paths=HostPaths.from_env(),
+        results_dir=results,
+        journal=Journal(results),
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses a VM runs once per ``--image``."""
+    if "vm_image" not in metafunc.fixturenames:
+        return
+    if any("vm_image" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")):
+        return  # the test chose its images itself
+    images = list(metafunc.config.getoption("vm_images") or [DEFAULT_IMAGE])
+    metafunc.parametrize("vm_image", images, indirect=True, ids=images)
+
+
+@pytest.fixture
+def vm_image(request: pytest.FixtureRequest) -> str:
+    """The image this test instance runs on (one of --image)."""
+    param = getattr(request, "param", None)
+    return str(param) if param else DEFAULT_IMAGE
+
+
+@pytest.fixture
+def vm_factory(
+    request: pytest.FixtureRequest, vm_environment: VMEnvironment, vm_image: str
+) -> Iterator[VMFactory]:
+    factory = VMFactory(vm_environment, vm_image)
+    yield factory
+    factory.close_all(
+        failed=_test_failed(request.node),
+        # Ctrl-C/SIGTERM: pytest tears fixtures down with the session marked interrupted, and an
+        # interrupted run keeps nothing, whatever --keep-vm says.
+        interrupted=request.session.exitstatus == pytest.ExitCode.INTERRUPTED,
+    )
+
+
+@pytest.fixture
+def vm(vm_factory: VMFactory) -> Machine:
+    """A freshly booted, clean VM for this test alone; gone after the test (see --keep-vm)."""
+    return vm_factory()
+
+
+# -- the end of the run --------------------------------------------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    config = terminalreporter.config
+    if _is_xdist_worker(config) or _RUN_ID not in config.stash:
+        return
+    run_id = config.stash[_RUN_ID]
+    kept = [
+        lease for lease in LeaseBook(HostPaths.from_env().state / "leases").all()
+        if lease.kept and (parsed := VMName.parse(lease.name)) and parsed.run_id == run_id
+    ]
+    if not kept:
+        return
+    terminalreporter.section("kept VMs")
+    for lease in kept:
+        terminalreporter.write_line(f"{lease.name} ({lease.image}); logs in {lease.artifacts}")
+        if lease.ssh_command:
+            terminalreporter.write_line(f"  log in:  {lease.ssh_command}")
+        terminalreporter.write_line(f"  remove:  harness gc --name {lease.name}")
+

@@ -24,7 +24,7 @@ from harness.journal import Journal, PhaseRecord
 from harness.ssh import CommandResult, SSHTransport, Transfer, ssh_command
 from harness.vm.interrupts import SigtermAsInterrupt, interrupts_deferred
 from harness.vm.leases import Lease, LeaseBook
-from harness.vm.provider import Provider, SSHEndpoint, VMName
+from harness.vm.provider import Provider, SSHEndpoint, VMName, VMOptions
 from harness.vm.slots import SlotPool
 
 KeepPolicy = Literal["never", "on-failure", "always"]
@@ -52,7 +52,9 @@ class MachineSettings:
     boot_timeout_s: float = 600.0
     slot_timeout_s: float = 3600.0
     ssh_connect_s: float = 60.0
-    stop_timeout_s: float = 30.0
+    # The disk is thrown away: a graceful guest shutdown buys nothing but time.
+    stop_timeout_s: float = 0.0
+    options: VMOptions | None = None  # hardware, traffic capture; None = the provider's defaults
 
 
 class Machine(AbstractContextManager["Machine"]):
@@ -115,7 +117,7 @@ class Machine(AbstractContextManager["Machine"]):
             boot_started = time.monotonic()
             with self._phase("clone"):
                 self._created = True  # a half-made clone must be deleted too
-                self.provider.clone(self.image, self.name)
+                self.provider.clone(self.image, self.name, self.settings.options)
             with self._phase("start"):
                 self.provider.start(self.name)
             with self._phase("ready"):

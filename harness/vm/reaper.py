@@ -23,7 +23,7 @@ from harness.errors import HarnessError
 from harness.vm.leases import Lease, LeaseBook, owner_alive
 from harness.vm.provider import Provider, VMInfo, VMName
 
-STOP_TIMEOUT_S = 20.0
+STOP_TIMEOUT_S = 0.0  # leftovers are discarded: no graceful shutdown
 LOCK_TIMEOUT_S = 120.0
 
 Say = Callable[[str], None]

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 
 from harness.errors import BootTimeout, UsageError
-from harness.vm.provider import SSHEndpoint, VMInfo, VMName
+from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMOptions
 
 FAKE_IMAGE = "fake-image"
 
@@ -38,7 +38,7 @@ class FakeProvider:
     def _dir(self, name: VMName | str) -> Path:
         return self.vms / str(name)
 
-    def clone(self, image: str, name: VMName) -> None:
+    def clone(self, image: str, name: VMName, options: VMOptions | None = None) -> None:
         self.calls.append(f"clone {name}")
         if image != FAKE_IMAGE:
             raise UsageError(f"unknown image {image}")
@@ -74,7 +74,7 @@ class FakeProvider:
             return
         try:
             os.kill(pid, signal.SIGKILL)
-            psutil.Process(pid).wait(timeout=timeout_s)
+            psutil.Process(pid).wait(timeout=10)  # killed: gone at once, whatever timeout_s
         except (ProcessLookupError, psutil.NoSuchProcess):
             pass
         (self._dir(name) / "qemu.pid").unlink(missing_ok=True)

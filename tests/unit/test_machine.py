@@ -24,6 +24,14 @@ from sshd_server import LocalSSHD, sshd  # noqa: F401 (fixture)
 
 
 @pytest.fixture
+def unguarded_sigterm() -> Iterator[None]:
+    """Take the session's own SIGTERM guard (installed by the harness plugin) out of the way."""
+    session_handler = signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    signal.signal(signal.SIGTERM, session_handler)
+
+
+@pytest.fixture
 def paths(tmp_path: Path) -> HostPaths:
     return HostPaths(cache=tmp_path / "cache", state=tmp_path / "state")
 
@@ -122,7 +130,8 @@ def test_a_boot_timeout_carries_the_console_and_leaves_nothing(
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_an_interrupt_deletes_even_a_vm_to_keep(
-    provider: FakeProvider, paths: HostPaths, slots: SlotPool, tmp_path: Path, how: str
+    provider: FakeProvider, paths: HostPaths, slots: SlotPool, tmp_path: Path, how: str,
+    unguarded_sigterm: None,
 ) -> None:
     before = signal.getsignal(signal.SIGTERM)
     machine = _machine(provider, paths, slots, tmp_path, keep="always")
@@ -138,7 +147,7 @@ def test_an_interrupt_deletes_even_a_vm_to_keep(
     assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_sigterm_guard_fires_once_and_restores() -> None:
+def test_sigterm_guard_fires_once_and_restores(unguarded_sigterm: None) -> None:
     before = signal.getsignal(signal.SIGTERM)
     with SigtermAsInterrupt():
         with SigtermAsInterrupt():  # nested: a no-op
