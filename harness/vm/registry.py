@@ -25,6 +25,7 @@ class ProviderEntry:
 PROVIDERS: tuple[ProviderEntry, ...] = (
     ProviderEntry("qemu", "harness.vm.qemu:QemuProvider", "Linux guests under QEMU"),
     ProviderEntry("tart", "harness.vm.tart:TartProvider", "macOS guests through tart"),
+    ProviderEntry("orchard", "harness.vm.orchard:OrchardProvider", "macOS guests from an Orchard fleet (HARNESS_ORCHARD_URL)"),
 )
 
 
