@@ -33,7 +33,7 @@ class AllureCommandLine:
     version: str = ALLURE_VERSION
 
     @classmethod
-    def from_cache(cls, paths: HostPaths | None = None) -> "AllureCommandLine":
+    def from_cache(cls, paths: HostPaths | None = None) -> AllureCommandLine:
         version = os.environ.get("HARNESS_ALLURE_VERSION", ALLURE_VERSION)
         cache = (paths or HostPaths.from_env()).cache
         return cls(home=cache / "tools" / f"allure-commandline-{version}", version=version)
@@ -49,19 +49,34 @@ class AllureCommandLine:
             return self.executable
         npm = shutil.which("npm")
         if npm is None:
-            raise MissingToolError("npm is not installed; it fetches Allure's command line",
-                                   hint="apt-get install -y npm (or install Node.js 18+)")
+            raise MissingToolError(
+                "npm is not installed; it fetches Allure's command line",
+                hint="apt-get install -y npm (or install Node.js 18+)",
+            )
         self.home.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.home / ".install.lock"), timeout=INSTALL_TIMEOUT_S):
             if self.executable.is_file():
                 return self.executable
-            command = [npm, "install", "--no-audit", "--no-fund", "--no-save", "--prefix", str(self.home),
-                       f"allure-commandline@{self.version}"]
+            command = [
+                npm,
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--no-save",
+                "--prefix",
+                str(self.home),
+                f"allure-commandline@{self.version}",
+            ]
             try:
-                done = subprocess.run(command, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+                done = subprocess.run(
+                    command, check=False, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S
+                )
             except subprocess.TimeoutExpired:
-                raise InfrastructureError(f"npm install allure-commandline@{self.version} took over "
-                                          f"{INSTALL_TIMEOUT_S:.0f} s", hint="check access to the npm registry") from None
+                raise InfrastructureError(
+                    f"npm install allure-commandline@{self.version} took over "
+                    f"{INSTALL_TIMEOUT_S:.0f} s",
+                    hint="check access to the npm registry",
+                ) from None
             if done.returncode != 0 or not self.executable.is_file():
                 raise InfrastructureError(
                     f"npm could not install allure-commandline@{self.version} (exit {done.returncode})",
@@ -75,18 +90,29 @@ class AllureCommandLine:
         executable = self.ensure()
         command = [str(executable), "generate", str(results), "--clean", "-o", str(report)]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=GENERATE_TIMEOUT_S)
+            done = subprocess.run(
+                command, check=False, capture_output=True, text=True, timeout=GENERATE_TIMEOUT_S
+            )
         except subprocess.TimeoutExpired:
-            raise InfrastructureError(f"allure generate ran over {GENERATE_TIMEOUT_S:.0f} s") from None
+            raise InfrastructureError(
+                f"allure generate ran over {GENERATE_TIMEOUT_S:.0f} s"
+            ) from None
         index = report / "index.html"
         if done.returncode != 0 or not index.is_file():
-            raise InfrastructureError(f"allure generate failed (exit {done.returncode})",
-                                      hint=f"look at the results in {results}", detail=_tail(done.stdout + done.stderr))
+            raise InfrastructureError(
+                f"allure generate failed (exit {done.returncode})",
+                hint=f"look at the results in {results}",
+                detail=_tail(done.stdout + done.stderr),
+            )
         return index
 
 
 def _require_java() -> None:
     java_home = os.environ.get("JAVA_HOME")
-    if shutil.which("java") is None and not (java_home and (Path(java_home) / "bin" / "java").is_file()):
-        raise MissingToolError("Java is not installed; Allure's report generator runs on Java 17+",
-                               hint="apt-get install -y openjdk-17-jre-headless")
+    if shutil.which("java") is None and not (
+        java_home and (Path(java_home) / "bin" / "java").is_file()
+    ):
+        raise MissingToolError(
+            "Java is not installed; Allure's report generator runs on Java 17+",
+            hint="apt-get install -y openjdk-17-jre-headless",
+        )

@@ -59,14 +59,18 @@ def _escape_property(text: str, is_key: bool) -> str:
 
 def _utf16_units(char: str) -> list[int]:
     data = char.encode("utf-16-be")
-    return [int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2)]
+    return [int.from_bytes(data[i : i + 2], "big") for i in range(0, len(data), 2)]
 
 
 def render_properties(entries: Mapping[str, str]) -> str:
-    return "".join(f"{_escape_property(k, True)}={_escape_property(v, False)}\n" for k, v in entries.items())
+    return "".join(
+        f"{_escape_property(k, True)}={_escape_property(v, False)}\n" for k, v in entries.items()
+    )
 
 
-def executor_info(facts: RunFacts, build_order: int, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def executor_info(
+    facts: RunFacts, build_order: int, environ: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     env = os.environ if environ is None else environ
     title = f"Portability: {facts.release.tarball or 'no release'}"
     if env.get("GITHUB_ACTIONS") == "true":
@@ -94,7 +98,9 @@ def write_allure_extras(allure_results: Path, facts: RunFacts, build_order: int)
     allure_results.mkdir(parents=True, exist_ok=True)
     _write(allure_results / "environment.properties", render_properties(environment_entries(facts)))
     _write(allure_results / "categories.json", json.dumps(categories_json(), indent=2))
-    _write(allure_results / "executor.json", json.dumps(executor_info(facts, build_order), indent=2))
+    _write(
+        allure_results / "executor.json", json.dumps(executor_info(facts, build_order), indent=2)
+    )
 
 
 def _write(path: Path, text: str) -> None:

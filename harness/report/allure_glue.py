@@ -24,15 +24,17 @@ from harness.report.categories import tagged
 from harness.report.identity import CheckIdentity
 
 TRANSIENT_LABEL = "harness.outcome"
-_STATUS: dict[str, str] = {"passed": Status.PASSED, "failed": Status.FAILED,
-                           "broken": Status.BROKEN, "skipped": Status.SKIPPED}
+_STATUS: dict[str, str] = {
+    "passed": Status.PASSED,
+    "failed": Status.FAILED,
+    "broken": Status.BROKEN,
+    "skipped": Status.SKIPPED,
+}
 
 
-def _hook() -> object:
-    return allure_commons.plugin_manager.hook
-
-
-def add_test_labels(identity: CheckIdentity, labels: Mapping[str, str], volatile: Mapping[str, str]) -> None:
+def add_test_labels(
+    identity: CheckIdentity, labels: Mapping[str, str], volatile: Mapping[str, str]
+) -> None:
     """Call while the test is open in allure (before its teardown ends)."""
     hook = allure_commons.plugin_manager.hook
     hook.add_label(label_type=LabelType.PARENT_SUITE, labels=[identity.target])
@@ -47,7 +49,8 @@ def add_test_labels(identity: CheckIdentity, labels: Mapping[str, str], volatile
 
 def hand_over_outcome(outcome: Outcome, area: str) -> None:
     allure_commons.plugin_manager.hook.add_label(
-        label_type=TRANSIENT_LABEL, labels=[json.dumps({"outcome": outcome, "area": area})])
+        label_type=TRANSIENT_LABEL, labels=[json.dumps({"outcome": outcome, "area": area})]
+    )
 
 
 class OutcomeFixer:
@@ -72,10 +75,19 @@ def report_lost_test(nodeid: str, identity: CheckIdentity, message: str) -> None
     now = int(time.time() * 1000)
     name = nodeid.rsplit("::", 1)[-1]
     result = TestResult(
-        uuid=uuid4(), name=name, fullName=nodeid, historyId=md5(nodeid), testCaseId=md5(nodeid),
-        start=now, stop=now, status=Status.BROKEN,
+        uuid=uuid4(),
+        name=name,
+        fullName=nodeid,
+        historyId=md5(nodeid),
+        testCaseId=md5(nodeid),
+        start=now,
+        stop=now,
+        status=Status.BROKEN,
         statusDetails=StatusDetails(message=tagged(identity.area, message)),
-        labels=[Label(LabelType.PARENT_SUITE, identity.target), Label(LabelType.SUITE, identity.area),
-                Label(LabelType.FRAMEWORK, "pytest")],
+        labels=[
+            Label(LabelType.PARENT_SUITE, identity.target),
+            Label(LabelType.SUITE, identity.area),
+            Label(LabelType.FRAMEWORK, "pytest"),
+        ],
     )
     allure_commons.plugin_manager.hook.report_result(result=result)

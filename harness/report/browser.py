@@ -15,11 +15,24 @@ from pathlib import Path
 
 from harness.errors import InfrastructureError, MissingToolError
 
-CANDIDATES: tuple[str, ...] = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+CANDIDATES: tuple[str, ...] = (
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+    "google-chrome-stable",
+)
 QUIET_FLAGS: tuple[str, ...] = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--no-first-run", "--no-default-browser-check", "--mute-audio",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--mute-audio",
 )
 
 
@@ -29,29 +42,49 @@ class HeadlessChromium:
     timeout_s: float = 120.0
 
     @classmethod
-    def find(cls) -> "HeadlessChromium":
+    def find(cls) -> HeadlessChromium:
         for name in CANDIDATES:
             found = shutil.which(name)
             if found:
                 return cls(Path(found))
-        raise MissingToolError("no Chromium found to render the reports",
-                               hint="apt-get install -y chromium")
+        raise MissingToolError(
+            "no Chromium found to render the reports", hint="apt-get install -y chromium"
+        )
 
     def _run(self, url: str, *flags: str) -> subprocess.CompletedProcess[str]:
         with tempfile.TemporaryDirectory(prefix="harness-chromium-") as profile:
-            command = [str(self.executable), *QUIET_FLAGS, f"--user-data-dir={profile}", *flags, url]
+            command = [
+                str(self.executable),
+                *QUIET_FLAGS,
+                f"--user-data-dir={profile}",
+                *flags,
+                url,
+            ]
             try:
-                done = subprocess.run(command, capture_output=True, text=True, timeout=self.timeout_s)
+                done = subprocess.run(
+                    command, check=False, capture_output=True, text=True, timeout=self.timeout_s
+                )
             except subprocess.TimeoutExpired:
-                raise InfrastructureError(f"Chromium did not finish rendering {url} in {self.timeout_s:.0f} s") from None
+                raise InfrastructureError(
+                    f"Chromium did not finish rendering {url} in {self.timeout_s:.0f} s"
+                ) from None
         if done.returncode != 0:
             tail = "\n".join(done.stderr.strip().splitlines()[-10:])
-            raise InfrastructureError(f"Chromium failed on {url} (exit {done.returncode})", detail=tail)
+            raise InfrastructureError(
+                f"Chromium failed on {url} (exit {done.returncode})", detail=tail
+            )
         return done
 
-    def screenshot(self, url: str, png: Path, width: int = 1280, height: int = 1600, wait_ms: int = 3000) -> Path:
+    def screenshot(
+        self, url: str, png: Path, width: int = 1280, height: int = 1600, wait_ms: int = 3000
+    ) -> Path:
         png.parent.mkdir(parents=True, exist_ok=True)
-        self._run(url, f"--screenshot={png}", f"--window-size={width},{height}", f"--virtual-time-budget={wait_ms}")
+        self._run(
+            url,
+            f"--screenshot={png}",
+            f"--window-size={width},{height}",
+            f"--virtual-time-budget={wait_ms}",
+        )
         if not png.is_file() or png.stat().st_size == 0:
             raise InfrastructureError(f"Chromium wrote no screenshot of {url}")
         return png

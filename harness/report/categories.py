@@ -51,18 +51,42 @@ def _area_regex(area: str) -> str:
 
 
 CATEGORIES: tuple[Category, ...] = (
-    Category("Install defect", ("failed",), _area_regex("install"),
-             "The release did not install offline, wrote outside its tree, or its tree differs between clean VMs."),
-    Category("Determinism drift", ("failed",), _area_regex("determinism"),
-             "Completions at temperature 0 or with a fixed seed differ between requests, restarts or the golden."),
-    Category("Egress attempt", ("failed",), _area_regex("egress"),
-             "The release tried to reach the network during install or serving."),
-    Category("Static finding", ("failed",), _area_regex("static"),
-             "Static inspection of the tarball found a portability defect (no VM involved)."),
-    Category("Server defect", ("failed",), _area_regex("server"),
-             "The server did not become healthy, did not answer, or did not stop cleanly."),
-    Category("Infrastructure broken", ("broken",), r"(?s).*",
-             "The harness could not judge the release (VM, SSH, host tool or harness bug): rerun, do not blame the release."),
+    Category(
+        "Install defect",
+        ("failed",),
+        _area_regex("install"),
+        "The release did not install offline, wrote outside its tree, or its tree differs between clean VMs.",
+    ),
+    Category(
+        "Determinism drift",
+        ("failed",),
+        _area_regex("determinism"),
+        "Completions at temperature 0 or with a fixed seed differ between requests, restarts or the golden.",
+    ),
+    Category(
+        "Egress attempt",
+        ("failed",),
+        _area_regex("egress"),
+        "The release tried to reach the network during install or serving.",
+    ),
+    Category(
+        "Static finding",
+        ("failed",),
+        _area_regex("static"),
+        "Static inspection of the tarball found a portability defect (no VM involved).",
+    ),
+    Category(
+        "Server defect",
+        ("failed",),
+        _area_regex("server"),
+        "The server did not become healthy, did not answer, or did not stop cleanly.",
+    ),
+    Category(
+        "Infrastructure broken",
+        ("broken",),
+        r"(?s).*",
+        "The harness could not judge the release (VM, SSH, host tool or harness bug): rerun, do not blame the release.",
+    ),
 )
 
 

@@ -45,7 +45,7 @@ class HostFacts:
     git_revision: str = ""
 
     @classmethod
-    def probe(cls) -> "HostFacts":
+    def probe(cls) -> HostFacts:
         return cls(
             os=host_os(),
             python=platform.python_version(),
@@ -92,11 +92,17 @@ def git_revision(directory: Path) -> str:
     try:
         head = subprocess.run(
             ["git", "-C", str(directory), "rev-parse", "HEAD"],
-            capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=True,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=GIT_TIMEOUT_S, check=True,
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT_S,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("GITHUB_SHA", "unknown")
@@ -111,7 +117,9 @@ def _release_from(data: Mapping[str, Any]) -> dict[str, str]:
     release = data.get("release")
     found: dict[str, str] = {}
     if isinstance(release, Mapping):
-        found["tarball"] = _text(release.get("tarball") or release.get("name") or release.get("path"))
+        found["tarball"] = _text(
+            release.get("tarball") or release.get("name") or release.get("path")
+        )
         found["version"] = _text(release.get("version"))
         found["sha256"] = _text(release.get("sha256"))
     elif isinstance(release, str):
@@ -131,7 +139,11 @@ def _images_from(data: Mapping[str, Any]) -> list[ImageFacts]:
     for item in raw:
         if isinstance(item, Mapping):
             target = _text(item.get("target") or item.get("name") or item.get("id"))
-            images.append(ImageFacts(target, _text(item.get("id") or item.get("name")), _text(item.get("digest"))))
+            images.append(
+                ImageFacts(
+                    target, _text(item.get("id") or item.get("name")), _text(item.get("digest"))
+                )
+            )
         else:
             images.append(ImageFacts(_text(item), _text(item)))
     return images
@@ -158,7 +170,12 @@ def facts_from_records(records: Iterable[Mapping[str, Any]]) -> RunFacts:
             for key, value in (data.get("extra") or {}).items():
                 extra[str(key)] = _text(value)
         elif kind == "run":
-            host = HostFacts(**{k: _text(data.get(k)) for k in ("os", "python", "harness_version", "git_revision")})
+            host = HostFacts(
+                **{
+                    k: _text(data.get(k))
+                    for k in ("os", "python", "harness_version", "git_revision")
+                }
+            )
             run.setdefault("run_id", _text(data.get("run_id")))
             run["started_at"] = data.get("started_at")
             run["workers"] = int(data.get("workers") or 0)

@@ -35,9 +35,11 @@ def short_sha(sha: str, length: int = 12) -> str:
 def timestamp(epoch: float | None) -> str:
     if not epoch:
         return "–"
-    return dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return dt.datetime.fromtimestamp(epoch, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def first_lines(text: str, count: int = 12) -> str:
     lines = text.strip().splitlines()
-    return "\n".join(lines[:count] + ([f"… ({len(lines) - count} more lines)"] if len(lines) > count else []))
+    return "\n".join(
+        lines[:count] + ([f"… ({len(lines) - count} more lines)"] if len(lines) > count else [])
+    )

@@ -28,7 +28,7 @@ class JUnitCase:
 
     @property
     def nodeid_hint(self) -> str:
-        return f"{self.classname}::{self.name}" if self.classname else self.name
+        return "::".join(part for part in (self.classname, self.name) if part)
 
 
 def _properties(case: ET.Element) -> dict[str, str]:
@@ -73,5 +73,9 @@ def read_cases(path: Path) -> list[JUnitCase]:
                 status = child.tag
                 message = child.get("message", "") or (child.text or "").strip()[:500]
                 break
-        cases.append(JUnitCase(case.get("classname", ""), case.get("name", ""), status, message, _properties(case)))
+        cases.append(
+            JUnitCase(
+                case.get("classname", ""), case.get("name", ""), status, message, _properties(case)
+            )
+        )
     return cases

@@ -25,8 +25,12 @@ SCHEMA = 1
 PHASE_ORDER: tuple[str, ...] = ("boot", "copy", "install", "serve", "complete", "teardown")
 AREA_ORDER: tuple[str, ...] = ("static", "install", "server", "determinism", "egress")
 # pytest exit codes that mean the run itself did not finish its work.
-INCOMPLETE_EXIT = {2: "the run was interrupted", 3: "pytest hit an internal error",
-                   4: "pytest was called wrongly", 5: "no tests were collected"}
+INCOMPLETE_EXIT = {
+    2: "the run was interrupted",
+    3: "pytest hit an internal error",
+    4: "pytest was called wrongly",
+    5: "no tests were collected",
+}
 
 
 @dataclass(frozen=True)
@@ -143,11 +147,15 @@ class SignoffModel:
 
     def problems_first(self) -> list[CheckResult]:
         bad = [c for c in self.checks if c.outcome in ("failed", "broken")]
-        return sorted(bad, key=lambda c: (c.outcome != "failed", _area_rank(c.area), c.check, c.target))
+        return sorted(
+            bad, key=lambda c: (c.outcome != "failed", _area_rank(c.area), c.check, c.target)
+        )
 
     def phase_names(self) -> list[str]:
         names = {p.phase for p in self.phases}
-        return sorted(names, key=lambda n: (PHASE_ORDER.index(n) if n in PHASE_ORDER else len(PHASE_ORDER), n))
+        return sorted(
+            names, key=lambda n: (PHASE_ORDER.index(n) if n in PHASE_ORDER else len(PHASE_ORDER), n)
+        )
 
     def phase(self, target: str, name: str) -> PhaseTiming | None:
         return next((p for p in self.phases if p.target == target and p.phase == name), None)
@@ -159,16 +167,28 @@ class SignoffModel:
         return data
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SignoffModel":
+    def from_dict(cls, data: Mapping[str, Any]) -> SignoffModel:
         facts = dict(data.get("facts") or {})
         return cls(
-            verdict=Verdict(ship=bool(data["verdict"]["ship"]), reasons=tuple(data["verdict"]["reasons"])),
+            verdict=Verdict(
+                ship=bool(data["verdict"]["ship"]), reasons=tuple(data["verdict"]["reasons"])
+            ),
             facts=RunFacts(
                 release=ReleaseFacts(**facts.get("release", {})),
                 images=tuple(ImageFacts(**i) for i in facts.get("images", [])),
                 host=HostFacts(**facts.get("host", {})),
-                **{k: facts[k] for k in ("run_id", "started_at", "finished_at", "exitstatus", "workers", "extra")
-                   if k in facts},
+                **{
+                    k: facts[k]
+                    for k in (
+                        "run_id",
+                        "started_at",
+                        "finished_at",
+                        "exitstatus",
+                        "workers",
+                        "extra",
+                    )
+                    if k in facts
+                },
             ),
             targets=tuple(data.get("targets", ())),
             checks=tuple(_load(CheckResult, c) for c in data.get("checks", ())),
@@ -223,9 +243,21 @@ def _checks(records: list[Mapping[str, Any]], evidence: list[Evidence]) -> list[
         category = ""
         if outcome in ("failed", "broken"):
             found = categorize(outcome, tagged(area, message))
-            category = found.name if found else ("Product defect" if outcome == "failed" else "Broken")
-        results.append(CheckResult(target, check, area, outcome, message, category, tuple(paths),
-                                   lead.get("nodeid", "")))
+            category = (
+                found.name if found else ("Product defect" if outcome == "failed" else "Broken")
+            )
+        results.append(
+            CheckResult(
+                target,
+                check,
+                area,
+                outcome,
+                message,
+                category,
+                tuple(paths),
+                lead.get("nodeid", ""),
+            )
+        )
     return results
 
 
@@ -236,9 +268,17 @@ def _phases(records: list[Mapping[str, Any]]) -> list[PhaseTiming]:
     timings = []
     for (target, phase), group in sorted(grouped.items()):
         durations = [float(r["duration_s"]) for r in group]
-        timings.append(PhaseTiming(target, phase, len(durations), round(sum(durations), 3),
-                                   round(statistics.fmean(durations), 3), round(max(durations), 3),
-                                   all(r.get("ok", True) for r in group)))
+        timings.append(
+            PhaseTiming(
+                target,
+                phase,
+                len(durations),
+                round(sum(durations), 3),
+                round(statistics.fmean(durations), 3),
+                round(max(durations), 3),
+                all(r.get("ok", True) for r in group),
+            )
+        )
     return timings
 
 
@@ -248,10 +288,13 @@ def _footprints(records: list[Mapping[str, Any]]) -> list[Footprint]:
         data = record.get("data") or {}
         layers = data.get("layers")
         if not isinstance(layers, Mapping):
-            layers = {k: v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
+            layers = {
+                k: v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)
+            }
         source = str(data.get("source", "installed"))
-        latest[(record.get("target", ""), source)] = Footprint(record.get("target", ""), source,
-                                                               {str(k): int(v) for k, v in layers.items()})
+        latest[(record.get("target", ""), source)] = Footprint(
+            record.get("target", ""), source, {str(k): int(v) for k, v in layers.items()}
+        )
     return [latest[k] for k in sorted(latest)]
 
 
@@ -274,7 +317,16 @@ def _egress(records: list[Mapping[str, Any]]) -> list[EgressAttempt]:
     return found
 
 
-def _lost_checks(cases: Iterable[JUnitCase], known_nodes: set[str]) -> tuple[list[CheckResult], list[str]]:
+def _as_outcome(text: str) -> Outcome:
+    for known in ("passed", "failed", "broken", "skipped"):
+        if text == known:
+            return known
+    return "broken"
+
+
+def _lost_checks(
+    cases: Iterable[JUnitCase], known_nodes: set[str]
+) -> tuple[list[CheckResult], list[str]]:
     """JUnit cases the journal does not know: harness-tagged ones become checks, the rest problems."""
     checks: list[CheckResult] = []
     problems: list[str] = []
@@ -286,26 +338,51 @@ def _lost_checks(cases: Iterable[JUnitCase], known_nodes: set[str]) -> tuple[lis
         if "harness.outcome" in props:
             outcome = props["harness.outcome"]
             area = props.get("harness.area", "other")
-            checks.append(CheckResult(props.get("harness.target", "local"), props.get("harness.check", case.name),
-                                      area, outcome if outcome in ("passed", "failed", "broken", "skipped") else "broken",
-                                      case.message, "", (), nodeid))
+            checks.append(
+                CheckResult(
+                    props.get("harness.target", "local"),
+                    props.get("harness.check", case.name),
+                    area,
+                    _as_outcome(outcome),
+                    case.message,
+                    "",
+                    (),
+                    nodeid,
+                )
+            )
         elif case.status == "error":
             problems.append(f"{case.nodeid_hint}: {case.message or 'error outside any check'}")
     return checks, problems
 
 
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _names(checks: list[CheckResult], shown: int = 3) -> str:
+    names = [f"{c.check} on {c.target}" for c in checks[:shown]]
+    more = f" and {len(checks) - shown} more" if len(checks) > shown else ""
+    return ", ".join(names) + more
+
+
 def _verdict(checks: list[CheckResult], problems: list[str], facts: RunFacts) -> Verdict:
     reasons: list[str] = []
-    failed = [c for c in checks if c.outcome == "failed"]
-    broken = [c for c in checks if c.outcome == "broken"]
+    ordered = sorted(checks, key=lambda c: (_area_rank(c.area), c.check, c.target))
+    failed = [c for c in ordered if c.outcome == "failed"]
+    broken = [c for c in ordered if c.outcome == "broken"]
     if failed:
-        reasons.append(f"{len(failed)} check{'s' if len(failed) != 1 else ''} failed: the release has a defect")
+        reasons.append(
+            f"{_plural(len(failed), 'check')} failed, the release has a defect: {_names(failed)}"
+        )
     if broken:
-        reasons.append(f"{len(broken)} check{'s' if len(broken) != 1 else ''} broken: the harness could not judge"
-                       " the release (infrastructure); rerun before deciding")
+        reasons.append(
+            f"{_plural(len(broken), 'check')} broken, the harness could not judge the release"
+            f" (infrastructure; rerun before deciding): {_names(broken)}"
+        )
     if problems:
-        reasons.append(f"{len(problems)} problem{'s' if len(problems) != 1 else ''} outside the checks"
-                       " (collection errors or lost tests)")
+        reasons.append(
+            f"{_plural(len(problems), 'problem')} outside the checks (collection errors or lost tests)"
+        )
     if facts.exitstatus in INCOMPLETE_EXIT:
         reasons.append(f"incomplete run: {INCOMPLETE_EXIT[facts.exitstatus]}")
     if not any(c.outcome == "passed" for c in checks):
@@ -317,23 +394,40 @@ def _verdict(checks: list[CheckResult], problems: list[str], facts: RunFacts) ->
     return Verdict(True, (f"all {len(checks) - skipped} checks passed{note}",))
 
 
-def build_model(records: Iterable[Mapping[str, Any]], junit_cases: Iterable[JUnitCase] = (),
-                links: Mapping[str, str] | None = None, now: float | None = None) -> SignoffModel:
+def build_model(
+    records: Iterable[Mapping[str, Any]],
+    junit_cases: Iterable[JUnitCase] = (),
+    links: Mapping[str, str] | None = None,
+    now: float | None = None,
+) -> SignoffModel:
     by_kind: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     all_records = list(records)
     for record in all_records:
         by_kind[str(record.get("kind", ""))].append(record)
     facts = facts_from_records(all_records)
-    evidence = [Evidence(r.get("target", ""), r["data"].get("name", ""), r["data"].get("path", ""),
-                         r["data"].get("nodeid", "")) for r in by_kind["evidence"] if r.get("data")]
+    evidence = [
+        Evidence(
+            r.get("target", ""),
+            r["data"].get("name", ""),
+            r["data"].get("path", ""),
+            r["data"].get("nodeid", ""),
+        )
+        for r in by_kind["evidence"]
+        if r.get("data")
+    ]
     checks = _checks(by_kind["check"], evidence)
     lost, problems = _lost_checks(junit_cases, {c.nodeid for c in checks if c.nodeid})
     checks.extend(lost)
     phases = _phases(by_kind["phase"])
     footprints = _footprints(by_kind["footprint"])
     digests = _digests(by_kind["digest"])
-    targets = sorted({c.target for c in checks} | {p.target for p in phases} | {i.target for i in facts.images}
-                     | {d.target for d in digests} | {f.target for f in footprints})
+    targets = sorted(
+        {c.target for c in checks}
+        | {p.target for p in phases}
+        | {i.target for i in facts.images}
+        | {d.target for d in digests}
+        | {f.target for f in footprints}
+    )
     return SignoffModel(
         verdict=_verdict(checks, problems, facts),
         facts=facts,

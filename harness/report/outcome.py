@@ -34,7 +34,9 @@ def classify_exception(exc: BaseException | None) -> Outcome:
     return "broken"
 
 
-def classify_phase(report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseException] | None) -> Outcome:
+def classify_phase(
+    report: pytest.TestReport, excinfo: pytest.ExceptionInfo[BaseException] | None
+) -> Outcome:
     """The outcome of one phase (setup, call or teardown) of one test."""
     if hasattr(report, "wasxfail"):
         # An expected failure is not a verdict on the release; a strict XPASS is a real failure.
@@ -70,7 +72,9 @@ def failure_message(excinfo: pytest.ExceptionInfo[BaseException] | None, report:
         name = type(excinfo.value).__name__
         message = f"{name}: {text}" if text else name
     elif report is not None and getattr(report, "longrepr", None) is not None:
-        message = str(report.longrepr).strip().splitlines()[-1] if str(report.longrepr).strip() else ""
+        message = (
+            str(report.longrepr).strip().splitlines()[-1] if str(report.longrepr).strip() else ""
+        )
     else:
         message = ""
     return message[:MESSAGE_LIMIT]

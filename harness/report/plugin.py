@@ -18,7 +18,7 @@ import allure_commons
 import pytest
 
 from harness.errors import HarnessError
-from harness.journal import CheckRecord, GenericRecord, Journal, Outcome
+from harness.journal import CheckRecord, GenericRecord, Journal, Outcome, read_journal
 from harness.report import allure_glue, junit
 from harness.report.allure_files import write_allure_extras
 from harness.report.facts import HostFacts, facts_from_records
@@ -30,7 +30,6 @@ from harness.report.model import SignoffModel
 from harness.report.outcome import classify_phase, combine, failure_message
 from harness.report.recorder import ProcessState, Reporter
 from harness.report.signoff import build_signoff, write_signoff
-from harness.journal import read_journal
 
 DEFAULT_RESULTS = "results"
 WORKER_INPUT_KEY = "harness_results_dir"
@@ -41,9 +40,12 @@ _phases_key = pytest.StashKey[list[tuple[str, Outcome, str]]]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness-report", "portability harness: reports")
     group.addoption(
-        "--results-dir", dest="harness_results_dir", default=None, metavar="DIR",
+        "--results-dir",
+        dest="harness_results_dir",
+        default=None,
+        metavar="DIR",
         help="where a run writes allure-results/, junit.xml, the journal, evidence and the sign-off "
-             f"(default: ./{DEFAULT_RESULTS}); emptied once at the start of each run, except history/",
+        f"(default: ./{DEFAULT_RESULTS}); emptied once at the start of each run, except history/",
     )
 
 
@@ -58,14 +60,24 @@ def _results_root(config: pytest.Config) -> Path:
 def _runs_tests(config: pytest.Config) -> bool:
     """False for --help, --collect-only, --fixtures and friends: those must not touch results."""
     option = config.option
-    return not any(getattr(option, name, False) for name in
-                   ("help", "version", "collectonly", "showfixtures", "show_fixtures_per_test", "markers"))
+    return not any(
+        getattr(option, name, False)
+        for name in (
+            "help",
+            "version",
+            "collectonly",
+            "showfixtures",
+            "show_fixtures_per_test",
+            "markers",
+        )
+    )
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", f"{CHECK_MARKER}(name=None, area=None): the check this test is and its report area "
+        "markers",
+        f"{CHECK_MARKER}(name=None, area=None): the check this test is and its report area "
         "(install, determinism, egress, static, server) when the test name and module do not say it",
     )
     layout = ResultsLayout(_results_root(config))
@@ -125,11 +137,20 @@ class ReportSession:
         self.layout.allure_results.mkdir(parents=True, exist_ok=True)
         workers = getattr(self.config.option, "numprocesses", None)
         host = HostFacts.probe()
-        self.journal.write(GenericRecord(kind="run", data={
-            "run_id": self.run_id, "started_at": time.time(), "workers": workers if isinstance(workers, int) else 0,
-            "os": host.os, "python": host.python, "harness_version": host.harness_version,
-            "git_revision": host.git_revision,
-        }))
+        self.journal.write(
+            GenericRecord(
+                kind="run",
+                data={
+                    "run_id": self.run_id,
+                    "started_at": time.time(),
+                    "workers": workers if isinstance(workers, int) else 0,
+                    "os": host.os,
+                    "python": host.python,
+                    "harness_version": host.harness_version,
+                    "git_revision": host.git_revision,
+                },
+            )
+        )
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -154,7 +175,9 @@ class ReportSession:
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
         # Labels and excluded parameters must be in place before allure computes the history id.
         identity = identify(item)
-        allure_glue.add_test_labels(identity, self._release_labels(), self.state.volatile.get(identity.target, {}))
+        allure_glue.add_test_labels(
+            identity, self._release_labels(), self.state.volatile.get(identity.target, {})
+        )
         return (yield)
 
     @pytest.hookimpl(wrapper=True)
@@ -171,19 +194,29 @@ class ReportSession:
             allure_glue.hand_over_outcome(final, identity.area)
             # Travels to the xdist controller with the report (reports keep unknown attributes).
             report.harness = {  # type: ignore[attr-defined]
-                "check": identity.check, "area": identity.area, "target": identity.target,
-                "outcome": final, "message": deciding,
+                "check": identity.check,
+                "area": identity.area,
+                "target": identity.target,
+                "outcome": final,
+                "message": deciding,
                 "evidence": self.state.evidence.pop(item.nodeid, []),
             }
-            report.user_properties.extend([
-                ("harness.check", identity.check), ("harness.area", identity.area),
-                ("harness.target", identity.target), ("harness.outcome", final), ("harness.nodeid", item.nodeid),
-            ])
+            report.user_properties.extend(
+                [
+                    ("harness.check", identity.check),
+                    ("harness.area", identity.area),
+                    ("harness.target", identity.target),
+                    ("harness.outcome", final),
+                    ("harness.nodeid", item.nodeid),
+                ]
+            )
         return report
 
     def _release_labels(self) -> dict[str, str]:
         if not self.state.labels:
-            facts = facts_from_records(r for r in read_journal(self.layout.root) if r.get("kind") == "meta")
+            facts = facts_from_records(
+                r for r in read_journal(self.layout.root) if r.get("kind") == "meta"
+            )
             found = {"release": facts.release.version, "profile": facts.release.profile}
             self.state.labels.update({k: v for k, v in found.items() if v})
         return dict(self.state.labels)
@@ -195,27 +228,45 @@ class ReportSession:
             return
         data = getattr(report, "harness", None)
         if report.when == "teardown" and isinstance(data, dict):
-            self.journal.write(CheckRecord(
-                target=data["target"], check=data["check"], outcome=data["outcome"], message=data["message"],
-                area=data["area"], evidence=tuple(data.get("evidence", ())), nodeid=report.nodeid,
-            ))
+            self.journal.write(
+                CheckRecord(
+                    target=data["target"],
+                    check=data["check"],
+                    outcome=data["outcome"],
+                    message=data["message"],
+                    area=data["area"],
+                    evidence=tuple(data.get("evidence", ())),
+                    nodeid=report.nodeid,
+                )
+            )
         elif report.when not in ("setup", "call", "teardown"):
             # xdist's report for a test whose worker died: the test never reached its teardown.
             identity = identify_nodeid(report.nodeid)
             message = f"InfrastructureError: {first_lines(str(report.longrepr), 5)}"
-            self.journal.write(CheckRecord(target=identity.target, check=identity.check, outcome="broken",
-                                           message=message, area=identity.area, nodeid=report.nodeid))
+            self.journal.write(
+                CheckRecord(
+                    target=identity.target,
+                    check=identity.check,
+                    outcome="broken",
+                    message=message,
+                    area=identity.area,
+                    nodeid=report.nodeid,
+                )
+            )
             allure_glue.report_lost_test(report.nodeid, identity, message)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.worker or self._lock is None:
             return
-        self.journal.write(GenericRecord(kind="run_end", data={"finished_at": time.time(),
-                                                               "exitstatus": int(exitstatus)}))
+        self.journal.write(
+            GenericRecord(
+                kind="run_end", data={"finished_at": time.time(), "exitstatus": int(exitstatus)}
+            )
+        )
         try:
             self.model = finish_results(self.layout)
-        except Exception as exc:  # a broken sign-off must not hide the test results above it
+        except Exception as exc:  # noqa: BLE001 - a broken sign-off must not hide the test results
             self.signoff_error = f"{type(exc).__name__}: {exc}"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -226,8 +277,13 @@ class ReportSession:
         if self.model is None:
             return
         verdict = self.model.verdict
-        terminalreporter.write_sep("=", f"sign-off: {verdict.headline}", green=verdict.ship, red=not verdict.ship,
-                                   bold=True)
+        terminalreporter.write_sep(
+            "=",
+            f"sign-off: {verdict.headline}",
+            green=verdict.ship,
+            red=not verdict.ship,
+            bold=True,
+        )
         for reason in verdict.reasons:
             terminalreporter.write_line(f"  {reason}")
         terminalreporter.write_line(f"  {self.layout.signoff_html}")

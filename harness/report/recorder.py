@@ -65,7 +65,9 @@ class ProcessState:
 
 
 class Reporter:
-    def __init__(self, layout: ResultsLayout, journal: Journal, hook: Any, state: ProcessState) -> None:
+    def __init__(
+        self, layout: ResultsLayout, journal: Journal, hook: Any, state: ProcessState
+    ) -> None:
         self.layout = layout
         self._journal = journal
         self._hook = hook
@@ -92,7 +94,9 @@ class Reporter:
         """Time a phase; it shows as an allure step, a journal record and a hook call."""
         where = target or self.current_target()
         step = uuid.uuid4().hex
-        allure_commons.plugin_manager.hook.start_step(uuid=step, title=f"{name} [{where}]", params={})
+        allure_commons.plugin_manager.hook.start_step(
+            uuid=step, title=f"{name} [{where}]", params={}
+        )
         started, clock = time.time(), time.perf_counter()
         try:
             yield
@@ -101,35 +105,61 @@ class Reporter:
             raise
         self._finish_phase(step, name, where, started, clock, None)
 
-    def _finish_phase(self, step: str, name: str, target: str, started: float, clock: float,
-                      exc: BaseException | None) -> None:
-        record = PhaseRecord(target=target, phase=name, duration_s=round(time.perf_counter() - clock, 3),
-                             ok=exc is None, started_at=started)
+    def _finish_phase(
+        self,
+        step: str,
+        name: str,
+        target: str,
+        started: float,
+        clock: float,
+        exc: BaseException | None,
+    ) -> None:
+        record = PhaseRecord(
+            target=target,
+            phase=name,
+            duration_s=round(time.perf_counter() - clock, 3),
+            ok=exc is None,
+            started_at=started,
+        )
         self._journal.write(record)
         shown: BaseException | None = exc
-        if exc is not None and classify_exception(exc) == "failed" and not isinstance(exc, AssertionError):
+        if (
+            exc is not None
+            and classify_exception(exc) == "failed"
+            and not isinstance(exc, AssertionError)
+        ):
             # allure calls any non-assertion broken; a product defect must show as a failed step.
             shown = AssertionError(str(exc))
         allure_commons.plugin_manager.hook.stop_step(
-            uuid=step, exc_type=type(shown) if shown else None, exc_val=shown,
+            uuid=step,
+            exc_type=type(shown) if shown else None,
+            exc_val=shown,
             exc_tb=exc.__traceback__ if exc else None,
         )
         self._hook.harness_phase_finished(phase=record)
 
     # -- attachments --------------------------------------------------------------------------
 
-    def attach_file(self, path: Path | str, name: str | None = None, target: str | None = None) -> str:
+    def attach_file(
+        self, path: Path | str, name: str | None = None, target: str | None = None
+    ) -> str:
         """Copy ``path`` into the evidence folder, attach it to the running test; returns its link."""
-        source = Path(path)
+        source = Path(path).absolute()
         where = target or self.current_target()
         title = name or source.name
-        suffix = source.suffix if source.suffix else ".txt"
-        dest = self._evidence_path(where, safe_name(Path(title).stem if name is None else title), suffix)
-        if source.resolve() != dest.resolve():
-            shutil.copyfile(source, dest)
+        if source.is_relative_to(self.layout.root.absolute()):
+            return self._register(
+                source, title, where
+            )  # already among the results: link, do not copy
+        dest = self._evidence_path(
+            where, safe_name(source.stem if name is None else title), source.suffix or ".txt"
+        )
+        shutil.copyfile(source, dest)
         return self._register(dest, title, where)
 
-    def attach_text(self, text: str, name: str, target: str | None = None, suffix: str = ".txt") -> str:
+    def attach_text(
+        self, text: str, name: str, target: str | None = None, suffix: str = ".txt"
+    ) -> str:
         where = target or self.current_target()
         dest = self._evidence_path(where, safe_name(name), suffix)
         dest.write_text(text, encoding="utf-8")
@@ -153,37 +183,61 @@ class Reporter:
         relative = self.layout.relative(dest)
         kind = _ATTACHMENT_TYPES.get(dest.suffix.lower())
         allure_commons.plugin_manager.hook.attach_file(
-            source=str(dest), name=title, attachment_type=kind,
+            source=str(dest),
+            name=title,
+            attachment_type=kind,
             extension=None if kind else dest.suffix.lstrip("."),
         )
         item = self._state.current_item
         nodeid = item.nodeid if item is not None else ""
         if nodeid:
             self._state.evidence.setdefault(nodeid, []).append(relative)
-        self._journal.write(GenericRecord(kind="evidence", target=target,
-                                          data={"name": title, "path": relative, "nodeid": nodeid}))
+        self._journal.write(
+            GenericRecord(
+                kind="evidence",
+                target=target,
+                data={"name": title, "path": relative, "nodeid": nodeid},
+            )
+        )
         return relative
 
     # -- facts --------------------------------------------------------------------------------
 
-    def describe_release(self, tarball: str, version: str = "", sha256: str = "", profile: str = "",
-                         run_id: str = "") -> None:
-        self._state.labels.update({k: v for k, v in (("release", version), ("profile", profile)) if v})
-        self._journal.write(GenericRecord(kind="meta", data={
-            "release": {"tarball": tarball, "version": version, "sha256": sha256},
-            "profile": profile, "run_id": run_id,
-        }))
+    def describe_release(
+        self, tarball: str, version: str = "", sha256: str = "", profile: str = "", run_id: str = ""
+    ) -> None:
+        self._state.labels.update(
+            {k: v for k, v in (("release", version), ("profile", profile)) if v}
+        )
+        self._journal.write(
+            GenericRecord(
+                kind="meta",
+                data={
+                    "release": {"tarball": tarball, "version": version, "sha256": sha256},
+                    "profile": profile,
+                    "run_id": run_id,
+                },
+            )
+        )
 
     def describe_image(self, target: str, image_id: str = "", digest: str = "") -> None:
-        self._journal.write(GenericRecord(kind="meta", target=target, data={
-            "image": {"target": target, "id": image_id or target, "digest": digest},
-        }))
+        self._journal.write(
+            GenericRecord(
+                kind="meta",
+                target=target,
+                data={
+                    "image": {"target": target, "id": image_id or target, "digest": digest},
+                },
+            )
+        )
 
     def volatile(self, target: str, **values: object) -> None:
         """VM name, IP, port...: shown on every test of ``target`` but kept out of allure's history id."""
         self._state.volatile.setdefault(target, {}).update({k: str(v) for k, v in values.items()})
 
-    def digest(self, target: str, prompt_id: str, text: str | None = None, sha256: str | None = None) -> str:
+    def digest(
+        self, target: str, prompt_id: str, text: str | None = None, sha256: str | None = None
+    ) -> str:
         """Record the hash of a golden completion; give the text or its sha256."""
         if sha256 is None:
             if text is None:
@@ -194,10 +248,18 @@ class Reporter:
 
     def footprint(self, target: str, layers: Mapping[str, int], source: str = "installed") -> None:
         """Bytes per layer (or per top-level directory) of the release on ``target``."""
-        self._journal.write(GenericRecord(kind="footprint", target=target,
-                                          data={"source": source, "layers": {k: int(v) for k, v in layers.items()}}))
+        self._journal.write(
+            GenericRecord(
+                kind="footprint",
+                target=target,
+                data={"source": source, "layers": {k: int(v) for k, v in layers.items()}},
+            )
+        )
 
     def egress(self, target: str, attempts: Sequence[Mapping[str, Any]]) -> None:
         """Network attempts seen from the guest: dicts with e.g. ``host``, ``address``, ``port``, ``proto``."""
-        self._journal.write(GenericRecord(kind="egress", target=target,
-                                          data={"attempts": [dict(a) for a in attempts]}))
+        self._journal.write(
+            GenericRecord(
+                kind="egress", target=target, data={"attempts": [dict(a) for a in attempts]}
+            )
+        )

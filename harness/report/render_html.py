@@ -10,7 +10,15 @@ from html import escape
 from urllib.parse import quote
 
 from harness.report.allure_files import environment_entries
-from harness.report.formatting import NOT_RUN, SYMBOLS, first_lines, seconds, short_sha, size, timestamp
+from harness.report.formatting import (
+    NOT_RUN,
+    SYMBOLS,
+    first_lines,
+    seconds,
+    short_sha,
+    size,
+    timestamp,
+)
 from harness.report.model import CheckResult, SignoffModel
 
 CSS = """
@@ -22,7 +30,7 @@ main { max-width:1100px; margin:0 auto; padding:0 20px 40px; }
 a { color:#0969da; }
 .verdict { padding:22px 20px 18px; color:#fff; }
 .verdict.ship { background:var(--ok); } .verdict.noship { background:var(--bad); }
-.verdict .inner { max-width:1100px; margin:0 auto; }
+.verdict .inner { max-width:1100px; margin:0 auto; padding:0 20px; }
 .verdict h1 { margin:0; font-size:44px; letter-spacing:.02em; line-height:1.1; }
 .verdict .release { font-size:17px; margin-top:6px; opacity:.95; word-break:break-all; }
 .verdict ul { margin:10px 0 0; padding-left:20px; font-size:16px; }
@@ -40,11 +48,11 @@ tr.area th { background:#eaeef2; text-transform:uppercase; font-size:12px; lette
 td.failed { background:#ffebe9; } td.broken { background:#fff8c5; } td.passed { background:#f0fff4; }
 .card { border:1px solid var(--line); border-left:6px solid var(--bad); border-radius:6px; padding:10px 14px;
         margin:10px 0; background:#fff; }
-.card.broken { border-left-color:var(--warn); }
+.card.card-broken { border-left-color:var(--warn); }
 .card h3 { margin:0 0 4px; font-size:16px; }
 .badge { display:inline-block; font-size:12px; font-weight:600; padding:1px 8px; border-radius:10px;
          background:#ffebe9; color:var(--bad); margin-right:6px; vertical-align:middle; }
-.card.broken .badge { background:#fff8c5; color:var(--warn); }
+.card.card-broken .badge { background:#fff8c5; color:var(--warn); }
 pre { background:var(--bg); border:1px solid var(--line); border-radius:6px; padding:8px 10px; margin:6px 0;
       white-space:pre-wrap; word-break:break-word; font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; }
 code, .mono { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:13px; }
@@ -90,12 +98,14 @@ def _verdict(model: SignoffModel) -> str:
         chips.append(f"took {seconds(model.facts.duration_s)}")
     reasons = "".join(f"<li>{escape(r)}</li>" for r in model.verdict.reasons)
     css = "ship" if model.verdict.ship else "noship"
-    return (f'<header class="verdict {css}" id="verdict"><div class="inner">'
-            f'<h1>{model.verdict.headline}</h1>'
-            f'<div class="release">{escape(" · ".join(parts))}</div>'
-            f"<ul>{reasons}</ul>"
-            f'<div class="counts">{"".join(f"<span>{escape(c)}</span>" for c in chips)}</div>'
-            "</div></header>")
+    return (
+        f'<header class="verdict {css}" id="verdict"><div class="inner">'
+        f"<h1>{model.verdict.headline}</h1>"
+        f'<div class="release">{escape(" · ".join(parts))}</div>'
+        f"<ul>{reasons}</ul>"
+        f'<div class="counts">{"".join(f"<span>{escape(c)}</span>" for c in chips)}</div>'
+        "</div></header>"
+    )
 
 
 def _evidence_links(paths: tuple[str, ...]) -> str:
@@ -111,7 +121,7 @@ def _failures(model: SignoffModel) -> str:
     cards = []
     for check in bad:
         cards.append(
-            f'<div class="card {check.outcome}" id="{_anchor(check)}">'
+            f'<div class="card card-{check.outcome}" id="{_anchor(check)}">'
             f'<h3><span class="badge">{escape(check.category or check.outcome)}</span>'
             f'{escape(check.check)} <span class="muted">on</span> {escape(check.target)} '
             f'<span class="{check.outcome}">{SYMBOLS[check.outcome]} {check.outcome}</span></h3>'
@@ -121,8 +131,10 @@ def _failures(model: SignoffModel) -> str:
             + "</div>"
         )
     for problem in model.problems:
-        cards.append(f'<div class="card broken"><h3><span class="badge">outside any check</span></h3>'
-                     f"<pre>{escape(first_lines(problem))}</pre></div>")
+        cards.append(
+            f'<div class="card card-broken"><h3><span class="badge">outside any check</span></h3>'
+            f"<pre>{escape(first_lines(problem))}</pre></div>"
+        )
     return f'<section id="failures"><h2>What failed</h2>{"".join(cards)}</section>'
 
 
@@ -131,7 +143,7 @@ def _regressions(model: SignoffModel) -> str:
         return ""
     items = "".join(
         f'<div class="regression"><strong>{escape(r.kind)}</strong> · {escape(r.subject)} on {escape(r.target)}: '
-        f"{escape(r.before)} → {escape(r.after)} <span class=\"muted\">{escape(r.detail)}</span></div>"
+        f'{escape(r.before)} → {escape(r.after)} <span class="muted">{escape(r.detail)}</span></div>'
         for r in model.regressions
     )
     return f'<section id="regressions"><h2>Regressions since the previous run</h2>{items}</section>'
@@ -142,7 +154,9 @@ def _matrix(model: SignoffModel) -> str:
     current_area = None
     for area, check in model.check_rows():
         if area != current_area:
-            rows.append(f'<tr class="area"><th colspan="{len(model.targets) + 1}">{escape(area)}</th></tr>')
+            rows.append(
+                f'<tr class="area"><th colspan="{len(model.targets) + 1}">{escape(area)}</th></tr>'
+            )
             current_area = area
         cells = []
         for target in model.targets:
@@ -192,8 +206,10 @@ def _footprint(model: SignoffModel) -> str:
     rows = []
     for fp in model.footprints:
         layers = ", ".join(f"{escape(k)} {size(v)}" for k, v in sorted(fp.layers.items()))
-        rows.append(f'<tr><td>{escape(fp.target)}</td><td>{escape(fp.source)}</td>'
-                    f'<td class="num">{size(fp.total)}</td><td>{layers}</td></tr>')
+        rows.append(
+            f"<tr><td>{escape(fp.target)}</td><td>{escape(fp.source)}</td>"
+            f'<td class="num">{size(fp.total)}</td><td>{layers}</td></tr>'
+        )
     return f'<section id="footprint"><h2>Footprint</h2>{_table(["Image", "Measured", "Total", "Layers"], rows)}</section>'
 
 
@@ -205,27 +221,38 @@ def _digests(model: SignoffModel) -> str:
     for prompt in prompts:
         cells = []
         for target in model.targets:
-            found = next((d for d in model.digests if d.target == target and d.prompt_id == prompt), None)
+            found = next(
+                (d for d in model.digests if d.target == target and d.prompt_id == prompt), None
+            )
             if found is None:
                 cells.append('<td class="muted">–</td>')
             elif found.stable:
-                cells.append(f'<td class="mono" title="{escape(found.sha256s[0])}">{short_sha(found.sha256s[0])}</td>')
+                cells.append(
+                    f'<td class="mono" title="{escape(found.sha256s[0])}">{short_sha(found.sha256s[0])}</td>'
+                )
             else:
                 shas = " ≠ ".join(short_sha(s) for s in found.sha256s)
                 cells.append(f'<td class="mono failed" title="differs within the run">{shas}</td>')
         rows.append(f"<tr><td>{escape(prompt)}</td>{''.join(cells)}</tr>")
     head = ["Prompt"] + [escape(t) for t in model.targets]
-    return (f'<section id="digests"><h2>Determinism digests</h2><p class="muted">sha256 of each golden '
-            f'completion (first 12 hex digits).</p>{_table(head, rows)}</section>')
+    return (
+        f'<section id="digests"><h2>Determinism digests</h2><p class="muted">sha256 of each golden '
+        f"completion (first 12 hex digits).</p>{_table(head, rows)}</section>"
+    )
 
 
 def _egress(model: SignoffModel) -> str:
     if not model.egress:
         return ""
-    rows = [f"<tr><td>{escape(e.target)}</td><td class=\"mono\">"
-            f"{escape(', '.join(f'{k}={v}' for k, v in sorted(e.attempt.items())))}</td></tr>" for e in model.egress]
-    return (f'<section id="egress"><h2>Network attempts</h2>'
-            f'{_table(["Image", "Attempt"], rows)}</section>')
+    rows = [
+        f'<tr><td>{escape(e.target)}</td><td class="mono">'
+        f"{escape(', '.join(f'{k}={v}' for k, v in sorted(e.attempt.items())))}</td></tr>"
+        for e in model.egress
+    ]
+    return (
+        f'<section id="egress"><h2>Network attempts</h2>'
+        f"{_table(['Image', 'Attempt'], rows)}</section>"
+    )
 
 
 def _evidence(model: SignoffModel) -> str:
@@ -239,35 +266,43 @@ def _evidence(model: SignoffModel) -> str:
 
 
 def _environment(model: SignoffModel) -> str:
-    rows = [f'<tr><th>{escape(k)}</th><td class="mono">{escape(v)}</td></tr>'
-            for k, v in environment_entries(model.facts).items()]
+    rows = [
+        f'<tr><th>{escape(k)}</th><td class="mono">{escape(v)}</td></tr>'
+        for k, v in environment_entries(model.facts).items()
+    ]
     return f'<section id="environment"><h2>Environment</h2><table><tbody>{"".join(rows)}</tbody></table></section>'
 
 
 def _footer(model: SignoffModel) -> str:
     links = " · ".join(_link(path, name) for name, path in model.links.items())
-    return (f"<footer>{links}<br>Generated {timestamp(model.generated_at)} by portability-harness "
-            f"{escape(model.facts.host.harness_version)}.</footer>")
+    return (
+        f"<footer>{links}<br>Generated {timestamp(model.generated_at)} by portability-harness "
+        f"{escape(model.facts.host.harness_version)}.</footer>"
+    )
 
 
 def render_html(model: SignoffModel) -> str:
     release = model.facts.release.tarball or "portability run"
-    body = "".join([
-        _verdict(model),
-        "<main>",
-        _failures(model),
-        _regressions(model),
-        _matrix(model),
-        _timings(model),
-        _footprint(model),
-        _digests(model),
-        _egress(model),
-        _evidence(model),
-        _environment(model),
-        _footer(model),
-        "</main>",
-    ])
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{model.verdict.headline}: {escape(release)}</title><style>{CSS}</style></head>"
-            f"<body>{body}</body></html>\n")
+    body = "".join(
+        [
+            _verdict(model),
+            "<main>",
+            _matrix(model),
+            _failures(model),
+            _regressions(model),
+            _timings(model),
+            _footprint(model),
+            _digests(model),
+            _egress(model),
+            _evidence(model),
+            _environment(model),
+            _footer(model),
+            "</main>",
+        ]
+    )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{model.verdict.headline}: {escape(release)}</title><style>{CSS}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )

@@ -23,28 +23,46 @@ def _table(head: list[str], rows: list[list[str]]) -> list[str]:
 def render_markdown(model: SignoffModel) -> str:
     release = model.facts.release
     mark = "✅" if model.verdict.ship else "⛔"
-    lines = [f"## {mark} {model.verdict.headline} — {_cell(release.tarball or 'no release under test')}", ""]
+    lines = [
+        f"## {mark} {model.verdict.headline} — {_cell(release.tarball or 'no release under test')}",
+        "",
+    ]
     lines += [f"- {_cell(r)}" for r in model.verdict.reasons]
-    facts = [f"version `{release.version}`" if release.version else "",
-             f"profile `{release.profile}`" if release.profile else "",
-             f"sha256 `{short_sha(release.sha256, 16)}`" if release.sha256 else "",
-             f"{len(model.targets)} image(s): {', '.join(model.targets)}" if model.targets else "",
-             f"took {seconds(model.facts.duration_s)}" if model.facts.duration_s is not None else ""]
+    facts = [
+        f"version `{release.version}`" if release.version else "",
+        f"profile `{release.profile}`" if release.profile else "",
+        f"sha256 `{short_sha(release.sha256, 16)}`" if release.sha256 else "",
+        f"{len(model.targets)} image(s): {', '.join(model.targets)}" if model.targets else "",
+        f"took {seconds(model.facts.duration_s)}" if model.facts.duration_s is not None else "",
+    ]
     counts = ", ".join(f"{n} {k}" for k, n in model.counts().items() if n)
     lines += ["", " · ".join(f for f in facts if f), "", f"Checks: {counts or 'none'}", ""]
 
     bad = model.problems_first()
     if bad or model.problems:
         lines += ["### What failed", ""]
-        rows = [[f"{EMOJI[c.outcome]} {_cell(c.check)}", _cell(c.target), _cell(c.category),
-                 _cell(c.message)[:MESSAGE_CHARS], _cell(", ".join(c.evidence)) or "–"] for c in bad]
-        rows += [["⚠️ (outside any check)", "", "", _cell(p)[:MESSAGE_CHARS], "–"] for p in model.problems]
+        rows = [
+            [
+                f"{EMOJI[c.outcome]} {_cell(c.check)}",
+                _cell(c.target),
+                _cell(c.category),
+                _cell(c.message)[:MESSAGE_CHARS],
+                _cell(", ".join(c.evidence)) or "–",
+            ]
+            for c in bad
+        ]
+        rows += [
+            ["⚠️ (outside any check)", "", "", _cell(p)[:MESSAGE_CHARS], "–"] for p in model.problems
+        ]
         lines += _table(["Check", "Image", "Category", "Message", "Evidence"], rows)
 
     if model.regressions:
         lines += ["### Regressions since the previous run", ""]
-        lines += [f"- **{r.kind}** {_cell(r.subject)} on {_cell(r.target)}: {_cell(r.before)} → {_cell(r.after)}"
-                  f" ({_cell(r.detail)})" for r in model.regressions]
+        lines += [
+            f"- **{r.kind}** {_cell(r.subject)} on {_cell(r.target)}: {_cell(r.before)} → {_cell(r.after)}"
+            f" ({_cell(r.detail)})"
+            for r in model.regressions
+        ]
         lines.append("")
 
     lines += ["### Checks × images", ""]
@@ -64,15 +82,28 @@ def render_markdown(model: SignoffModel) -> str:
             row = [name]
             for target in model.targets:
                 timing = model.phase(target, name)
-                row.append("–" if timing is None else seconds(timing.total_s) + (f" ×{timing.count}" if timing.count > 1 else ""))
+                row.append(
+                    "–"
+                    if timing is None
+                    else seconds(timing.total_s) + (f" ×{timing.count}" if timing.count > 1 else "")
+                )
             rows.append(row)
         lines += _table(["Phase", *model.targets], rows)
 
     if model.footprints:
         lines += ["### Footprint", ""]
-        lines += _table(["Image", "Measured", "Total", "Layers"], [
-            [fp.target, fp.source, size(fp.total), ", ".join(f"{k} {size(v)}" for k, v in sorted(fp.layers.items()))]
-            for fp in model.footprints])
+        lines += _table(
+            ["Image", "Measured", "Total", "Layers"],
+            [
+                [
+                    fp.target,
+                    fp.source,
+                    size(fp.total),
+                    ", ".join(f"{k} {size(v)}" for k, v in sorted(fp.layers.items())),
+                ]
+                for fp in model.footprints
+            ],
+        )
 
     if model.digests:
         lines += ["### Determinism digests", ""]
@@ -80,16 +111,25 @@ def render_markdown(model: SignoffModel) -> str:
         for prompt in sorted({d.prompt_id for d in model.digests}):
             row = [_cell(prompt)]
             for target in model.targets:
-                found = next((d for d in model.digests if d.target == target and d.prompt_id == prompt), None)
-                row.append("–" if found is None else " ≠ ".join(f"`{short_sha(s)}`" for s in found.sha256s))
+                found = next(
+                    (d for d in model.digests if d.target == target and d.prompt_id == prompt), None
+                )
+                row.append(
+                    "–" if found is None else " ≠ ".join(f"`{short_sha(s)}`" for s in found.sha256s)
+                )
             rows.append(row)
         lines += _table(["Prompt", *model.targets], rows)
 
     if model.egress:
         lines += ["### Network attempts", ""]
-        lines += [f"- {_cell(e.target)}: " + ", ".join(f"{k}={v}" for k, v in sorted(e.attempt.items()))
-                  for e in model.egress]
+        lines += [
+            f"- {_cell(e.target)}: " + ", ".join(f"{k}={v}" for k, v in sorted(e.attempt.items()))
+            for e in model.egress
+        ]
         lines.append("")
-    legend = " ".join(f"{EMOJI[k]} {k}" for k in SYMBOLS)
-    lines += [f"<sub>{legend} · {NOT_RUN} not run · full page: signoff.html, allure report: allure-report/</sub>", ""]
+    legend = ", ".join([*(f"{EMOJI[k]} {k}" for k in SYMBOLS), f"{NOT_RUN} not run"])
+    lines += [
+        f"<sub>{legend}. Full page: signoff.html; allure report: allure-report/index.html</sub>",
+        "",
+    ]
     return "\n".join(lines)

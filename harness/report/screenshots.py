@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from harness.report.browser import HeadlessChromium
 from harness.report.layout import ResultsLayout
@@ -20,20 +23,51 @@ class Rendered:
     text: dict[str, str] = field(default_factory=dict)  # view name -> rendered DOM
 
 
-def render_signoff(layout: ResultsLayout, chromium: HeadlessChromium, name: str = "signoff") -> Rendered:
+def render_signoff(
+    layout: ResultsLayout, chromium: HeadlessChromium, name: str = "signoff"
+) -> Rendered:
     url = layout.signoff_html.absolute().as_uri()
     png = chromium.screenshot(url, layout.screenshots / f"{name}.png", width=1280, height=1700)
     return Rendered({name: png}, {name: chromium.dom(url, wait_ms=500)})
 
 
-def render_allure(layout: ResultsLayout, chromium: HeadlessChromium, prefix: str = "allure") -> Rendered:
+def _leaves(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    for child in node.get("children", []):
+        if "children" in child:
+            yield from _leaves(child)
+        else:
+            yield child
+
+
+def failure_route(allure_report: Path) -> str | None:
+    """The route of the first failed (else broken) test in allure's categories tree."""
+    path = allure_report / "data" / "categories.json"
+    if not path.is_file():
+        return None
+    leaves = list(_leaves(json.loads(path.read_text(encoding="utf-8"))))
+    for status in ("failed", "broken"):
+        for leaf in leaves:
+            if leaf.get("status") == status:
+                return f"#categories/{leaf['parentUid']}/{leaf['uid']}"
+    return None
+
+
+def render_allure(
+    layout: ResultsLayout, chromium: HeadlessChromium, prefix: str = "allure"
+) -> Rendered:
     shots: dict[str, Path] = {}
     text: dict[str, str] = {}
+    views = dict(ALLURE_VIEWS)
+    route = failure_route(layout.allure_report)
+    if route is not None:
+        views["failure"] = route
     with serving(layout.allure_report) as base:
-        for view, fragment in ALLURE_VIEWS.items():
+        for view, fragment in views.items():
             url = f"{base}index.html{fragment}"
             name = f"{prefix}-{view}"
-            shots[name] = chromium.screenshot(url, layout.screenshots / f"{name}.png", width=1440, height=1000,
-                                              wait_ms=ALLURE_WAIT_MS)
+            png = layout.screenshots / f"{name}.png"
+            shots[name] = chromium.screenshot(
+                url, png, width=1440, height=1000, wait_ms=ALLURE_WAIT_MS
+            )
             text[name] = chromium.dom(url, wait_ms=ALLURE_WAIT_MS)
     return Rendered(shots, text)

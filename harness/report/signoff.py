@@ -41,8 +41,11 @@ def evidence_links(layout: ResultsLayout) -> dict[str, str]:
         "trends": layout.trends_json,
         "screenshots": layout.screenshots,
     }
-    return {name: layout.relative(path) + ("/" if path.is_dir() else "")
-            for name, path in candidates.items() if path.exists() or path == layout.signoff_json}
+    return {
+        name: layout.relative(path) + ("/" if path.is_dir() else "")
+        for name, path in candidates.items()
+        if path.exists() or path == layout.signoff_json
+    }
 
 
 def build_signoff(layout: ResultsLayout, regressions: Sequence[Regression] = ()) -> SignoffModel:
@@ -50,8 +53,9 @@ def build_signoff(layout: ResultsLayout, regressions: Sequence[Regression] = ())
     return replace(model, regressions=tuple(regressions)) if regressions else model
 
 
-def write_signoff(layout: ResultsLayout, model: SignoffModel,
-                  environ: Mapping[str, str] | None = None) -> SignoffFiles:
+def write_signoff(
+    layout: ResultsLayout, model: SignoffModel, environ: Mapping[str, str] | None = None
+) -> SignoffFiles:
     env = os.environ if environ is None else environ
     layout.root.mkdir(parents=True, exist_ok=True)
     markdown = render_markdown(model)

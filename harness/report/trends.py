@@ -28,12 +28,22 @@ def check_regressions(previous: SignoffModel, current: SignoffModel) -> list[Reg
     for check in current.checks:
         was = before.get((check.target, check.check))
         if was == "passed" and check.outcome in ("failed", "broken"):
-            found.append(Regression("check", check.target, check.check, was, check.outcome,
-                                    _first_line(check.message)))
+            found.append(
+                Regression(
+                    "check",
+                    check.target,
+                    check.check,
+                    was,
+                    check.outcome,
+                    _first_line(check.message),
+                )
+            )
     return found
 
 
-def phase_regressions(previous: SignoffModel, current: SignoffModel, policy: TrendPolicy) -> list[Regression]:
+def phase_regressions(
+    previous: SignoffModel, current: SignoffModel, policy: TrendPolicy
+) -> list[Regression]:
     before = {(p.target, p.phase): p for p in previous.phases}
     found = []
     for timing in current.phases:
@@ -42,22 +52,43 @@ def phase_regressions(previous: SignoffModel, current: SignoffModel, policy: Tre
             continue
         slower = timing.mean_s - old.mean_s
         if timing.mean_s > old.mean_s * policy.slower_ratio and slower >= policy.min_slower_s:
-            found.append(Regression("phase", timing.target, timing.phase, seconds(old.mean_s), seconds(timing.mean_s),
-                                    f"+{100 * slower / old.mean_s:.0f}% (mean per occurrence)"))
+            found.append(
+                Regression(
+                    "phase",
+                    timing.target,
+                    timing.phase,
+                    seconds(old.mean_s),
+                    seconds(timing.mean_s),
+                    f"+{100 * slower / old.mean_s:.0f}% (mean per occurrence)",
+                )
+            )
     return found
 
 
-def footprint_regressions(previous: SignoffModel, current: SignoffModel, policy: TrendPolicy) -> list[Regression]:
+def footprint_regressions(
+    previous: SignoffModel, current: SignoffModel, policy: TrendPolicy
+) -> list[Regression]:
     before = {(f.target, f.source): f for f in previous.footprints}
     found = []
     for fp in current.footprints:
         old = before.get((fp.target, fp.source))
         if old is None or fp.total - old.total <= policy.footprint_tolerance_bytes:
             continue
-        grown = [f"{name} +{size(fp.layers[name] - old.layers.get(name, 0))}"
-                 for name in sorted(fp.layers) if fp.layers[name] > old.layers.get(name, 0)]
-        found.append(Regression("footprint", fp.target, f"{fp.source} footprint", size(old.total), size(fp.total),
-                                "; ".join(grown) or "total grew"))
+        grown = [
+            f"{name} +{size(fp.layers[name] - old.layers.get(name, 0))}"
+            for name in sorted(fp.layers)
+            if fp.layers[name] > old.layers.get(name, 0)
+        ]
+        found.append(
+            Regression(
+                "footprint",
+                fp.target,
+                f"{fp.source} footprint",
+                size(old.total),
+                size(fp.total),
+                "; ".join(grown) or "total grew",
+            )
+        )
     return found
 
 
@@ -67,15 +98,22 @@ def digest_regressions(previous: SignoffModel, current: SignoffModel) -> list[Re
     for digest in current.digests:
         old = before.get((digest.target, digest.prompt_id))
         if old is not None and tuple(old) != tuple(digest.sha256s):
-            found.append(Regression("digest", digest.target, digest.prompt_id,
-                                    " ≠ ".join(short_sha(s) for s in old),
-                                    " ≠ ".join(short_sha(s) for s in digest.sha256s),
-                                    "golden completion changed"))
+            found.append(
+                Regression(
+                    "digest",
+                    digest.target,
+                    digest.prompt_id,
+                    " ≠ ".join(short_sha(s) for s in old),
+                    " ≠ ".join(short_sha(s) for s in digest.sha256s),
+                    "golden completion changed",
+                )
+            )
     return found
 
 
-def find_regressions(previous: SignoffModel, current: SignoffModel,
-                     policy: TrendPolicy = TrendPolicy()) -> list[Regression]:
+def find_regressions(
+    previous: SignoffModel, current: SignoffModel, policy: TrendPolicy = TrendPolicy()
+) -> list[Regression]:
     return [
         *check_regressions(previous, current),
         *phase_regressions(previous, current, policy),
