@@ -43,7 +43,7 @@ _SIGTERM = pytest.StashKey[SigtermAsInterrupt]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("harness-vm", "portability harness: virtual machines")
     group.addoption(
-        "--image", action="append", dest="vm_images", default=None, metavar="IMAGE",
+        "--image", action="append", dest="image", default=None, metavar="IMAGE",
         help=f"base image to test on; repeat for a matrix (default: {DEFAULT_IMAGE})",
     )
     group.addoption(
@@ -130,8 +130,13 @@ def _test_failed(item: pytest.Item) -> bool:
 
 
 def _results_dir(config: pytest.Config) -> Path:
-    given = config.getoption("results_dir", default=None)
-    return Path(given) if given else config.rootpath / "results"
+    """The run's results directory as the report area resolved it (VM logs go under vms/)."""
+    try:
+        from harness.report.plugin import reporter_for
+
+        return reporter_for(config).layout.root
+    except (ImportError, KeyError):  # the report area is not loaded
+        return config.invocation_params.dir / "results"
 
 
 @dataclass
@@ -222,7 +227,7 @@ def vm_environment(pytestconfig: pytest.Config, harness_run_id: str) -> VMEnviro
     return VMEnvironment(
         config=config,
         run_id=harness_run_id,
-        images=list(config.getoption("vm_images") or [DEFAULT_IMAGE]),
+        images=list(config.getoption("image") or [DEFAULT_IMAGE]),
         keep=config.getoption("keep_vm"),
         max_vms=config.getoption("max_vms"),
         boot_timeout_s=config.getoption("vm_boot_timeout"),
@@ -235,16 +240,16 @@ def vm_environment(pytestconfig: pytest.Config, harness_run_id: str) -> VMEnviro
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Every test that uses a VM runs once per ``--image``."""
-    if "vm_image" not in metafunc.fixturenames:
+    if "image" not in metafunc.fixturenames:
         return
-    if any("vm_image" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")):
+    if any("image" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")):
         return  # the test chose its images itself
-    images = list(metafunc.config.getoption("vm_images") or [DEFAULT_IMAGE])
-    metafunc.parametrize("vm_image", images, indirect=True, ids=images)
+    images = list(metafunc.config.getoption("image") or [DEFAULT_IMAGE])
+    metafunc.parametrize("image", images, indirect=True, ids=images)
 
 
 @pytest.fixture
-def vm_image(request: pytest.FixtureRequest) -> str:
+def image(request: pytest.FixtureRequest) -> str:
     """The image this test instance runs on (one of --image)."""
     param = getattr(request, "param", None)
     return str(param) if param else DEFAULT_IMAGE
@@ -252,9 +257,9 @@ def vm_image(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def vm_factory(
-    request: pytest.FixtureRequest, vm_environment: VMEnvironment, vm_image: str
+    request: pytest.FixtureRequest, vm_environment: VMEnvironment, image: str
 ) -> Iterator[VMFactory]:
-    factory = VMFactory(vm_environment, vm_image)
+    factory = VMFactory(vm_environment, image)
     yield factory
     factory.close_all(
         failed=_test_failed(request.node),
