@@ -60,12 +60,14 @@ class IdleGuest:
 
 
 def _provision_command(user: str, password: str) -> str:
-    """Root shell snippet giving a Debian guest tart's vanilla-image login: user + password + sudo."""
+    """Root shell snippet giving a Debian guest the clean macOS image's login (vm_images/macos):
+    user + password, passwordless sudo, password login over SSH."""
     dropin = "PasswordAuthentication yes\nKbdInteractiveAuthentication no\n"
     return " && ".join([
         f"(id {user} >/dev/null 2>&1 || useradd -m -s /bin/bash {user})",
         f"echo {shlex.quote(f'{user}:{password}')} | chpasswd",
-        f"(! getent group sudo >/dev/null || usermod -aG sudo {user})",
+        f"echo {shlex.quote(f'{user} ALL=(ALL) NOPASSWD: ALL')} > /etc/sudoers.d/{user}-nopasswd",
+        f"chmod 0440 /etc/sudoers.d/{user}-nopasswd",
         # 00- sorts first and sshd keeps the first value it reads.
         f"printf %s {shlex.quote(dropin)} > /etc/ssh/sshd_config.d/00-tart-standin.conf",
         "(systemctl reload ssh || systemctl reload sshd || kill -HUP $(cat /run/sshd.pid))",
