@@ -22,9 +22,12 @@ import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from harness.errors import InfrastructureError
+
+if TYPE_CHECKING:
+    from harness.install import Guest
 
 PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
@@ -252,3 +255,32 @@ def summarize(attempts: Iterable[Attempt]) -> list[AttemptSummary]:
         else:
             folded[attempt.key] = AttemptSummary(seen.first, seen.count + 1, attempt.time)
     return sorted(folded.values(), key=lambda s: s.first.time)
+
+
+SLIRP_GATEWAY = "10.0.2.2"
+SLIRP_NETWORK_PREFIX = "10.0.2."
+
+
+def make_attempts_visible(guest: "Guest") -> str:
+    """Give a slirp guest a default route, so a connection to any address leaves a SYN in the capture.
+
+    With ``restrict=on`` slirp's DHCP hands out neither a router nor a DNS server, so a connect to
+    an outside address fails inside the guest ("Network is unreachable") and the capture shows
+    nothing. A default route via slirp's gateway makes the SYN go out onto the virtual wire, where
+    the capture records it and the restriction drops it. (The image's resolv.conf names slirp's
+    resolver 10.0.2.3, which is on-link, so lookups are visible already.) Returns what was done.
+    """
+    routes = guest.run("ip -4 route show", timeout=30)
+    if not routes.ok:
+        return "no ip(8) in the guest: routes left as they are"
+    if any(line.startswith("default") for line in routes.stdout.splitlines()):
+        return "the guest already has a default route"
+    if SLIRP_NETWORK_PREFIX not in routes.stdout:
+        return "not on a slirp network: routes left as they are"
+    added = guest.run(f"sudo -n ip route add default via {SLIRP_GATEWAY}", timeout=30)
+    if not added.ok:
+        raise InfrastructureError(
+            "could not give the guest a default route, so connection attempts would stay invisible",
+            hint="the image's user needs passwordless sudo", detail=added.stderr[-500:],
+        )
+    return f"added a default route via {SLIRP_GATEWAY}"

@@ -115,6 +115,7 @@ class ServerSpec:
     stop_timeout_s: float
     pid_file: str
     logs: tuple[str, ...]
+    writes: tuple[str, ...] = ()  # where the running server may write (logs, pid, caches)
     load: LoadRequest | None = None
 
 
@@ -428,7 +429,7 @@ def _install(t: _Table) -> InstallSpec:
 
 def _server(t: _Table) -> ServerSpec:
     t.only(["start", "stop", "status", "cwd", "env", "port", "health_path", "ready_timeout_s",
-            "stop_timeout_s", "pid_file", "logs", "load"])
+            "stop_timeout_s", "pid_file", "logs", "writes", "load"])
     port = t.int("port", 6969, minimum=1)
     if port > 65535:
         raise t.fail("port", f"must be a TCP port (1-65535), got {port}")
@@ -457,6 +458,7 @@ def _server(t: _Table) -> ServerSpec:
         stop_timeout_s=t.float("stop_timeout_s", 20.0, positive=True),
         pid_file=t.str("pid_file"),
         logs=t.str_list("logs", []),
+        writes=t.str_list("writes", []),
         load=load,
     )
 

@@ -42,12 +42,32 @@ class ReleaseName:
 
 
 @dataclass(frozen=True)
+class ChecksumVerdict:
+    """What the published checksums file says about the tarball. A mismatch is a finding about
+    the release (a stale checksums file was published), reported by the ``release_checksum``
+    check rather than refused up front: the tarball itself may still be worth testing."""
+
+    file: Path | None  # None: no checksums file beside the tarball
+    expected: str | None = None
+    problem: str = ""
+
+    @property
+    def verified(self) -> bool:
+        return self.file is not None and not self.problem
+
+
+@dataclass(frozen=True)
 class Release:
     path: Path
     name: ReleaseName
     sha256: str
     size: int
-    checksum_source: Path | None  # the checksums.txt that vouched for sha256, if any
+    checksum: ChecksumVerdict
+
+    @property
+    def checksum_source(self) -> Path | None:
+        """The checksums file that vouched for ``sha256``, if one did."""
+        return self.checksum.file if self.checksum.verified else None
 
     @property
     def filename(self) -> str:
@@ -127,22 +147,26 @@ def load_release(path: Path, spec: ReleaseSpec) -> Release:
             hint=f"known suffixes: {', '.join(spec.suffixes) or 'none'}; add it to [release] suffixes",
         )
     sha = sha256_file(path)
-    checksums = path.parent / spec.checksums
-    source = None
-    if checksums.is_file():
+    return Release(path=path, name=name, sha256=sha, size=path.stat().st_size,
+                   checksum=check_published_checksum(path, sha, spec.checksums))
+
+
+def check_published_checksum(path: Path, sha: str, checksums_name: str) -> ChecksumVerdict:
+    checksums = path.parent / checksums_name
+    if not checksums.is_file():
+        return ChecksumVerdict(None)
+    try:
         listed = read_checksums(checksums).get(path.name)
-        if listed is None:
-            raise ReleaseError(
-                f"{checksums} does not list {path.name}",
-                hint="the tarball and its checksums file come from different builds; fetch both again",
-            )
-        if listed != sha:
-            raise ReleaseError(
-                f"{path.name} has sha256 {sha}, but {checksums.name} says {listed}",
-                hint="the tarball is truncated or altered; download or build it again",
-            )
-        source = checksums
-    return Release(path=path, name=name, sha256=sha, size=path.stat().st_size, checksum_source=source)
+    except ReleaseError as exc:
+        return ChecksumVerdict(checksums, problem=f"{exc.message} ({exc.hint})")
+    if listed is None:
+        return ChecksumVerdict(checksums, problem=f"{checksums} does not list {path.name}: "
+                               "the tarball and its checksums file come from different builds")
+    if listed != sha:
+        return ChecksumVerdict(checksums, listed, problem=(
+            f"{path.name} has sha256 {sha}, but the published {checksums.name} says {listed}: "
+            "the checksums file is stale or the tarball was altered"))
+    return ChecksumVerdict(checksums, listed)
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,147 @@
-"""`harness run` (placeholder until its area lands)."""
+"""`harness run`: the portability suite against a release, in clean VMs.
+
+    harness run                                   # the reference release on linux-debian12
+    harness run --release dist/tiles-v0.4.18-x86_64-linux.tar.gz --profile tiles --image linux-debian12
+    harness run --release a.tar.gz --release b.tar.gz -n 2      # a matrix, two VMs at once
+
+A run is a short pipeline: resolve what to test (building the reference release and the base
+images when they are missing) -> the pytest command line -> pytest in a child process, whose exit
+code becomes this command's. Everything after ``--`` goes to pytest unchanged.
+"""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 from harness.errors import UsageError
+from harness.profile import load_profile
+from harness.release import load_release
+from harness.suite.reference import build_reference, checkout_root, default_release
+
+DEFAULT_IMAGE = "linux-debian12"
+SUITE_DIR = Path("tests") / "portability"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    suite: Path
+    releases: tuple[Path, ...]
+    profile: str
+    images: tuple[str, ...]
+    workers: int
+    keep_vm: str
+    results_dir: Path | None
+    update_goldens: bool
+    select: str | None
+    pytest_args: tuple[str, ...]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("run", help="not implemented yet")
+    parser = subparsers.add_parser(
+        "run", help="run the portability suite on a release in clean VMs",
+        description="Install a release offline in clean VMs, serve it and check its answers.",
+    )
+    parser.add_argument("--release", action="append", default=[], metavar="TARBALL",
+                        help="release tarball (repeat for a matrix); default: the reference release, built if missing")
+    parser.add_argument("--profile", default=None, metavar="NAME|FILE",
+                        help="built-in profile name or a TOML file (default: reference)")
+    parser.add_argument("--image", action="append", default=[], metavar="IMAGE",
+                        help=f"base image (repeat for a matrix; default {DEFAULT_IMAGE}); Linux images are built if missing")
+    parser.add_argument("-n", "--workers", type=int, default=0, metavar="N",
+                        help="run N targets at once in N pytest-xdist workers (each target on its own VMs)")
+    parser.add_argument("--keep-vm", default="never", choices=("never", "on-failure", "always"),
+                        help="keep VMs after the run for a look inside (default: never)")
+    parser.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
+                        help="where results go (default: ./results)")
+    parser.add_argument("--update-goldens", action="store_true", help="record golden answers instead of comparing")
+    parser.add_argument("-k", dest="select", default=None, metavar="EXPR", help="only checks matching EXPR (pytest -k)")
+    parser.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="extra pytest arguments after --")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise UsageError("'harness run' is not implemented yet")
+    plan = make_plan(args)
+    prepare(plan)
+    return execute(plan)
+
+
+def make_plan(args: argparse.Namespace) -> RunPlan:
+    suite = checkout_root() / SUITE_DIR
+    if not suite.is_dir():
+        raise UsageError(f"the portability suite is not at {suite}",
+                         hint="run harness from a checkout of its repository (pip install -e .)")
+    if args.workers < 0:
+        raise UsageError(f"-n must be 0 or more, got {args.workers}")
+    profile_name = args.profile or "reference"
+    profile = load_profile(profile_name)  # fails now, not in a worker, if the profile is bad
+    releases = [Path(r).expanduser().absolute() for r in args.release]
+    if not releases:
+        if profile.name != "reference":
+            raise UsageError(f"the {profile.name} profile needs a release: pass --release PATH")
+        releases = [reference_release()]
+    for path in releases:
+        load_release(path, profile.release)  # name, product and existence, before any VM boots
+    return RunPlan(
+        suite=suite, releases=tuple(releases), profile=profile_name,
+        images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
+        results_dir=args.results_dir, update_goldens=args.update_goldens, select=args.select,
+        pytest_args=tuple(args.pytest_args),
+    )
+
+
+def reference_release() -> Path:
+    found = default_release()
+    if found is None:
+        print("harness run: building the reference release (first run only)", file=sys.stderr)
+        build_reference()
+        found = default_release()
+    if found is None:
+        raise UsageError("the reference release build finished but left no tarball in its dist/ directory",
+                         hint="run `python examples/reference_release/build.py` and read its output")
+    return found
+
+
+def prepare(plan: RunPlan) -> None:
+    """Build missing Linux base images (cached by recipe hash: a no-op when current)."""
+    from harness.config import HostPaths
+    from harness.vm.images import ImageStore
+
+    store = ImageStore(HostPaths.from_env())
+    known = set(store.known())
+    for image in plan.images:
+        if image in known:
+            store.ensure(image, progress=lambda msg: print(f"harness run: {msg}", file=sys.stderr))
+
+
+def pytest_argv(plan: RunPlan) -> list[str]:
+    argv = [sys.executable, "-m", "pytest", str(plan.suite), "-p", "no:cacheprovider", "-rA",
+            "--profile", plan.profile, "--keep-vm", plan.keep_vm]
+    for release in plan.releases:
+        argv += ["--release", str(release)]
+    for image in plan.images:
+        argv += ["--image", image]
+    if plan.workers:
+        # loadgroup: every check of one target stays in one worker, so one VM serves them all.
+        argv += ["-n", str(plan.workers), "--dist", "loadgroup", "--max-vms", str(max(2, plan.workers))]
+    if plan.results_dir is not None:
+        argv += ["--results-dir", str(plan.results_dir)]
+    if plan.update_goldens:
+        argv.append("--update-goldens")
+    if plan.select:
+        argv += ["-k", plan.select]
+    return argv + list(plan.pytest_args)
+
+
+def execute(plan: RunPlan) -> int:
+    argv = pytest_argv(plan)
+    print("harness run: " + " ".join(argv[1:]), file=sys.stderr)
+    # Same process group: Ctrl-C reaches pytest, which tears its VMs down; we wait for it.
+    process = subprocess.Popen(argv, cwd=checkout_root())
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        return process.wait()

@@ -1,1 +1,223 @@
-"""Area plugin (placeholder until its area lands)."""
+"""The portability suite's pytest plugin: options, the target matrix and the fixture chain.
+
+    profile ─┐
+    target ──┴─► deployment (VM, release installed) ─► installed
+                     │                              └► server ─► client
+                     └── install_twin (a second fresh VM, done first when a check needs it)
+
+``--release`` and ``--image`` may each be repeated; every (release, image) pair is one ``target``
+parameter, session-scoped, so one VM serves every check of that target. Under
+``pytest -n N --dist loadgroup`` all checks of one target go to one worker (an ``xdist_group``
+per target), so N targets run in N VMs at once. Checks that cannot run because an earlier step
+failed (no install, no server) are skipped as *blocked*, naming the check that reports the cause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.completions import CompletionClient
+from harness.errors import UsageError
+from harness.install import Installed
+from harness.journal import Journal
+from harness.profile import Profile, load_profile
+from harness.server import Server
+from harness.suite.deployment import Deployment, TwinResult, open_deployment, run_twin, with_options
+from harness.suite.reference import default_release
+from harness.suite.target import Target, TargetSpec, matrix, resolve
+
+DEFAULT_PROFILE = "reference"
+DEFAULT_IMAGE = "linux-debian12"
+TARGET_FIXTURE = "target"
+
+_failed_targets = pytest.StashKey[set[str]]()
+_targets = pytest.StashKey[dict[TargetSpec, Target]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("harness-suite", "portability harness: the release under test")
+    group.addoption(
+        "--release", action="append", dest="release", default=None, metavar="TARBALL",
+        help="release tarball to test; repeat for a matrix (default: the reference release built by "
+        "examples/reference_release/build.py)",
+    )
+    group.addoption(
+        "--profile", dest="profile", default=None, metavar="NAME|FILE",
+        help=f"release profile: a built-in name (reference, tiles) or a TOML file (default: {DEFAULT_PROFILE})",
+    )
+    group.addoption(
+        "--update-goldens", dest="update_goldens", action="store_true", default=False,
+        help="record this run's completions as the golden answers instead of comparing with them",
+    )
+    group.addoption(
+        "--goldens-dir", dest="goldens_dir", default=None, metavar="DIR",
+        help="where golden files live (default: tests/goldens under the rootdir)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_failed_targets] = set()
+    config.stash[_targets] = {}
+
+
+# -- the matrix ----------------------------------------------------------------------------------
+
+
+def release_paths(config: pytest.Config) -> list[Path]:
+    given = config.getoption("release", default=None)
+    if given:
+        return [Path(p).expanduser().absolute() for p in given]
+    found = default_release(config.rootpath)
+    return [found] if found else []
+
+
+def images(config: pytest.Config) -> list[str]:
+    return list(config.getoption("image", default=None) or [DEFAULT_IMAGE])
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if TARGET_FIXTURE not in metafunc.fixturenames:
+        return
+    specs = matrix(release_paths(metafunc.config), images(metafunc.config))
+    if not specs:
+        # No release given and none built: one explicit skip rather than a silent empty suite.
+        metafunc.parametrize(TARGET_FIXTURE, [pytest.param(None, marks=pytest.mark.skip(
+            reason="no --release given and the reference release is not built: run "
+            "`python examples/reference_release/build.py` or pass --release PATH"))],
+            indirect=True, scope="session", ids=["no-release"])
+        return
+    metafunc.parametrize(TARGET_FIXTURE, specs, indirect=True, scope="session", ids=[s.name for s in specs])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        spec = _spec_of(item)
+        if spec is not None:
+            # With --dist loadgroup every check of one target runs in one worker, on one VM.
+            item.add_marker(pytest.mark.xdist_group(name=spec.name))
+
+
+def _spec_of(item: pytest.Item) -> TargetSpec | None:
+    callspec = getattr(item, "callspec", None)
+    value = callspec.params.get(TARGET_FIXTURE) if callspec is not None else None
+    return value if isinstance(value, TargetSpec) else None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report: pytest.TestReport = yield
+    spec = _spec_of(item)
+    if spec is not None and report.failed:
+        item.config.stash[_failed_targets].add(spec.name)
+    return report
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def profile(pytestconfig: pytest.Config) -> Profile:
+    """The release profile named by --profile (validated before any VM boots)."""
+    return load_profile(pytestconfig.getoption("profile") or DEFAULT_PROFILE)
+
+
+@pytest.fixture(scope="session")
+def target(request: pytest.FixtureRequest, profile: Profile) -> Target:
+    """One (release, image) cell of the matrix, with the tarball checked on the host."""
+    spec: TargetSpec = request.param
+    cache = request.config.stash[_targets]
+    if spec not in cache:
+        try:
+            cache[spec] = resolve(spec, profile)
+        except UsageError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        found = cache[spec]
+        report = request.getfixturevalue("report")
+        report.describe_release(tarball=found.release.filename, version=found.release.name.version,
+                                sha256=found.release.sha256, profile=profile.name)
+        report.describe_image(found.name, image_id=found.image)
+    return cache[spec]
+
+
+@pytest.fixture(scope="session")
+def harness_journal(report: Any) -> Journal:
+    """This process's run journal (the same file the report area writes)."""
+    return Journal(report.layout.root)
+
+
+def _interrupted(request: pytest.FixtureRequest) -> bool:
+    return request.session.exitstatus == pytest.ExitCode.INTERRUPTED or bool(request.session.shouldstop)
+
+
+def _machine_maker(request: pytest.FixtureRequest) -> Any:
+    environment = request.getfixturevalue("vm_environment")
+    return lambda image, options: with_options(environment.machine(image), options)
+
+
+def _needs(request: pytest.FixtureRequest, fixture: str, spec: TargetSpec) -> bool:
+    return any(fixture in getattr(item, "fixturenames", ()) and _spec_of(item) == spec
+               for item in request.session.items)
+
+
+@pytest.fixture(scope="session")
+def install_twin(request: pytest.FixtureRequest, target: Target, report: Any) -> TwinResult:
+    """The same release installed in a second fresh VM (then served, stopped and uninstalled)."""
+    evidence = report.layout.evidence / _safe(target.name) / "twin"
+    return run_twin(_machine_maker(request), target, report, lambda: _interrupted(request), evidence)
+
+
+@pytest.fixture(scope="session")
+def deployment(request: pytest.FixtureRequest, target: Target, report: Any,
+               harness_journal: Journal) -> Iterator[Deployment]:
+    """The target's primary VM with the release installed; torn down after its last check."""
+    if _needs(request, "install_twin", target.spec):
+        request.getfixturevalue("install_twin")  # finish the second VM before this one boots
+    failed = request.config.stash[_failed_targets]
+    with open_deployment(
+        _machine_maker(request), target, report, harness_journal,
+        report.layout.evidence / _safe(target.name),
+        failed=lambda: target.name in failed, interrupted=lambda: _interrupted(request),
+    ) as deployed:
+        report.volatile(target.name, vm=str(deployed.machine.name))
+        yield deployed
+
+
+@pytest.fixture
+def installed(deployment: Deployment) -> Installed:
+    """The install; checks that need a working one are skipped as blocked when it failed."""
+    run = deployment.installed.installer
+    if not run.ok:
+        state = "timed out" if run.timed_out else f"exited with {run.exit_code}"
+        pytest.skip(f"blocked: the installer {state} (reported by install_offline)")
+    return deployment.installed
+
+
+@pytest.fixture
+def server(deployment: Deployment, installed: Installed) -> Server:
+    """The release's server, running and healthy (restarted if a check stopped it)."""
+    if deployment.server_error is not None:
+        pytest.skip(f"blocked: the server did not start (reported by server_healthy): "
+                    f"{deployment.server_error.message}")
+    return deployment.server()
+
+
+@pytest.fixture
+def client(deployment: Deployment, server: Server) -> Iterator[CompletionClient]:
+    """Completions from the running server in the profile's API flavour."""
+    with CompletionClient(server.base_url, deployment.target.profile.api) as completions:
+        deployment.warm_up(completions)
+        yield completions
+
+
+@pytest.fixture(scope="session")
+def goldens_dir(pytestconfig: pytest.Config) -> Path:
+    given = pytestconfig.getoption("goldens_dir")
+    return Path(given).absolute() if given else pytestconfig.rootpath / "tests" / "goldens"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)

@@ -61,8 +61,9 @@ def test_tiles_profile_matches_contract() -> None:
 def test_render_expands_paths_and_runtime_values() -> None:
     ref = load_profile("reference")
     ctx = ref.context({"home": "/home/t", "user": "t", "upload": "/tmp/up", "tarball": "/tmp/up/x.tar.gz"})
-    assert ref.render(ref.install.command, ctx) == "bash /tmp/up/install.sh --dev /tmp/up/x.tar.gz"
-    assert ref.render(ref.server.start, ctx).endswith(f"--port {ref.server.port}")
+    assert ref.render(ref.install.command, ctx) == "sh /tmp/up/install.sh --tarball /tmp/up/x.tar.gz"
+    assert [ref.render(w, ctx) for w in ref.server.writes] == ["/home/t/.local/share/refapp", "/home/t/.config/refapp"]
+    assert ref.render(ref.server.start, ctx).startswith(f"/home/t/.local/bin/refapp serve --port {ref.server.port}")
 
 
 def test_profile_by_path(tmp_path: Path) -> None:
@@ -95,11 +96,12 @@ def test_bad_toml_names_file(tmp_path: Path) -> None:
         ("port = 6969", 'port = "6969"', "key 'server.port' must be an integer, got str '6969'"),
         ("port = 6969", "port = 70000", "key 'server.port' must be a TCP port"),
         ("timeout_s = 600", "timeout_s = -1", "key 'install.timeout_s' must be a positive number"),
+        ('writes = ["{data}", "{config}"]', 'writes = "{data}"', "key 'server.writes' must be an array"),
         ('flavour = "openai"', 'flavour = "grpc"', "key 'api.flavour' must be one of openai, openai-sse, tiles-sse"),
         ("seeds = [7, 8]", "seeds = [7, 7]", "key 'determinism.seeds' must be two different integers"),
         ('writes = ["{bin}/refapp", "{lib}"]', 'writes = ["{bin}/refapp", 3]', "key 'install.writes[1]' must be a string"),
         ("[install]", "[install]\ncomand = 'x'", "key 'install.comand' is not a known setting"),
-        ('start = "{bin}/refapp serve --port {port}"', 'start = "{bim}/refapp serve"', "uses the placeholder {bim}"),
+        ('start = "{bin}/refapp serve', 'start = "{bim}/refapp serve', "uses the placeholder {bim}"),
         ('product = "refapp"', "", "key 'release.product' is missing (expected a string)"),
         ('health_path = "/health"', 'health_path = "health"', "must start with '/'"),
         ('platforms = ["linux-x86_64"]', 'platforms = ["windows"]', "key 'release.platforms[0]' must look like"),
@@ -158,5 +160,10 @@ def test_os_override_unknown_os(tmp_path: Path) -> None:
 
 def test_parse_profile_uninstall_optional() -> None:
     data = tomllib.loads(REFERENCE.read_text())
-    del data["uninstall"]
     assert parse_profile(data, REFERENCE).uninstall is None
+    data["uninstall"] = {"command": "{bin}/refapp uninstall", "leaves": ["{data}/logs"]}
+    uninstall = parse_profile(data, REFERENCE).uninstall
+    assert uninstall is not None and uninstall.timeout_s == 120.0 and uninstall.leaves == ("{data}/logs",)
+    data["uninstall"] = {"command": "{nope}/x"}
+    with pytest.raises(ProfileError, match="uninstall.command"):
+        parse_profile(data, REFERENCE)

@@ -72,30 +72,28 @@ def test_checksum_verified(tmp_path: Path) -> None:
     assert release.name.platform == "linux-x86_64"
 
 
-def test_checksum_mismatch_is_caught(tmp_path: Path) -> None:
+def test_checksum_mismatch_is_a_finding(tmp_path: Path) -> None:
     path = make(tmp_path, "tiles-v0.4.1-x86_64-linux.tar.gz", b"truncated",
                 f"{'a' * 64} *tiles-v0.4.1-x86_64-linux.tar.gz\n")
-    with pytest.raises(ReleaseError) as err:
-        load_release(path, SPEC)
-    assert "checksums.txt says " + "a" * 64 in str(err.value)
-    assert "truncated" in err.value.hint
+    release = load_release(path, SPEC)
+    assert not release.checksum.verified and release.checksum_source is None
+    assert "published checksums.txt says " + "a" * 64 in release.checksum.problem
+    assert "stale" in release.checksum.problem
 
 
 def test_checksum_file_not_listing_tarball(tmp_path: Path) -> None:
     path = make(tmp_path, "tiles-v0.4.1-x86_64-linux.tar.gz", checksums=f"{'a' * 64}  other.tar.gz\n")
-    with pytest.raises(ReleaseError, match="does not list"):
-        load_release(path, SPEC)
+    assert "does not list" in load_release(path, SPEC).checksum.problem
 
 
 def test_malformed_checksum_line(tmp_path: Path) -> None:
     path = make(tmp_path, "tiles-v0.4.1-x86_64-linux.tar.gz", checksums="not a checksum\n")
-    with pytest.raises(ReleaseError, match=r"checksums.txt:1: not a sha256sum line"):
-        load_release(path, SPEC)
+    assert "checksums.txt:1: not a sha256sum line" in load_release(path, SPEC).checksum.problem
 
 
 def test_no_checksum_file_is_fine(tmp_path: Path) -> None:
     release = load_release(make(tmp_path, "tiles-v0.4.1-arm64-darwin.tar.gz"), SPEC)
-    assert release.checksum_source is None
+    assert release.checksum_source is None and release.checksum.file is None and not release.checksum.problem
 
 
 def test_wrong_product_names_profile(tmp_path: Path) -> None:

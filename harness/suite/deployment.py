@@ -1,0 +1,212 @@
+"""A release deployed in a clean VM: the value the portability checks share.
+
+    boot (traffic captured) -> route for visible egress -> probe -> copy -> install
+        -> [server started on demand] -> ... checks ... -> logs collected -> VM gone
+
+``open_deployment`` does all of it as one context manager and records every phase (boot, copy,
+install, serve, complete, teardown, total) for the reports. ``run_twin`` deploys the same release
+in a second fresh VM, for the checks that need a second opinion (reproducible manifest) or that
+destroy the install (uninstall); it finishes before the primary VM boots, so one pytest process
+never holds two VMs at once and parallel workers cannot deadlock on the per-host VM slots.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Protocol
+
+from harness.completions import Completion, CompletionClient
+from harness.egress import make_attempts_visible
+from harness.errors import HarnessError
+from harness.install import (
+    InstallerRun,
+    Installed,
+    Snapshot,
+    install_release,
+    probe_guest,
+    run_uninstaller,
+    snapshot_exclusions,
+    take_snapshot,
+)
+from harness.journal import Journal, PhaseRecord
+from harness.server import Server, ServerFailed
+from harness.suite.target import Target
+from harness.vm.machine import Machine
+from harness.vm.provider import VMOptions
+
+
+class Reporter(Protocol):
+    """The slice of ``harness.report.recorder.Reporter`` the suite uses."""
+
+    def phase(self, name: str, target: str | None = None) -> AbstractContextManager[None]: ...
+
+    def attach_text(self, text: str, name: str, target: str | None = None, suffix: str = ".txt") -> str: ...
+
+    def attach_file(self, path: Path | str, name: str | None = None, target: str | None = None) -> str: ...
+
+
+MachineMaker = Callable[[str, VMOptions], Machine]
+
+
+def timer(report: Reporter, target: Target, prefix: str = "") -> Callable[[str], AbstractContextManager[None]]:
+    return lambda phase: report.phase(f"{prefix}{phase}", target=target.name)
+
+
+@contextmanager
+def booted(make_machine: MachineMaker, target: Target, options: VMOptions, report: Reporter,
+           prefix: str = "", failed: Callable[[], bool] = lambda: False,
+           interrupted: Callable[[], bool] = lambda: False) -> Iterator[Machine]:
+    machine = make_machine(target.image, options)
+    with report.phase(f"{prefix}boot", target=target.name):
+        machine.start()
+    error: BaseException | None = None
+    try:
+        yield machine
+    except BaseException as exc:
+        error = exc
+        raise
+    finally:
+        with report.phase(f"{prefix}teardown", target=target.name):
+            machine.close(failed=failed() or (error is not None and not isinstance(error, KeyboardInterrupt)),
+                          interrupted=interrupted() or isinstance(error, KeyboardInterrupt))
+
+
+@dataclass
+class Deployment:
+    """The primary VM of one target with the release installed; the server starts on demand."""
+
+    target: Target
+    machine: Machine
+    installed: Installed
+    pcap: Path | None
+    watch_from: float  # host clock: egress attempts from here on count
+    report: Reporter
+    logs_dir: Path
+    network_note: str = ""
+    server_error: ServerFailed | None = None
+    first_completion: Completion | None = None
+    _server: Server | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    def server(self) -> Server:
+        """The started server; raises ServerFailed (once, then from cache) if it cannot start."""
+        if self.server_error is not None:
+            raise self.server_error
+        if self._server is None:
+            self._server = Server(self.machine, self.target.profile, self.installed.context, self.logs_dir)
+        if not self._server.healthy():
+            try:
+                with self.report.phase("serve", target=self.name):
+                    self._server.start()
+            except ServerFailed as exc:
+                self.server_error = exc
+                raise
+        return self._server
+
+    def client(self) -> CompletionClient:
+        return CompletionClient(self.server().base_url, self.target.profile.api)
+
+    def warm_up(self, client: CompletionClient) -> Completion:
+        """The first completion after the server came up, timed as the ``complete`` phase."""
+        if self.first_completion is None:
+            profile = self.target.profile
+            prompt = profile.prompts[0]
+            with self.report.phase("complete", target=self.name):
+                self.first_completion = client.complete(
+                    prompt.messages, max_tokens=prompt.max_tokens or profile.determinism.max_tokens,
+                    temperature=profile.determinism.temperature)
+        return self.first_completion
+
+    def close(self) -> None:
+        """Stop the server and bring its logs home (best effort: the VM goes next anyway)."""
+        if self._server is None:
+            return
+        try:
+            self._server.close()
+            for path in self._server.collect_logs():
+                self.report.attach_file(path, f"server log {path.name}", target=self.name)
+        except HarnessError as exc:
+            self.report.attach_text(str(exc), "server log collection failed", target=self.name)
+
+
+def _record_total(journal: Journal, target: Target, started: float, clock: float, ok: bool) -> None:
+    journal.write(PhaseRecord(target=target.name, phase="total", duration_s=round(time.perf_counter() - clock, 3),
+                              ok=ok, started_at=started))
+
+
+@contextmanager
+def open_deployment(make_machine: MachineMaker, target: Target, report: Reporter, journal: Journal,
+                    evidence_dir: Path, failed: Callable[[], bool], interrupted: Callable[[], bool]) -> Iterator[Deployment]:
+    started, clock = time.time(), time.perf_counter()
+    evidence_dir.mkdir(parents=True, exist_ok=True)
+    pcap = evidence_dir / "traffic.pcap"
+    pcap.unlink(missing_ok=True)
+    options = VMOptions(capture_traffic=True, pcap_path=pcap)
+    ok = False
+    try:
+        with booted(make_machine, target, options, report, failed=failed, interrupted=interrupted) as machine:
+            note = make_attempts_visible(machine)
+            facts = probe_guest(machine)
+            watch_from = time.time()
+            installed = install_release(machine, target.profile, target.release, facts, timer(report, target))
+            deployment = Deployment(target, machine, installed, pcap, watch_from, report,
+                                    evidence_dir / "server-logs", network_note=note)
+            try:
+                yield deployment
+            finally:
+                deployment.close()
+        ok = True
+    finally:
+        _record_total(journal, target, started, clock, ok)
+
+
+@dataclass(frozen=True)
+class TwinResult:
+    """The second VM's install (and uninstall), finished and gone before the checks read it."""
+
+    installed: Installed
+    served: str  # what happened when the server was started and stopped before uninstalling
+    uninstall: InstallerRun | None
+    after_uninstall: Snapshot | None
+    vm_name: str
+
+
+def run_twin(make_machine: MachineMaker, target: Target, report: Reporter, interrupted: Callable[[], bool],
+             logs_dir: Path) -> TwinResult:
+    profile = target.profile
+    with booted(make_machine, target, VMOptions(), report, prefix="twin_", interrupted=interrupted) as machine:
+        facts = probe_guest(machine)
+        installed = install_release(machine, profile, target.release, facts, timer(report, target, "twin_"))
+        served, uninstall, after = "not attempted: the install failed", None, None
+        if installed.installer.ok and profile.uninstall is not None:
+            served = _serve_once(machine, target, installed, logs_dir)
+            with report.phase("twin_uninstall", target=target.name):
+                uninstall = run_uninstaller(machine, profile, installed.context)
+            after = take_snapshot(machine, facts.os, snapshot_exclusions(profile, installed.context))
+        return TwinResult(installed, served, uninstall, after, str(machine.name))
+
+
+def _serve_once(machine: Machine, target: Target, installed: Installed, logs_dir: Path) -> str:
+    """Start and stop the server once, so the uninstall must also clear what serving leaves."""
+    server = Server(machine, target.profile, installed.context, logs_dir)
+    try:
+        ready = server.start()
+        stop = server.stop()
+        return f"served (ready in {ready:.1f} s) and stopped ({'clean' if stop.clean else '; '.join(stop.problems())})"
+    except HarnessError as exc:
+        return f"the server did not start in the second VM: {exc.message}"
+    finally:
+        server.close()
+
+
+def with_options(machine: Machine, options: VMOptions) -> Machine:
+    """``vm_environment.machine()`` takes no VM options yet; set them before the VM starts."""
+    machine.settings = replace(machine.settings, options=options)
+    return machine

@@ -1,0 +1,64 @@
+"""Installing on a clean machine with the network cut: it works, it stays where it says, it is
+reproducible, and it brings its own Python."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.errors import InfrastructureError
+from harness.install import Installed, changes, manifest_differences, outside
+from harness.suite.checks import expect_none
+from harness.suite.deployment import Deployment, TwinResult
+from harness.suite.interpreters import check_paths_exist, foreign_interpreters, not_found_lines, scan_shebangs
+
+pytestmark = [pytest.mark.vm, pytest.mark.portability]
+
+
+def test_install_offline(deployment: Deployment, report) -> None:
+    """The installer succeeds offline within its timeout and leaves the product's CLI in place."""
+    run = deployment.installed.installer
+    report.attach_text(f"$ {run.command}\n{run.output}\n[exit {run.exit_code}, {run.duration_s:.1f} s]",
+                       "installer output", target=deployment.name)
+    assert not run.timed_out, (
+        f"the installer was still running after {run.timeout_s:g} s and was killed "
+        f"(waiting for the network?); last output:\n{run.tail()}")
+    assert run.ok, f"the installer exited with {run.exit_code}; last output:\n{run.tail()}"
+    cli = deployment.installed.roots[0]
+    assert deployment.machine.run(f"test -x '{cli}'", timeout=30).ok, (
+        f"the installer reported success but {cli} is not an executable file")
+
+
+def test_install_writes_confined(installed: Installed, report) -> None:
+    """Everything the installer created or changed is under the profile's install.writes."""
+    found = installed.changes
+    report.attach_text("\n".join(c.describe() for c in found) or "(no changes)", "install file-system changes")
+    stray = outside(found, installed.allowed)
+    expect_none([c.describe() for c in stray],
+                f"the installer wrote outside {', '.join(installed.allowed)}")
+
+
+def test_install_manifest_reproducible(installed: Installed, install_twin: TwinResult, report) -> None:
+    """Two clean VMs given the same tarball end up with byte-identical installed trees."""
+    twin = install_twin.installed
+    report.attach_text(installed.manifest.text(), "installed manifest (first VM)")
+    report.attach_text(twin.manifest.text(), "installed manifest (second VM)")
+    assert twin.installer.ok, f"the install failed in the second VM: exit {twin.installer.exit_code}\n{twin.installer.tail()}"
+    assert installed.manifest.entries, f"the installed tree {', '.join(installed.roots)} is empty"
+    expect_none(manifest_differences(installed.manifest, twin.manifest),
+                "the installed trees of two fresh VMs differ (paths, modes or sha256)")
+
+
+def test_no_system_python(deployment: Deployment, report) -> None:
+    """Nothing in the release calls a Python the clean machine does not have."""
+    installed = deployment.installed
+    if installed.facts.pythons:
+        raise InfrastructureError(
+            f"the base image is not clean: it has {', '.join(installed.facts.pythons)}",
+            hint="rebuild the image (`harness images build`); a clean image has no Python at all",
+        )
+    problems = not_found_lines(installed.installer.output, "installer output")
+    shebangs = scan_shebangs(deployment.machine, installed.roots)
+    exists = check_paths_exist(deployment.machine, [s.interpreter for s in shebangs])
+    problems += foreign_interpreters(shebangs, installed.roots, exists)
+    report.attach_text("\n".join(f"{s.path}: {s.line}" for s in shebangs) or "(no scripts)", "script interpreters")
+    expect_none(problems, "the release relies on a Python outside itself")
