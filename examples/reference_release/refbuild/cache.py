@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from . import log
@@ -16,7 +19,7 @@ def cached_dir(path: Path, what: str, produce: Callable[[Path], None]) -> Path:
     if (path / DONE_MARKER).exists():
         log.info(f"{what}: cached ({path})")
         return path
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(path, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -25,3 +28,16 @@ def cached_dir(path: Path, what: str, produce: Callable[[Path], None]) -> Path:
     (tmp / DONE_MARKER).write_text("")
     tmp.rename(path)
     return path
+
+
+@contextmanager
+def exclusive(lock_file: Path) -> Iterator[None]:
+    """One build at a time per build dir (the venvstacks work dir and the outputs are shared)."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info(f"another build holds {lock_file}; waiting for it")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield

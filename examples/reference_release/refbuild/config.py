@@ -51,7 +51,8 @@ class BuildPaths:
 
     @property
     def tools_venv(self) -> Path:
-        return self.build / ".tools-venv"
+        # REFAPP_TOOLS_VENV lets a throw-away build dir (the clean-rebuild test) share the tools.
+        return Path(os.environ.get("REFAPP_TOOLS_VENV", self.build / ".tools-venv"))
 
     @property
     def tools_python(self) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import log
 from .assemble import good_release
+from .cache import exclusive
 from .config import BuildPaths, ReleaseIdentity
 from .errors import BuildError
 from .model_build import ensure_modelfiles
@@ -73,6 +74,12 @@ def build(args: argparse.Namespace) -> list[PublishedRelease]:
     unknown = sorted(set(wanted) - {s.name for s in specs})
     if unknown:
         raise BuildError(f"unknown variant(s): {', '.join(unknown)}", "see: build.py --list-variants")
+    with exclusive(paths.build / ".build.lock"):
+        return build_locked(args, paths, specs, wanted)
+
+
+def build_locked(args: argparse.Namespace, paths: BuildPaths, specs: list[VariantSpec],
+                 wanted: list[str]) -> list[PublishedRelease]:
     if args.clean:
         shutil.rmtree(paths.build / "cache", ignore_errors=True)
         shutil.rmtree(paths.build / "venvstacks", ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import io
 import tarfile
 from pathlib import Path, PurePosixPath
@@ -44,7 +45,7 @@ def write_tarball(tree: ReleaseTree, target: Path, mtime: int) -> None:
                 archive.addfile(_info(name, mtime, member.mode, tarfile.REGTYPE, len(member.data)),
                                 io.BytesIO(member.data))
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     with tmp.open("wb") as handle:
         with gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0, compresslevel=6) as gz:
             gz.write(raw.getvalue())

@@ -17,7 +17,7 @@ from .tree import Member, ReleaseTree
 
 UPDATES_URL = "http://updates.refapp.invalid/refapp/v$release_version/models.json"
 POSTINSTALL_ANCHOR = "# ---- move into place, then post-install (it writes absolute paths) ----------\n"
-SMOKE_CHECK_ANCHOR = 'app_python="$stack/$(manifest_value APP_LAYER)/bin/python"\n'
+SMOKE_CHECK_ANCHOR = 'app_python="$stack/$app_layer/bin/python"\n'
 WARMUP_SCRIPT = '''#!/usr/bin/env python3
 """Pre-compiles the server sources once they are installed."""
 import compileall
@@ -35,6 +35,7 @@ class VariantSpec:
     caught_by: tuple[str, ...]
     stage: str
     on_host: bool
+    changes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,8 @@ EDITS: dict[str, Callable[[ReleaseTree, VariantInputs], ReleaseTree]] = {
 def load_variant_table(path: Path) -> list[VariantSpec]:
     with path.open("rb") as handle:
         rows = tomllib.load(handle).get("variant", [])
-    specs = [VariantSpec(r["name"], r["defect"], r["precedent"], tuple(r["caught_by"]), r["stage"], bool(r["on_host"]))
-             for r in rows]
+    specs = [VariantSpec(r["name"], r["defect"], r["precedent"], tuple(r["caught_by"]), r["stage"],
+                         bool(r["on_host"]), tuple(r["changes"])) for r in rows]
     names = [s.name for s in specs]
     if sorted(names) != sorted(EDITS):
         raise BuildError(f"{path} lists {sorted(names)} but refbuild/variants.py defines {sorted(EDITS)}",

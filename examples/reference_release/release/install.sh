@@ -156,10 +156,14 @@ manifest_value() { sed -n "s/^$1=//p" "$manifest" | head -n 1; }
 release_version=$(manifest_value VERSION)
 release_arch=$(manifest_value ARCH)
 release_os=$(manifest_value OS)
+release_platform=$(manifest_value PLATFORM)
+runtime_layer=$(manifest_value RUNTIME_LAYER)
+app_layer=$(manifest_value APP_LAYER)
 [ "$(manifest_value NAME)" = "$NAME" ] || fail "$tarball_name is not a $NAME release (release.env names '$(manifest_value NAME)')"
 [ "$release_arch-$release_os" = "$machine_arch-$machine_os" ] || \
     fail "$tarball_name contains a $release_arch-$release_os build, this machine is $machine_arch-$machine_os" \
         "use the $NAME-v<version>-$machine_arch-$machine_os.tar.gz release"
+[ -n "$runtime_layer" ] && [ -n "$app_layer" ] || fail "release.env of $tarball_name names no RUNTIME_LAYER or APP_LAYER"
 for required in "$NAME" server/main.py server/stack_export_prod modelfiles; do
     [ -e "$staging/unpacked/$required" ] || fail "$tarball_name is incomplete: $required is missing"
 done
@@ -181,12 +185,11 @@ for archive in "$stack"/*.tar.xz; do
 done
 [ "$layers" -gt 0 ] || fail "$tarball_name has no layer archives in server/stack_export_prod"
 
-runtime_layer=$(manifest_value RUNTIME_LAYER)
 runtime_python="$stack/$runtime_layer/bin/python3"
 [ -x "$runtime_python" ] || fail "runtime layer $runtime_layer has no bin/python3"
 runtime_error=$("$runtime_python" -I -S -c 'import sys' 2>&1) || \
     fail "the runtime layer's Python does not run on this machine: $runtime_error" \
-        "this release targets $(manifest_value PLATFORM); check the machine matches"
+        "this release targets $release_platform; check the machine matches"
 
 # ---- move into place, then post-install (it writes absolute paths) ----------
 if [ -e "$lib_dir" ]; then
@@ -206,7 +209,7 @@ for kind in "$runtime_layer" 'framework-*' 'app-*'; do
             fail "post-install of $(basename "$layer") failed: $(tail -n 5 "$staging/postinstall.log")"
     done
 done
-app_python="$stack/$(manifest_value APP_LAYER)/bin/python"
+app_python="$stack/$app_layer/bin/python"
 check_error=$(cd "$lib_dir" && "$app_python" -c 'import server.main, numpy, fastapi, uvicorn' 2>&1) || \
     fail "the installed server does not import: $check_error"
 
