@@ -9,7 +9,10 @@ written to disk and each byte is decompressed once.
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import hashlib
+import io
 import lzma
 import os
 import posixpath
@@ -19,8 +22,9 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
-from typing import IO, Literal, Protocol
+from typing import IO, Any, Literal, Protocol
 
 from harness.errors import UsageError
 
@@ -30,7 +34,11 @@ LAYER_SUFFIXES: tuple[str, ...] = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".t
 HEAD_BYTES = 4096
 CHUNK = 1 << 20
 MAX_VISIT_BYTES = 1 << 30  # a file larger than this is hashed but not parsed
-STREAM_BUFSIZE = 1 << 20
+# tarfile's stream reader copies its leftover buffer on every read (each 512-byte header
+# included), so a small buffer is faster; decompression happens below it in C-backed files.
+STREAM_BUFSIZE = 1 << 16
+COMPRESSION_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", "gz"), (b"\xfd7zXZ\x00", "xz"), (b"BZh", "bz2"))
 _READ_ERRORS = (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError, zipfile.BadZipFile)
 
 
@@ -82,7 +90,7 @@ class ReleaseContents:
     layers: list[LayerArchive] = field(default_factory=list)
     read_errors: list[tuple[str, str]] = field(default_factory=list)  # (path, what went wrong)
 
-    @property
+    @cached_property
     def root(self) -> str:
         """The single top directory every entry sits in ('' when there is none)."""
         tops = {e.path.split("/", 1)[0] for e in self.entries if e.path}
@@ -200,6 +208,39 @@ def _dir_members(root: Path) -> Iterator[_RawMember]:
                 yield _RawMember(rel, kind, st.st_mode & 0o7777, 0, "", lambda: None)
 
 
+class _Peekable(io.RawIOBase):
+    """Re-serves the first bytes read for sniffing, then reads through."""
+
+    def __init__(self, inner: IO[bytes], head: bytes) -> None:
+        self.inner, self.head = inner, head
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self.head:
+            n = min(len(buffer), len(self.head))
+            buffer[:n], self.head = self.head[:n], self.head[n:]
+            return n
+        data = self.inner.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def decompressed(stream: IO[bytes]) -> IO[bytes]:
+    """A plain byte stream over a gzip/xz/bzip2/uncompressed one, chosen by its magic bytes."""
+    head = stream.read(6)
+    source = io.BufferedReader(_Peekable(stream, head), CHUNK)
+    kind = next((name for magic, name in COMPRESSION_MAGIC if head.startswith(magic)), "")
+    if kind == "gz":
+        return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[return-value]
+    if kind == "xz":
+        return lzma.LZMAFile(source)  # type: ignore[return-value]
+    if kind == "bz2":
+        return bz2.BZ2File(source)  # type: ignore[return-value]
+    return source  # type: ignore[return-value]
+
+
 def deployed_path(prefix: str, member: str) -> str:
     """Where an extracting installer puts ``member`` (which may try to escape: '..' kept)."""
     name = member.lstrip("/")
@@ -264,7 +305,7 @@ class _Reader:
         entries: list[Entry] = []
         error = ""
         try:
-            with tarfile.open(fileobj=hashing, mode="r|*", bufsize=STREAM_BUFSIZE) as tar:  # type: ignore[call-overload]
+            with decompressed(hashing) as plain, tarfile.open(fileobj=plain, mode="r|", bufsize=STREAM_BUFSIZE) as tar:  # type: ignore[call-overload]
                 entries = self.walk(_tar_members(tar), entry.path, prefix)
         except _READ_ERRORS as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -300,7 +341,8 @@ def read_release(path: Path, visitors: Sequence[ContentVisitor] = ()) -> Release
             with zipfile.ZipFile(path) as archive:
                 reader.walk(_zip_members(archive), "", "")
         else:
-            with tarfile.open(path, mode="r|*", bufsize=STREAM_BUFSIZE) as tar:  # type: ignore[call-overload]
+            with path.open("rb") as raw, decompressed(raw) as plain, \
+                    tarfile.open(fileobj=plain, mode="r|", bufsize=STREAM_BUFSIZE) as tar:  # type: ignore[call-overload]
                 reader.walk(_tar_members(tar), "", "")
     except _READ_ERRORS as exc:
         raise UsageError(

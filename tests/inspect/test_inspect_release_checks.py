@@ -265,7 +265,7 @@ def test_target_is_inferred_from_the_binaries(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ scripts
 
 @pytest.mark.parametrize(
-    ("script", "target", "check", "severity"),
+    ("script", "system", "check", "severity"),
     [
         (b"#!/usr/bin/env python3\n", "debian-12", "scripts.missing_interpreter", "error"),
         (b"#!/usr/bin/python3\n", "macos-14", "scripts.missing_interpreter", "error"),
@@ -275,9 +275,9 @@ def test_target_is_inferred_from_the_binaries(tmp_path: Path) -> None:
         (b"#!python\n", "debian-12", "scripts.missing_interpreter", "error"),
     ],
 )
-def test_script_interpreters(tmp_path: Path, script: bytes, target: str, check: str, severity: str) -> None:
+def test_script_interpreters(tmp_path: Path, script: bytes, system: str, check: str, severity: str) -> None:
     layers = with_file(good_layers(), "app-server", "bin/serve", script + b"print(1)\n")
-    report = inspect(venvstacks_release(tmp_path / "r.tar.gz", layers, GOOD_LOOSE), target)
+    report = inspect(venvstacks_release(tmp_path / "r.tar.gz", layers, GOOD_LOOSE), system)
     assert (check, severity) in {(f.check, f.severity) for f in report.in_area("scripts")}
 
 
