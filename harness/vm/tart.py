@@ -169,6 +169,9 @@ class TartCLI:
         self._log(args, f"exit {proc.returncode}", time.monotonic() - started, result.message)
         return result
 
+    def note_detached(self, command: Sequence[str], pid: int) -> None:
+        self._log(command[1:], f"detached as pid {pid}", 0.0, "")
+
     def _log(self, args: Sequence[str], outcome: str, duration_s: float, output: str) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("a", encoding="utf-8") as fh:
@@ -305,11 +308,13 @@ class TartProvider:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             # Own session: Ctrl-C in the terminal must not reach tart before we stop it in order.
+            command = self.run_command(name)
             proc = subprocess.Popen(
-                self.run_command(name), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True, env=self.cli.env(),
             )
         self._runs[str(name)] = proc
+        self.cli.note_detached(command, proc.pid)
         (self.vm_dir(name) / "tart-run.pid").write_text(str(proc.pid))
         deadline = time.monotonic() + self.settings.start_grace_s
         while time.monotonic() < deadline:
@@ -412,6 +417,10 @@ class TartProvider:
                 detail=result.message,
             )
         shutil.rmtree(self.vm_dir(name), ignore_errors=True)
+
+    def traffic_pcap(self, name: VMName | str) -> None:
+        """tart cannot record a guest's traffic (Softnet blocks it instead): never a capture."""
+        return None
 
     def console_tail(self, name: VMName | str, lines: int = 60) -> str:
         """macOS guests have no serial console here: the tail of ``tart run``'s own output."""

@@ -1,0 +1,127 @@
+"""The tart provider end to end on this Linux host, through the tart STAND-IN backed by QEMU.
+
+Every "tart VM" here is a real Debian guest booted by the QEMU provider behind the stand-in's
+``tart`` command line; the harness drives it only through :class:`harness.vm.tart.TartProvider`.
+What this proves: the provider's code path (clone, random MAC, detached run, ip, SSH proof, first
+password login, key install, stop, delete) and the whole portability suite work through it.
+What it cannot prove: anything about macOS or Apple's tart itself (see vm_images/macos/README.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.config import HostPaths
+from harness.journal import read_journal
+from harness.ssh import SSHTransport
+from harness.suite.reference import default_release, dist_dir
+from harness.vm.provider import VMName
+from harness.vm.registry import get_provider
+from harness.vm.tart import TartProvider, TartSettings
+from harness.vm.tart_standin.guests import STANDIN_RUN_ID
+from harness.vm.tart_standin.testing import StandinHome
+
+pytestmark = [pytest.mark.vm]
+
+GOLDEN = "linux-debian12-tart-standin"  # a Linux guest: the name says so, the suite treats it so
+BACKING_IMAGE = "linux-debian12"
+REPO = Path(__file__).resolve().parents[2]
+SUITE_TIMEOUT_S = 3600
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandinHome]:
+    home = StandinHome(tmp_path_factory.mktemp("tart-standin"), backend="qemu")
+    home.golden(GOLDEN, BACKING_IMAGE)
+    yield home
+    home.close()
+
+
+def _standin_qemu_vms() -> list[str]:
+    return [vm.name for vm in get_provider("qemu").list() if (VMName.parse(vm.name) or VMName("", 0, "")).run_id == STANDIN_RUN_ID]
+
+
+def test_tart_provider_drives_a_qemu_backed_vm(standin: StandinHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in standin.env().items():
+        if key.startswith("TART"):
+            monkeypatch.setenv(key, value)
+    provider = TartProvider(TartSettings(binary=str(standin.shim), ssh_port=standin.ssh_port), HostPaths.from_env())
+    name = VMName.new("e2etart")
+    provider.clone(GOLDEN, name)
+    try:
+        provider.start(name)
+        endpoint = provider.wait_ready(name, timeout_s=900)
+        with SSHTransport.connect(endpoint, known_hosts=tmp_path / "known_hosts", log_path=tmp_path / "commands.log",
+                                  deadline_s=60) as ssh:
+            facts = ssh.run("uname -s; id -un; sudo -n true && echo sudo-ok", timeout=60)
+        assert facts.stdout.split() == ["Linux", "admin", "sudo-ok"]
+        assert len(_standin_qemu_vms()) == 1
+    finally:
+        provider.stop(name)
+        provider.delete(name)
+    assert str(name) not in {vm.name for vm in provider.list()}
+    assert _standin_qemu_vms() == []  # the backing guest went with it
+    log = (HostPaths.from_env().state / "tart-commands.log").read_text()
+    assert "--random-mac" in log and "--net-softnet-block=0.0.0.0/0 --net-softnet-allow=@host" in log
+    assert "tart prune" not in log
+
+
+def _suite_env(standin: StandinHome) -> dict[str, str]:
+    return standin.env(HARNESS_TART_BIN=str(standin.shim), HARNESS_TART_SSH_PORT=str(standin.ssh_port))
+
+
+def run_suite_through_tart(standin: StandinHome, release: Path, results: Path) -> tuple[int, dict[str, str]]:
+    """``pytest tests/portability`` on ``release`` with --image naming the stand-in's golden VM."""
+    command = [
+        sys.executable, "-m", "pytest", "tests/portability", "-p", "no:cacheprovider", "-q",
+        "--image", GOLDEN, "--release", str(release), "--profile", "reference", "--results-dir", str(results),
+    ]
+    proc = subprocess.run(command, cwd=REPO, env=_suite_env(standin), capture_output=True, text=True,
+                          timeout=SUITE_TIMEOUT_S)
+    (results / "pytest-output.txt").parent.mkdir(parents=True, exist_ok=True)
+    (results / "pytest-output.txt").write_text(proc.stdout + proc.stderr)
+    outcomes = {rec["check"]: rec["outcome"] for rec in read_journal(results) if rec.get("kind") == "check"}
+    return proc.returncode, outcomes
+
+
+def _release_or_skip() -> Path:
+    release = default_release()
+    if release is None:
+        pytest.fail("the reference release is not built: python3 examples/reference_release/build.py --all-variants")
+    return release
+
+
+@pytest.mark.slow
+def test_portability_suite_passes_through_tart(standin: StandinHome, tmp_path: Path) -> None:
+    code, outcomes = run_suite_through_tart(standin, _release_or_skip(), tmp_path / "results")
+    output = (tmp_path / "results" / "pytest-output.txt").read_text()
+    assert code == 0, f"the suite failed through the tart stand-in:\n{output[-4000:]}"
+    assert outcomes and not {k: v for k, v in outcomes.items() if v in ("failed", "broken")}, outcomes
+    assert _standin_qemu_vms() == []
+
+
+def _vm_stage_variants() -> list[str]:
+    manifest = dist_dir() / "manifest.json"
+    if not manifest.is_file():
+        return []
+    releases = json.loads(manifest.read_text())["releases"]
+    return sorted(name for name, entry in releases.items() if name != "good" and not entry.get("on_host"))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("HARNESS_E2E_TART_VARIANTS"),
+                    reason="each variant boots two VMs through the stand-in (~10 min each): set HARNESS_E2E_TART_VARIANTS=1")
+@pytest.mark.parametrize("variant", _vm_stage_variants())
+def test_broken_variant_is_caught_through_tart(standin: StandinHome, tmp_path: Path, variant: str) -> None:
+    entry = json.loads((dist_dir() / "manifest.json").read_text())["releases"][variant]
+    code, outcomes = run_suite_through_tart(standin, dist_dir() / entry["tarball"], tmp_path / "results")
+    assert code != 0, f"variant {variant} ({entry['defect']}) went unnoticed through the tart stand-in"
+    missed = [check for check in entry["caught_by"] if outcomes.get(check) != "failed"]
+    assert not missed, f"variant {variant}: expected {missed} to fail, got {({c: outcomes.get(c) for c in missed})}"
