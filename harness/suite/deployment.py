@@ -156,7 +156,10 @@ def open_deployment(make_machine: MachineMaker, target: Target, report: Reporter
             facts = probe_guest(machine)
             watch_from = time.time()
             installed = install_release(machine, target.profile, target.release, facts, timer(report, target))
-            deployment = Deployment(target, machine, installed, pcap, watch_from, report,
+            # A provider that cannot record traffic (tart: Softnet blocks it instead) has no capture.
+            recorder = getattr(machine.provider, "traffic_pcap", None)
+            captured = recorder(machine.name) if recorder is not None else None
+            deployment = Deployment(target, machine, installed, captured, watch_from, report,
                                     evidence_dir / "server-logs", network_note=note)
             try:
                 yield deployment
