@@ -46,6 +46,31 @@ class CheckResult:
 
 
 @dataclass(frozen=True)
+class FailureGroup:
+    """Checks that failed the same way (same outcome, category and message)."""
+
+    members: tuple[CheckResult, ...]
+
+    @property
+    def lead(self) -> CheckResult:
+        return self.members[0]
+
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        paths: list[str] = []
+        for member in self.members:
+            paths += [p for p in member.evidence if p not in paths]
+        return tuple(paths)
+
+    def where(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(check, targets) pairs in display order."""
+        targets: dict[str, list[str]] = {}
+        for member in self.members:
+            targets.setdefault(member.check, []).append(member.target)
+        return [(check, tuple(found)) for check, found in targets.items()]
+
+
+@dataclass(frozen=True)
 class PhaseTiming:
     target: str
     phase: str
@@ -84,6 +109,7 @@ class Evidence:
     name: str
     path: str
     nodeid: str = ""
+    when: str = ""  # the test phase it was attached in: setup | call | teardown
 
 
 @dataclass(frozen=True)
@@ -150,6 +176,13 @@ class SignoffModel:
         return sorted(
             bad, key=lambda c: (c.outcome != "failed", _area_rank(c.area), c.check, c.target)
         )
+
+    def failure_groups(self) -> list[FailureGroup]:
+        """Failed and broken checks grouped by cause: one install defect is one card, not ten."""
+        groups: dict[tuple[str, str, str], list[CheckResult]] = {}
+        for check in self.problems_first():
+            groups.setdefault((check.outcome, check.category, check.message), []).append(check)
+        return [FailureGroup(tuple(members)) for members in groups.values()]
 
     def phase_names(self) -> list[str]:
         names = {p.phase for p in self.phases}
@@ -223,9 +256,14 @@ def _area_rank(area: str) -> int:
 
 def _checks(records: list[Mapping[str, Any]], evidence: list[Evidence]) -> list[CheckResult]:
     by_node: dict[str, list[str]] = defaultdict(list)
+    # Evidence from fixture set-up (boot console, installer output) belongs to every check of the
+    # target: a failing check links it even when an earlier test ran the shared fixture.
+    shared: dict[str, list[str]] = defaultdict(list)
     for item in evidence:
         if item.nodeid:
             by_node[item.nodeid].append(item.path)
+        if item.when == "setup" or not item.nodeid:
+            shared[item.target].append(item.path)
     grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
         grouped[(record["target"], record["check"])].append(record)
@@ -239,6 +277,8 @@ def _checks(records: list[Mapping[str, Any]], evidence: list[Evidence]) -> list[
             for path in [*record.get("evidence", ()), *by_node.get(record.get("nodeid", ""), ())]:
                 if path not in paths:
                     paths.append(path)
+        if outcome in ("failed", "broken"):
+            paths += [path for path in shared.get(target, []) if path not in paths]
         message = lead.get("message", "")
         category = ""
         if outcome in ("failed", "broken"):
@@ -411,6 +451,7 @@ def build_model(
             r["data"].get("name", ""),
             r["data"].get("path", ""),
             r["data"].get("nodeid", ""),
+            r["data"].get("when", ""),
         )
         for r in by_kind["evidence"]
         if r.get("data")

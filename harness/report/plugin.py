@@ -172,7 +172,18 @@ class ReportSession:
             self.state.current_item = None
 
     @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Any:
+        self.state.current_when = "setup"
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Any:
+        self.state.current_when = "call"
+        return (yield)
+
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+        self.state.current_when = "teardown"
         # Labels and excluded parameters must be in place before allure computes the history id.
         identity = identify(item)
         allure_glue.add_test_labels(

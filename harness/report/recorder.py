@@ -59,6 +59,9 @@ class ProcessState:
     """What one pytest process knows between hooks: the running test and per-target facts."""
 
     current_item: pytest.Item | None = None
+    current_when: str = (
+        ""  # setup | call | teardown: setup evidence is shared by the target's tests
+    )
     volatile: dict[str, dict[str, str]] = field(default_factory=dict)
     evidence: dict[str, list[str]] = field(default_factory=dict)  # nodeid -> evidence paths
     labels: dict[str, str] = field(default_factory=dict)  # release version, profile
@@ -196,7 +199,12 @@ class Reporter:
             GenericRecord(
                 kind="evidence",
                 target=target,
-                data={"name": title, "path": relative, "nodeid": nodeid},
+                data={
+                    "name": title,
+                    "path": relative,
+                    "nodeid": nodeid,
+                    "when": self._state.current_when,
+                },
             )
         )
         return relative

@@ -114,20 +114,34 @@ def _evidence_links(paths: tuple[str, ...]) -> str:
     return "".join(_link(p) for p in paths)
 
 
+def _where(pairs: list[tuple[str, tuple[str, ...]]]) -> str:
+    return " · ".join(
+        f'{escape(check)} <span class="muted">on</span> {escape(", ".join(targets))}'
+        for check, targets in pairs
+    )
+
+
 def _failures(model: SignoffModel) -> str:
-    bad = model.problems_first()
-    if not bad and not model.problems:
+    groups = model.failure_groups()
+    if not groups and not model.problems:
         return ""
     cards = []
-    for check in bad:
+    for group in groups:
+        lead = group.lead
+        anchors = "".join(f'<span id="{_anchor(member)}"></span>' for member in group.members)
+        count = f" ({len(group.members)} checks, same cause)" if len(group.members) > 1 else ""
+        nodeids = "<br>".join(escape(m.nodeid) for m in group.members if m.nodeid)
         cards.append(
-            f'<div class="card card-{check.outcome}" id="{_anchor(check)}">'
-            f'<h3><span class="badge">{escape(check.category or check.outcome)}</span>'
-            f'{escape(check.check)} <span class="muted">on</span> {escape(check.target)} '
-            f'<span class="{check.outcome}">{SYMBOLS[check.outcome]} {check.outcome}</span></h3>'
-            f"<pre>{escape(first_lines(check.message) or 'no message')}</pre>"
-            f'<div class="evidence">Evidence: {_evidence_links(check.evidence)}</div>'
-            + (f'<div class="muted mono">{escape(check.nodeid)}</div>' if check.nodeid else "")
+            f'<div class="card card-{lead.outcome}">{anchors}'
+            f'<h3><span class="badge">{escape(lead.category or lead.outcome)}</span>{_where(group.where())} '
+            f'<span class="{lead.outcome}">{SYMBOLS[lead.outcome]} {lead.outcome}{count}</span></h3>'
+            f"<pre>{escape(first_lines(lead.message) or 'no message')}</pre>"
+            f'<div class="evidence">Evidence: {_evidence_links(group.evidence)}</div>'
+            + (
+                f'<details class="muted mono"><summary>tests</summary>{nodeids}</details>'
+                if nodeids
+                else ""
+            )
             + "</div>"
         )
     for problem in model.problems:

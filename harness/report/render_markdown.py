@@ -38,23 +38,25 @@ def render_markdown(model: SignoffModel) -> str:
     counts = ", ".join(f"{n} {k}" for k, n in model.counts().items() if n)
     lines += ["", " · ".join(f for f in facts if f), "", f"Checks: {counts or 'none'}", ""]
 
-    bad = model.problems_first()
-    if bad or model.problems:
+    groups = model.failure_groups()
+    if groups or model.problems:
         lines += ["### What failed", ""]
         rows = [
             [
-                f"{EMOJI[c.outcome]} {_cell(c.check)}",
-                _cell(c.target),
-                _cell(c.category),
-                _cell(c.message)[:MESSAGE_CHARS],
-                _cell(", ".join(c.evidence)) or "–",
+                f"{EMOJI[g.lead.outcome]} "
+                + "; ".join(
+                    f"{_cell(check)} on {_cell(', '.join(targets))}" for check, targets in g.where()
+                ),
+                _cell(g.lead.category),
+                _cell(g.lead.message)[:MESSAGE_CHARS],
+                _cell(", ".join(g.evidence)) or "–",
             ]
-            for c in bad
+            for g in groups
         ]
         rows += [
-            ["⚠️ (outside any check)", "", "", _cell(p)[:MESSAGE_CHARS], "–"] for p in model.problems
+            ["⚠️ (outside any check)", "", _cell(p)[:MESSAGE_CHARS], "–"] for p in model.problems
         ]
-        lines += _table(["Check", "Image", "Category", "Message", "Evidence"], rows)
+        lines += _table(["Checks", "Category", "Message", "Evidence"], rows)
 
     if model.regressions:
         lines += ["### Regressions since the previous run", ""]

@@ -100,7 +100,7 @@ def test_markdown_tables_survive_pipes_and_newlines() -> None:
     assert text.startswith("## ⛔ DO NOT SHIP — ref-v1.0.0-x86_64-linux.tar.gz")
     row = next(line for line in text.splitlines() if line.startswith("| ❌ install_offline"))
     cells = re.split(r"(?<!\\)\|", row)[1:-1]
-    assert len(cells) == 5 and "\\|" in row
+    assert len(cells) == 4 and "\\|" in row
     matrix_header = next(
         line for line in text.splitlines() if line.startswith("| Check | linux-debian12")
     )
@@ -127,3 +127,18 @@ def test_json_holds_counts_and_every_check() -> None:
     assert data["counts"] == {"passed": 3, "failed": 1, "broken": 0, "skipped": 0}
     assert {c["check"] for c in data["checks"]} == {"install_offline", "determinism_repeat"}
     assert asdict(failing_model(IMAGES[:2]).verdict)["ship"] is False
+
+
+def test_failures_with_one_cause_share_one_card() -> None:
+    items = passing_run(IMAGES[:2]) + [
+        CheckRecord(image, check, "failed", "installer tried pypi.invalid", area="install")
+        for image in IMAGES[:2]
+        for check in ("install_tree", "install_offline")
+    ]
+    model = build_model(records(*items))
+    [group] = model.failure_groups()
+    assert len(group.members) == 4
+    assert group.where() == [("install_offline", IMAGES[:2]), ("install_tree", IMAGES[:2])]
+    html = render_html(model)
+    assert html.count('class="card card-failed"') == 1 and "4 checks, same cause" in html
+    assert 'id="fail-linux-ubuntu24-install-tree"' in html
