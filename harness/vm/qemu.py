@@ -12,8 +12,9 @@ One VM = one directory ``HostPaths.vms/<name>/`` holding everything about it:
 
 Nothing is kept in memory that another process would need: ``list``/``stop``/``delete`` work
 from a different process (the reaper, ``harness gc``) from these files alone. A warm start
-(issue 8) can be added by migrating to a file over QMP and booting with ``-incoming``; the launch
-description (``QemuLaunch``) is the one place that would grow.
+(issue 8, :mod:`harness.vm.warm`) restores a clone from a saved machine: three hooks below (the
+overlay's backing disk in ``clone``, extra arguments and ``resume`` in ``start``) and a cold boot
+when restoring fails.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from harness.vm.host_tools import require_tool
 from harness.vm.images import BuiltImage, ImageStore, utc_now
 from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMOptions, VMState
 from harness.vm.qmp import QMPClient
+from harness.vm.warm import StartMode, WarmRestoreFailed, WarmStarts
 
 PROVIDER_NAME = "qemu"
 LOOPBACK = "127.0.0.1"
@@ -47,7 +49,8 @@ QMP_UP_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.5
 STOP_GRACE_S = 5.0  # after quit/SIGTERM, before the next harder step
 CONSOLE_READ_BYTES = 256 * 1024
-ANSI_ESCAPE = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][0-9A-Za-z]")
+# CSI sequences (colours, cursor moves), charset selection, and two-byte escapes like ESC M.
+ANSI_ESCAPE = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
 PORT_IN_USE = re.compile(r"host ?forward", re.IGNORECASE)
 
 
@@ -85,6 +88,7 @@ class QemuLaunch:
     ssh_port: int
     accel_args: tuple[str, ...]
     options: VMOptions
+    extra_args: tuple[str, ...] = ()  # warm starts: agent channel, vmgenid, -incoming
 
     @property
     def overlay(self) -> Path:
@@ -119,6 +123,7 @@ def qemu_command(qemu: str, launch: QemuLaunch) -> list[str]:
         "-chardev", "socket,id=qmp,path=qmp.sock,server=on,wait=off",
         "-mon", "chardev=qmp,mode=control",
     ]
+    argv += launch.extra_args
     if launch.pcap is not None:
         argv += ["-object", f"filter-dump,id=dump0,netdev=n0,file={launch.pcap}"]
     return argv
@@ -161,6 +166,7 @@ class QemuProvider:
     def __init__(self, paths: HostPaths | None = None, store: ImageStore | None = None) -> None:
         self.paths = paths or HostPaths.from_env()
         self.store = store or ImageStore(self.paths)
+        self.warm = WarmStarts()
         # QEMU children started by this object, reaped on stop so they never linger as zombies.
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
@@ -254,11 +260,12 @@ class QemuProvider:
         except FileExistsError as exc:
             raise UsageError(f"a VM named {name} already exists", hint="delete it first or pick a new name") from exc
         try:
+            options = options or VMOptions()
+            backing = self.warm.prepare_clone(self, image, built, options, vm_dir) if options.warm else built.disk
             subprocess.run(
-                [qemu_img, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(built.disk), str(vm_dir / "overlay.qcow2")],
+                [qemu_img, "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(backing), str(vm_dir / "overlay.qcow2")],
                 check=True, capture_output=True, text=True, timeout=60,
             )
-            options = options or VMOptions()
             self._save(VMRecord(
                 name=str(name), image=image, image_hash=built.content_hash, image_dir=str(built.directory),
                 owner_pid=name.owner_pid, created=utc_now(),
@@ -287,10 +294,17 @@ class QemuProvider:
                 name=str(name), vm_dir=vm_dir, kernel=built.kernel, initrd=built.initrd,
                 kernel_cmdline=built.kernel_cmdline, ssh_port=free_loopback_port(),
                 accel_args=accel.qemu_args, options=record.vm_options(),
+                extra_args=self.warm.launch_args(vm_dir),
             )
             (vm_dir / "qmp.sock").unlink(missing_ok=True)
             process = self._spawn(qemu, launch, record, accel.name)
             if self._wait_qmp(process, vm_dir / "qmp.sock"):
+                try:
+                    self.warm.resume(vm_dir, process)
+                except WarmRestoreFailed as exc:
+                    self.stop(name, timeout_s=0)
+                    self.warm.fall_back(vm_dir, built.disk, exc.message)
+                    return self.start(name)
                 return
             log = self._qemu_log(name)
             if attempt < PORT_ATTEMPTS and PORT_IN_USE.search(log):
@@ -337,6 +351,10 @@ class QemuProvider:
         process.wait()
         return False
 
+    def start_mode(self, name: VMName | str) -> StartMode:
+        """Whether ``name`` was restored from a warm snapshot or booted cold (and why)."""
+        return self.warm.mode(self.vm_dir(name), requested=self.record(name).vm_options().warm)
+
     def wait_ready(self, name: VMName, timeout_s: float) -> SSHEndpoint:
         record = self.record(name)
         if record.ssh_port is None:
@@ -382,12 +400,11 @@ class QemuProvider:
             return
         process = self._process(record)
         sock = self.vm_dir(name) / "qmp.sock"
-        if process is not None and timeout_s > 0:
-            self._qmp_quietly(sock, "system_powerdown")
+        if process is not None and timeout_s > 0 and self._qmp_quietly(sock, "system_powerdown"):
             self._wait_gone(process, timeout_s)
         if process is not None and process.is_running():
-            self._qmp_quietly(sock, "quit")
-            if not self._wait_gone(process, STOP_GRACE_S):
+            quit_sent = self._qmp_quietly(sock, "quit")
+            if not (quit_sent and self._wait_gone(process, STOP_GRACE_S)):
                 for sig in (signal.SIGTERM, signal.SIGKILL):
                     try:
                         process.send_signal(sig)
@@ -400,12 +417,14 @@ class QemuProvider:
         (self.vm_dir(name) / "qemu.pid").unlink(missing_ok=True)
 
     @staticmethod
-    def _qmp_quietly(sock: Path, command: str) -> None:
+    def _qmp_quietly(sock: Path, command: str) -> bool:
+        """Send one QMP command; False if QEMU did not take it (the next, harder step follows)."""
         try:
             with QMPClient(sock, timeout_s=3.0) as qmp:
                 qmp.execute(command)
+            return True
         except (OSError, ConnectionError, ValueError, InfrastructureError):
-            pass  # the harder steps that follow do not need QMP
+            return False
 
     @staticmethod
     def _wait_gone(process: psutil.Process, timeout_s: float) -> bool:
