@@ -118,7 +118,8 @@ def test_at_host_on_old_softnet_is_an_early_exit_with_the_log(provider: TartProv
     name = VMName.new("unit")
     provider.clone("golden", name)
     with pytest.raises(InfrastructureError, match="exited early") as info:
-        provider.start(name)
+        provider.start(name)  # caught here or, on a slow host, by wait_ready's watch
+        provider.wait_ready(name, timeout_s=30)
     assert "@host" in info.value.detail
 
 
@@ -145,6 +146,7 @@ def test_apples_vm_limit_becomes_a_clear_error(provider: TartProvider, standin: 
     provider.clone("golden", name)
     with pytest.raises(InfrastructureError, match="at most 2 VMs per host") as info:
         provider.start(name)
+        provider.wait_ready(name, timeout_s=30)
     assert "tart stop" in info.value.hint
 
 

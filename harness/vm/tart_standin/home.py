@@ -21,13 +21,14 @@ import os
 import secrets
 import shutil
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-LEASE_NETWORK = "127.77"  # one loopback address per VM: 127.77.<hi>.<lo>
+LEASE_NETWORK = "127.77"  # one loopback address per VM: 127.77.<block>.<n>
 DEFAULT_DISK_GB = 50
 
 
@@ -219,8 +220,10 @@ class TartHome:
             if current and current not in avoid:
                 return current
             used = set(leases.values()) | avoid
-            for index in range(2, 65000):
-                address = f"{LEASE_NETWORK}.{index // 250}.{index % 250 + 2}"
+            # Each home starts in its own block, so two stand-in homes on one host rarely collide.
+            block = zlib.crc32(str(self.root).encode()) % 250
+            for index in range(250 * 250):
+                address = f"{LEASE_NETWORK}.{(block + index // 250) % 250}.{index % 250 + 2}"
                 if address not in used:
                     leases[mac.lower()] = address
                     _write_json(self._leases_path(), leases)

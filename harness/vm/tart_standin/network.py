@@ -68,6 +68,15 @@ class SoftnetRules:
         return self.allows(HOST_GATEWAY)
 
 
+def hang_up(*sockets: socket.socket) -> None:
+    """Shut both directions of each socket, so the pump on the other side wakes up and ends."""
+    for sock in sockets:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
 class Relay:
     """Accepts on ``listen`` and pipes each connection to ``target``; ``close()`` ends it all."""
 
@@ -111,11 +120,7 @@ class Relay:
         except OSError:
             pass
         finally:
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            hang_up(source, sink)
             source.close()
 
     def close(self) -> None:

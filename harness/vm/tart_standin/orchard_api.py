@@ -31,6 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from harness.vm.tart_standin.guests import Guest
 from harness.vm.tart_standin.loopback import LoopbackSSHGuest
+from harness.vm.tart_standin.network import hang_up
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 REQUIRED_SPEC_FIELDS = ("name", "image")
@@ -335,10 +336,6 @@ def _pipe_websocket(client: socket.socket, upstream: socket.socket) -> None:
     except (OSError, ConnectionError):
         pass
     finally:
-        for sock in (upstream, client):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        hang_up(upstream, client)
         upstream.close()
         reader.join(timeout=5)

@@ -20,6 +20,7 @@ from harness.vm.tart_standin.home import StandinError, TartHome, VMDir
 from harness.vm.tart_standin.network import Relay, SoftnetRules
 
 EXIT_STATE = 2
+RELAY_BIND_ATTEMPTS = 50
 
 
 def _say(text: str) -> None:
@@ -50,14 +51,18 @@ def _addresses_in_use(home: TartHome, vm: VMDir) -> set[str]:
 
 
 def _open_relay(home: TartHome, vm: VMDir, mac: str, port: int, target: tuple[str, int]) -> tuple[str, Relay]:
-    """Bind the lease's address; if another VM (same MAC: a clone never randomised) holds it, the
-    lease moves to a fresh address, and ``tart ip`` of the other VM now answers wrongly, as on a Mac."""
+    """Bind the lease's address; if someone holds it (another VM with the same MAC, a clone never
+    randomised, or another stand-in home on this host), the lease moves to a fresh address, and
+    ``tart ip`` of the other VM now answers wrongly, as on a Mac."""
     address = home.lease_for(mac) or home.assign_lease(mac, avoid=set())
-    try:
-        return address, Relay((address, port), target)
-    except OSError:
-        address = home.assign_lease(mac, avoid={address} | _addresses_in_use(home, vm))
-        return address, Relay((address, port), target)
+    taken: set[str] = set()
+    for _ in range(RELAY_BIND_ATTEMPTS):
+        try:
+            return address, Relay((address, port), target)
+        except OSError:
+            taken.add(address)
+            address = home.assign_lease(mac, avoid=taken | _addresses_in_use(home, vm))
+    raise StandinError(f"no loopback address with a free port {port} after {RELAY_BIND_ATTEMPTS} tries")
 
 
 def _serve(home: TartHome, vm: VMDir, guest: Guest, rules: SoftnetRules, ssh_port: int) -> Relay | None:
