@@ -148,7 +148,8 @@ class TartCLI:
             raise MissingToolError(
                 f"the tart binary {self.binary!r} was not found",
                 hint="on an Apple Silicon Mac install tart (brew install cirruslabs/cli/tart) or point "
-                "HARNESS_TART_BIN at it; on Linux use the stand-in: HARNESS_TART_BIN=$(tart-standin shim-path)",
+                "HARNESS_TART_BIN at it; on Linux use the stand-in: "
+                "HARNESS_TART_BIN=$(python -m harness.vm.tart_standin shim DIR) (see vm_images/macos/README.md)",
             )
         return found
 

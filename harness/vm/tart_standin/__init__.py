@@ -13,7 +13,7 @@ recorded in ``tart-contract.md`` (shared docs), including the awkward parts a wr
 - ``stop`` of a stopped VM exits 2, ``delete`` of a running VM exits 1;
 - ``list``/``get --format json`` with tart's field names; ``$TART_HOME/vms/<name>/`` layout.
 
-Where it must differ from tart, it says so (see ``README`` in ``docs`` of each module): each VM
+Where it must differ from tart, it says so in the module concerned: each VM
 gets its own loopback address (127.77.x.y) and its SSH answers on ``TART_STANDIN_SSH_PORT``
 (default 2222) instead of port 22, because port 22 on loopback belongs to the host.
 
