@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO, Self
 
 import paramiko
 
@@ -91,7 +91,7 @@ def _tail(text: str, lines: int) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 class CommandLog:
@@ -231,7 +231,7 @@ class SSHTransport:
         log_path: Path,
         deadline_s: float = 60.0,
         still_alive: Callable[[], None] | None = None,
-    ) -> "SSHTransport":
+    ) -> SSHTransport:
         """Connect, retrying refused/half-open connections until ``deadline_s`` has passed.
 
         ``still_alive`` is called between attempts and may raise (e.g. the VM's process died)
@@ -274,13 +274,18 @@ class SSHTransport:
     def alive(self) -> bool:
         return self._transport.is_active()
 
+    @property
+    def cipher(self) -> str:
+        """The cipher negotiated for data sent to the guest."""
+        return str(self._transport.remote_cipher)
+
     def close(self) -> None:
         if self._sftp is not None:
             self._sftp.close()
             self._sftp = None
         self._transport.close()
 
-    def __enter__(self) -> "SSHTransport":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -475,7 +480,7 @@ class SSHTransport:
     def _transfer_errors(self, verb: str, local: Path, remote: str, timeout: float) -> Iterator[None]:
         try:
             yield
-        except socket.timeout:
+        except TimeoutError:
             raise RemoteTimeout(
                 f"SFTP {verb} {local} <-> {remote} stalled past {timeout:g} s",
                 hint="the guest stopped responding; see its console log",
@@ -617,7 +622,7 @@ class _PortForward:
         while not self._closing.is_set():
             try:
                 client, peer = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return  # listener closed

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, Self
 
 _GUARD_ATTR = "_harness_sigterm_guard"
 _DEFER_ATTR = "_harness_deferring"
@@ -31,7 +31,7 @@ class SigtermAsInterrupt:
         self._installed = False
         self._fired = False
 
-    def install(self) -> "SigtermAsInterrupt":
+    def install(self) -> Self:
         if not _in_main_thread() or self._installed:
             return self
         current = signal.getsignal(signal.SIGTERM)
@@ -54,7 +54,7 @@ class SigtermAsInterrupt:
             signal.signal(signal.SIGTERM, self._previous)
             self._installed = False
 
-    def __enter__(self) -> "SigtermAsInterrupt":
+    def __enter__(self) -> Self:
         return self.install()
 
     def __exit__(self, *exc: object) -> None:

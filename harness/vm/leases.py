@@ -52,7 +52,7 @@ class Lease:
     artifacts: str = ""
 
     @classmethod
-    def for_this_process(cls, name: str, provider: str, image: str, artifacts: str = "") -> "Lease":
+    def for_this_process(cls, name: str, provider: str, image: str, artifacts: str = "") -> Lease:
         pid = os.getpid()
         return cls(name, provider, image, pid, process_started_at(pid), time.time(),
                    artifacts=artifacts)

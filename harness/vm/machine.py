@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, Self, get_args
 
 from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError, UsageError
@@ -25,7 +25,7 @@ from harness.ssh import CommandResult, SSHTransport, Transfer, ssh_command
 from harness.vm.interrupts import SigtermAsInterrupt, interrupts_deferred
 from harness.vm.leases import Lease, LeaseBook
 from harness.vm.provider import Provider, SSHEndpoint, VMName, VMOptions
-from harness.vm.slots import SlotPool
+from harness.vm.slots import Slot, SlotPool
 
 KeepPolicy = Literal["never", "on-failure", "always"]
 KEEP_POLICIES: tuple[str, ...] = get_args(KeepPolicy)
@@ -69,7 +69,7 @@ class Machine(AbstractContextManager["Machine"]):
         paths: HostPaths | None = None,
         journal: Journal | None = None,
         on_phase: PhaseSink | None = None,
-        on_ready: Callable[["Machine"], None] | None = None,
+        on_ready: Callable[[Machine], None] | None = None,
         say: Say = print,
     ) -> None:
         self.provider = provider
@@ -85,7 +85,7 @@ class Machine(AbstractContextManager["Machine"]):
         self._on_ready = on_ready
         self._say = say
         self._sigterm = SigtermAsInterrupt()
-        self._slot = None
+        self._slot: Slot | None = None
         self._ssh: SSHTransport | None = None
         self._endpoint: SSHEndpoint | None = None
         self._created = False
@@ -98,13 +98,13 @@ class Machine(AbstractContextManager["Machine"]):
     def image(self) -> str:
         return self.settings.image
 
-    def __enter__(self) -> "Machine":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         self.close(failed=exc is not None, interrupted=isinstance(exc, KeyboardInterrupt))
 
-    def start(self) -> "Machine":
+    def start(self) -> Self:
         """Boot the VM and connect; on any failure (or interrupt) everything made so far goes."""
         self._sigterm.install()
         label = f"{self.name} ({self.settings.image})"

@@ -126,9 +126,7 @@ def _forget_stale_leases(leases: LeaseBook, present: set[str], policy: ReapPolic
     for lease in leases.all():
         if lease.name in present:
             continue
-        if policy.names and lease.name in policy.names:
-            leases.remove(lease.name)
-        elif not lease.owner_is_alive():
+        if policy.names and lease.name in policy.names or not lease.owner_is_alive():
             leases.remove(lease.name)
 
 

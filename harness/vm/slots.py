@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 from harness.errors import InfrastructureError, UsageError
 
@@ -52,7 +53,7 @@ class Slot:
         finally:
             os.close(fd)  # closing the only descriptor drops the flock
 
-    def __enter__(self) -> "Slot":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

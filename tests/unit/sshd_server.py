@@ -92,8 +92,8 @@ def _wait_banner(port: int, process: subprocess.Popen[bytes], timeout_s: float =
     raise RuntimeError(f"sshd on port {port} did not answer within {timeout_s} s")
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSSHD]:
+@pytest.fixture(scope="module", name="sshd")
+def sshd_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSSHD]:
     """A local sshd for a test module (import this fixture into the module to use it)."""
     workdir = tmp_path_factory.mktemp("sshd")
     key = keygen(workdir / "client_ed25519")

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from fake_provider import FAKE_IMAGE, FakeProvider, wait_for
+from sshd_server import LocalSSHD, sshd_fixture  # noqa: F401 (fixture)
+
 from harness.config import HostPaths
 from harness.errors import BootTimeout, UsageError
 from harness.journal import Journal, PhaseRecord, read_journal
@@ -20,7 +21,6 @@ from harness.vm.leases import LeaseBook
 from harness.vm.machine import Machine, MachineSettings, parse_keep_policy
 from harness.vm.reaper import ReapPolicy, reap
 from harness.vm.slots import SlotPool
-from sshd_server import LocalSSHD, sshd  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -106,9 +106,8 @@ def test_keep_always_leaves_a_vm_with_login_and_removal_instructions(
 def test_keep_on_failure(provider: FakeProvider, paths: HostPaths, slots: SlotPool,
                          tmp_path: Path, fails: bool) -> None:
     machine = _machine(provider, paths, slots, tmp_path, keep="on-failure")
-    with pytest.raises(AssertionError) if fails else nullcontext():
-        with machine as vm:
-            assert not fails
+    with pytest.raises(AssertionError) if fails else nullcontext(), machine as vm:
+        assert not fails
     assert vm.kept is fails
     assert (paths.vms / str(vm.name)).exists() is fails
     reap([provider], paths, ReapPolicy(names=frozenset({str(vm.name)})))
@@ -135,13 +134,12 @@ def test_an_interrupt_deletes_even_a_vm_to_keep(
 ) -> None:
     before = signal.getsignal(signal.SIGTERM)
     machine = _machine(provider, paths, slots, tmp_path, keep="always")
-    with pytest.raises(KeyboardInterrupt):
-        with machine as vm:
-            pid = provider.pid(vm.name)
-            if how == "ctrl-c":
-                raise KeyboardInterrupt
-            os.kill(os.getpid(), signal.SIGTERM)
-            pytest.fail("SIGTERM did not interrupt")
+    with pytest.raises(KeyboardInterrupt), machine as vm:
+        pid = provider.pid(vm.name)
+        if how == "ctrl-c":
+            raise KeyboardInterrupt
+        os.kill(os.getpid(), signal.SIGTERM)
+        pytest.fail("SIGTERM did not interrupt")
     assert not vm.kept
     _gone(provider, paths, vm, pid)
     assert signal.getsignal(signal.SIGTERM) is before
@@ -149,24 +147,22 @@ def test_an_interrupt_deletes_even_a_vm_to_keep(
 
 def test_sigterm_guard_fires_once_and_restores(unguarded_sigterm: None) -> None:
     before = signal.getsignal(signal.SIGTERM)
-    with SigtermAsInterrupt():
-        with SigtermAsInterrupt():  # nested: a no-op
-            with pytest.raises(KeyboardInterrupt):
-                os.kill(os.getpid(), signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGTERM)  # the second is swallowed while cleaning up
+    with SigtermAsInterrupt(), SigtermAsInterrupt():  # nested: a no-op
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)  # the second is swallowed while cleaning up
     assert signal.getsignal(signal.SIGTERM) is before
 
 
 def test_cleanup_runs_to_its_end_through_ctrl_c() -> None:
     steps: list[str] = []
-    with pytest.raises(KeyboardInterrupt, match="SIGINT during cleanup"):
-        with interrupts_deferred():
+    with pytest.raises(KeyboardInterrupt, match="SIGINT during cleanup"), interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        steps.append("after the signal")
+        with interrupts_deferred():  # nested: defers to the outer one
             os.kill(os.getpid(), signal.SIGINT)
-            steps.append("after the signal")
-            with interrupts_deferred():  # nested: defers to the outer one
-                os.kill(os.getpid(), signal.SIGINT)
-                steps.append("inner")
-            steps.append("end")
+            steps.append("inner")
+        steps.append("end")
     assert steps == ["after the signal", "inner", "end"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 

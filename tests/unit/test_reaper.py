@@ -13,8 +13,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from fake_provider import FAKE_IMAGE, FakeProvider, wait_for
+
 from harness import cli
 from harness.config import HostPaths
 from harness.vm.leases import Lease, LeaseBook
@@ -185,7 +185,7 @@ def test_gc_command(paths: HostPaths, provider: FakeProvider, monkeypatch: pytes
                     capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("HARNESS_STATE", str(paths.state))
     monkeypatch.setattr("harness.commands.gc.available_providers", lambda paths: [provider])
-    name, hypervisor = _vm_of_killed_owner(paths)
+    name, _ = _vm_of_killed_owner(paths)
 
     assert cli.main(["gc", "--dry-run"]) == 0
     assert f"would remove {name}" in capsys.readouterr().out and (paths.vms / name).exists()

@@ -15,11 +15,11 @@ from pathlib import Path
 import httpx
 import paramiko
 import pytest
+from sshd_server import LocalSSHD, free_port, keygen, run_sshd, sshd_fixture  # noqa: F401 (fixture)
 
 from harness.errors import InfrastructureError, RemoteTimeout
 from harness.ssh import HostKeyPin, RemoteCommandFailed, SSHTransport, ssh_command
 from harness.vm.provider import SSHEndpoint
-from sshd_server import LocalSSHD, free_port, keygen, run_sshd, sshd  # noqa: F401 (fixture)
 
 
 @pytest.fixture
@@ -32,7 +32,7 @@ def ssh(sshd: LocalSSHD, tmp_path: Path) -> Iterator[SSHTransport]:
 
 
 def _pids_matching(pattern: str) -> list[int]:
-    found = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True)
+    found = subprocess.run(["pgrep", "-f", pattern], check=False, capture_output=True, text=True)
     return [int(p) for p in found.stdout.split()]
 
 
@@ -77,7 +77,7 @@ def test_timeout_raises_and_kills_the_remote_process_group(ssh: SSHTransport) ->
 def test_every_command_is_logged_with_timestamps(ssh: SSHTransport) -> None:
     ssh.run("echo logged-out; echo logged-err >&2", timeout=20)
     log = ssh.log.path.read_text()
-    assert re.search(r"^\d{4}-\d\d-\d\dT[\d:.]+\+00:00 \$ echo logged-out", log, re.M)
+    assert re.search(r"^\d{4}-\d\d-\d\dT[\d:.]+\+00:00 \$ echo logged-out", log, re.MULTILINE)
     assert "  | logged-out" in log and "  ! logged-err" in log and "exit 0 after" in log
 
 
@@ -117,7 +117,7 @@ def test_a_corrupt_copy_is_detected(
 
 
 class _Hello(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         body = f"hello {self.path}".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -147,9 +147,8 @@ def test_forward_reaches_a_guest_port_through_ssh(ssh: SSHTransport) -> None:
 def test_forward_to_a_closed_guest_port_fails_the_client_not_the_transport(
     ssh: SSHTransport,
 ) -> None:
-    with ssh.forward(free_port()) as local_port:
-        with pytest.raises(httpx.TransportError):
-            httpx.get(f"http://127.0.0.1:{local_port}/", timeout=5)
+    with ssh.forward(free_port()) as local_port, pytest.raises(httpx.TransportError):
+        httpx.get(f"http://127.0.0.1:{local_port}/", timeout=5)
     assert ssh.run("true", timeout=20).ok
 
 
@@ -196,7 +195,7 @@ def test_connect_retries_until_the_server_comes_up(sshd: LocalSSHD, tmp_path: Pa
         try:
             results.append(SSHTransport.connect(endpoint, known_hosts=tmp_path / "kh",
                                                 log_path=tmp_path / "log", deadline_s=30))
-        except BaseException as exc:  # handed to the main thread
+        except BaseException as exc:  # noqa: BLE001 (handed to the main thread)
             results.append(exc)
 
     client = threading.Thread(target=connect)
@@ -236,7 +235,7 @@ def test_ssh_command_logs_in_with_the_same_key_and_pin(ssh: SSHTransport) -> Non
     assert line.endswith(f"{ssh.endpoint.user}@127.0.0.1")
     # The very line a human would paste, with a command appended; BatchMode: never prompt.
     batch = line.replace("ssh ", "ssh -o BatchMode=yes ", 1)
-    done = subprocess.run(f"{batch} echo via-openssh", shell=True,
+    done = subprocess.run(f"{batch} echo via-openssh", shell=True, check=False,
                           capture_output=True, text=True, timeout=30)
     assert (done.returncode, done.stdout) == (0, "via-openssh\n"), done.stderr
     assert ssh_command(ssh.endpoint, ssh.known_hosts) == line
