@@ -129,6 +129,20 @@ class HostKeyPin:
         self.path = path
         self.host_id = host if port == 22 else f"[{host}]:{port}"
 
+    def expect(self, public_line: str) -> None:
+        """Pin a key known before first contact (an existing pin is left as it is)."""
+        known = paramiko.HostKeys()
+        if self.path.exists():
+            known.load(str(self.path))
+        if known.lookup(self.host_id):
+            return
+        entry = paramiko.hostkeys.HostKeyEntry.from_line(f"{self.host_id} {public_line}")
+        if entry is None or entry.key is None:
+            raise InfrastructureError(f"cannot pin host key {public_line[:60]!r} for {self.host_id}")
+        known.add(self.host_id, entry.key.get_name(), entry.key)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        known.save(str(self.path))
+
     def check(self, key: paramiko.PKey) -> None:
         known = paramiko.HostKeys()
         if self.path.exists():
@@ -239,6 +253,8 @@ class SSHTransport:
         """
         log = CommandLog(log_path)
         pin = HostKeyPin(known_hosts, endpoint.host, endpoint.port)
+        if endpoint.host_key:
+            pin.expect(endpoint.host_key)
         key = _load_key(endpoint)
         deadline = time.monotonic() + deadline_s
         attempt, last_error = 0, "no attempt made"

@@ -54,6 +54,9 @@ class SSHEndpoint:
     user: str
     key_path: Path
     password: str | None = None  # tart's vanilla images start with admin/admin
+    # The guest's host public key ("ssh-ed25519 AAAA...") when the provider made it (warm clones):
+    # pinned before the first connection instead of trusted on first use.
+    host_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,9 @@ class VMOptions:
     capture_traffic: bool = False
     # Where the capture goes; None = the provider's per-VM directory (gone after delete).
     pcap_path: Path | None = None
+    # Start from a saved running machine where the provider can (qemu: harness.vm.warm; tart:
+    # suspend/resume); a provider that cannot, or a restore that fails, boots cold instead.
+    warm: bool = False
 
 
 @runtime_checkable

@@ -371,7 +371,8 @@ class QemuProvider:
             if remaining <= 0:
                 raise self._boot_failure(name, f"no SSH banner within {timeout_s:.0f}s", False)
             if read_ssh_banner(record.ssh_port, timeout_s=min(3.0, remaining)).startswith(SSH_BANNER):
-                return SSHEndpoint(host=LOOPBACK, port=record.ssh_port, user=built.user, key_path=built.private_key)
+                return SSHEndpoint(host=LOOPBACK, port=record.ssh_port, user=built.user, key_path=built.private_key,
+                                   host_key=self.warm.host_key(self.vm_dir(name)))
             time.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
 
     def _boot_failure(self, name: VMName, what: str, qemu_died: bool) -> BootTimeout:
