@@ -17,6 +17,9 @@ import pytest
 CHECK_MARKER = "check"
 TARGET_PARAMS: tuple[str, ...] = ("target", "image", "platform")
 DEFAULT_TARGET = "local"
+# Static checks judge the tarball itself, on no image: they get a target of their own.
+TARBALL_TARGET = "tarball"
+STATIC_AREA = "static"
 # Module stems that belong to a broader report area.
 AREA_ALIASES: dict[str, str] = {
     "goldens": "determinism",
@@ -65,7 +68,7 @@ def area_from_module(module_stem: str) -> str:
     return AREA_ALIASES.get(stem, stem)
 
 
-def resolve_target(item: pytest.Item) -> str:
+def _explicit_target(item: pytest.Item) -> str | None:
     bound = item.stash.get(bound_target_key, None)
     if bound:
         return bound
@@ -73,6 +76,13 @@ def resolve_target(item: pytest.Item) -> str:
     for name in TARGET_PARAMS:
         if name in params:
             return _param_text(params[name])
+    return None
+
+
+def resolve_target(item: pytest.Item) -> str:
+    explicit = _explicit_target(item)
+    if explicit:
+        return explicit
     try:
         option = item.config.getoption("image")
     except ValueError:
@@ -92,12 +102,16 @@ def identify(item: pytest.Item) -> CheckIdentity:
     module = getattr(item, "module", None)
     stem = module.__name__.rsplit(".", 1)[-1] if module is not None else item.nodeid.split("::")[0]
     area = marked.get("area") or area_from_module(stem.rsplit("/", 1)[-1].removesuffix(".py"))
-    return CheckIdentity(check=str(check), area=str(area), target=resolve_target(item))
+    if area == STATIC_AREA:
+        target = _explicit_target(item) or TARBALL_TARGET
+    else:
+        target = resolve_target(item)
+    return CheckIdentity(check=str(check), area=str(area), target=target)
 
 
 def identify_nodeid(nodeid: str) -> CheckIdentity:
     """Best effort for a test we only know by node id (a crashed xdist worker's test)."""
     path, _, rest = nodeid.partition("::")
     name = rest.rsplit("::", 1)[-1].split("[", 1)[0].removeprefix("test_") or nodeid
-    stem = path.rsplit("/", 1)[-1].removesuffix(".py")
-    return CheckIdentity(check=name, area=area_from_module(stem), target=DEFAULT_TARGET)
+    area = area_from_module(path.rsplit("/", 1)[-1].removesuffix(".py"))
+    return CheckIdentity(name, area, TARBALL_TARGET if area == STATIC_AREA else DEFAULT_TARGET)

@@ -18,11 +18,21 @@ from typing import Any
 from harness.journal import Outcome
 from harness.report.categories import categorize, tagged
 from harness.report.facts import HostFacts, ImageFacts, ReleaseFacts, RunFacts, facts_from_records
+from harness.report.identity import TARBALL_TARGET
 from harness.report.junit import JUnitCase
 from harness.report.outcome import worst
 
 SCHEMA = 1
-PHASE_ORDER: tuple[str, ...] = ("boot", "copy", "install", "serve", "complete", "teardown")
+PHASE_ORDER: tuple[str, ...] = (
+    "boot",
+    "copy",
+    "install",
+    "serve",
+    "complete",
+    "uninstall",
+    "teardown",
+)
+TOTAL_PHASE = "total"  # the suite's wall time per target, not one more step to add up
 AREA_ORDER: tuple[str, ...] = ("static", "install", "server", "determinism", "egress")
 # pytest exit codes that mean the run itself did not finish its work.
 INCOMPLETE_EXIT = {
@@ -164,9 +174,13 @@ class SignoffModel:
         return found
 
     def check_rows(self) -> list[tuple[str, str]]:
-        """(area, check) pairs in display order: areas in pipeline order, checks by name."""
-        rows = {(c.area, c.check) for c in self.checks}
+        """(area, check) pairs of the image matrix in display order: areas in pipeline order."""
+        rows = {(c.area, c.check) for c in self.checks if c.target != TARBALL_TARGET}
         return sorted(rows, key=lambda r: (_area_rank(r[0]), r[0], r[1]))
+
+    def tarball_checks(self) -> list[CheckResult]:
+        """Static checks: they judge the tarball itself, so they sit outside the image matrix."""
+        return sorted((c for c in self.checks if c.target == TARBALL_TARGET), key=lambda c: c.check)
 
     def cell(self, target: str, check: str) -> CheckResult | None:
         return next((c for c in self.checks if c.target == target and c.check == check), None)
@@ -185,10 +199,8 @@ class SignoffModel:
         return [FailureGroup(tuple(members)) for members in groups.values()]
 
     def phase_names(self) -> list[str]:
-        names = {p.phase for p in self.phases}
-        return sorted(
-            names, key=lambda n: (PHASE_ORDER.index(n) if n in PHASE_ORDER else len(PHASE_ORDER), n)
-        )
+        """Pipeline order; prefixed phases (``twin_boot``) after the plain ones; ``total`` last."""
+        return sorted({p.phase for p in self.phases}, key=_phase_rank)
 
     def phase(self, target: str, name: str) -> PhaseTiming | None:
         return next((p for p in self.phases if p.target == target and p.phase == name), None)
@@ -245,6 +257,15 @@ def _load(cls: type, data: Mapping[str, Any]) -> Any:
             value = data[f.name]
             values[f.name] = tuple(value) if isinstance(value, list) else value
     return cls(**values)
+
+
+def _phase_rank(name: str) -> tuple[int, int, str]:
+    if name == TOTAL_PHASE:
+        return (2, 0, name)
+    prefix, _, base = name.rpartition("_")
+    step = base if base in PHASE_ORDER else name
+    rank = PHASE_ORDER.index(step) if step in PHASE_ORDER else len(PHASE_ORDER)
+    return (1 if prefix and step in PHASE_ORDER else 0, rank, name)
 
 
 def _area_rank(area: str) -> int:
@@ -322,18 +343,28 @@ def _phases(records: list[Mapping[str, Any]]) -> list[PhaseTiming]:
     return timings
 
 
+def _layer_sizes(data: Mapping[str, Any]) -> dict[str, int]:
+    """Bytes per layer from ``{"layers": {name: bytes}}``, static inspection's
+    ``{"layers": [{"name", "uncompressed_bytes"}]}``, or plain ``{name: bytes}``."""
+    layers = data.get("layers")
+    if isinstance(layers, Mapping):
+        return {str(k): int(v) for k, v in layers.items()}
+    if isinstance(layers, list):
+        return {
+            str(layer.get("name")): int(layer.get("uncompressed_bytes", layer.get("bytes", 0)))
+            for layer in layers
+            if isinstance(layer, Mapping)
+        }
+    return {str(k): v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
 def _footprints(records: list[Mapping[str, Any]]) -> list[Footprint]:
     latest: dict[tuple[str, str], Footprint] = {}
     for record in records:
         data = record.get("data") or {}
-        layers = data.get("layers")
-        if not isinstance(layers, Mapping):
-            layers = {
-                k: v for k, v in data.items() if isinstance(v, int) and not isinstance(v, bool)
-            }
         source = str(data.get("source", "installed"))
         latest[(record.get("target", ""), source)] = Footprint(
-            record.get("target", ""), source, {str(k): int(v) for k, v in layers.items()}
+            record.get("target", ""), source, _layer_sizes(data)
         )
     return [latest[k] for k in sorted(latest)]
 
@@ -462,12 +493,16 @@ def build_model(
     phases = _phases(by_kind["phase"])
     footprints = _footprints(by_kind["footprint"])
     digests = _digests(by_kind["digest"])
+    # Matrix columns: the images. Static footprints name the inspection target and static checks
+    # the tarball; neither is an image.
     targets = sorted(
-        {c.target for c in checks}
-        | {p.target for p in phases}
-        | {i.target for i in facts.images}
-        | {d.target for d in digests}
-        | {f.target for f in footprints}
+        (
+            {c.target for c in checks}
+            | {p.target for p in phases}
+            | {i.target for i in facts.images}
+            | {d.target for d in digests}
+        )
+        - {TARBALL_TARGET}
     )
     return SignoffModel(
         verdict=_verdict(checks, problems, facts),

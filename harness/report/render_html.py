@@ -19,7 +19,7 @@ from harness.report.formatting import (
     size,
     timestamp,
 )
-from harness.report.model import CheckResult, SignoffModel
+from harness.report.model import TOTAL_PHASE, CheckResult, SignoffModel
 
 CSS = """
 :root { --ok:#1a7f37; --bad:#cf222e; --warn:#9a6700; --muted:#6e7781; --line:#d0d7de; --bg:#f6f8fa; }
@@ -164,6 +164,8 @@ def _regressions(model: SignoffModel) -> str:
 
 
 def _matrix(model: SignoffModel) -> str:
+    if not model.check_rows():
+        return ""
     rows: list[str] = []
     current_area = None
     for area, check in model.check_rows():
@@ -191,9 +193,12 @@ def _matrix(model: SignoffModel) -> str:
 def _timings(model: SignoffModel) -> str:
     if not model.phases:
         return ""
-    longest = max(p.total_s for p in model.phases) or 1.0
+    steps = [p for p in model.phases if p.phase != TOTAL_PHASE]
+    longest = max((p.total_s for p in steps), default=0.0) or 1.0
     rows = []
     for name in model.phase_names():
+        if name == TOTAL_PHASE:
+            continue
         cells = []
         for target in model.targets:
             timing = model.phase(target, name)
@@ -205,13 +210,37 @@ def _timings(model: SignoffModel) -> str:
             bar = f'<div class="bar{"" if timing.ok else " bad"}" style="width:{width:.0f}%"></div>'
             cells.append(f'<td class="num">{seconds(timing.total_s)}{times}{bar}</td>')
         rows.append(f"<tr><td>{escape(name)}</td>{''.join(cells)}</tr>")
+    measured = TOTAL_PHASE in model.phase_names()
     totals = []
     for target in model.targets:
-        total = sum(p.total_s for p in model.phases if p.target == target)
+        if measured:
+            timing = model.phase(target, TOTAL_PHASE)
+            total = timing.total_s if timing is not None else None
+        else:
+            total = sum(p.total_s for p in steps if p.target == target)
         totals.append(f'<td class="num"><strong>{seconds(total)}</strong></td>')
-    rows.append(f"<tr><td><strong>sum of phases</strong></td>{''.join(totals)}</tr>")
+    label = "total (wall time)" if measured else "sum of phases"
+    rows.append(f"<tr><td><strong>{label}</strong></td>{''.join(totals)}</tr>")
     head = ["Phase"] + [escape(t) for t in model.targets]
     return f'<section id="timings"><h2>Phase timings</h2>{_table(head, rows)}</section>'
+
+
+def _static(model: SignoffModel) -> str:
+    checks = model.tarball_checks()
+    if not checks:
+        return ""
+    rows = []
+    for check in checks:
+        label = f"{SYMBOLS[check.outcome]} {check.outcome}"
+        if check.outcome in ("failed", "broken"):
+            label = f'<a class="{check.outcome}" href="#{_anchor(check)}">{label}</a>'
+        summary = escape(first_lines(check.message, 1)) if check.message else ""
+        rows.append(
+            f'<tr><td>{escape(check.check)}</td><td class="cell {check.outcome}">{label}</td>'
+            f'<td class="muted">{summary}</td></tr>'
+        )
+    table = _table(["Check", "Outcome", "Finding"], rows)
+    return f'<section id="static"><h2>Static checks of the tarball (no VM)</h2>{table}</section>'
 
 
 def _footprint(model: SignoffModel) -> str:
@@ -302,6 +331,7 @@ def render_html(model: SignoffModel) -> str:
             _verdict(model),
             "<main>",
             _matrix(model),
+            _static(model),
             _failures(model),
             _regressions(model),
             _timings(model),

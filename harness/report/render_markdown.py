@@ -67,15 +67,33 @@ def render_markdown(model: SignoffModel) -> str:
         ]
         lines.append("")
 
-    lines += ["### Checks × images", ""]
-    rows = []
-    for area, check in model.check_rows():
-        row = [f"{_cell(check)} <sub>{_cell(area)}</sub>"]
-        for target in model.targets:
-            result = model.cell(target, check)
-            row.append(f"{EMOJI[result.outcome]} {result.outcome}" if result else NOT_RUN)
-        rows.append(row)
-    lines += _table(["Check", *model.targets], rows)
+    if model.check_rows():
+        lines += ["### Checks × images", ""]
+        rows = []
+        for area, check in model.check_rows():
+            row = [f"{_cell(check)} <sub>{_cell(area)}</sub>"]
+            for target in model.targets:
+                result = model.cell(target, check)
+                row.append(f"{EMOJI[result.outcome]} {result.outcome}" if result else NOT_RUN)
+            rows.append(row)
+        lines += _table(["Check", *model.targets], rows)
+
+    static = model.tarball_checks()
+    if static:
+        lines += ["### Static checks of the tarball", ""]
+        lines += _table(
+            ["Check", "Outcome", "Finding"],
+            [
+                [
+                    _cell(c.check),
+                    f"{EMOJI[c.outcome]} {c.outcome}",
+                    _cell(c.message.strip().splitlines()[0])[:MESSAGE_CHARS]
+                    if c.message.strip()
+                    else "",
+                ]
+                for c in static
+            ],
+        )
 
     if model.phases:
         lines += ["### Phase timings", ""]

@@ -108,6 +108,13 @@ SAMPLE_SUITE: dict[str, str] = {
                 report.egress(installed, [{"host": "pypi.invalid", "port": 443, "proto": "tcp"}])
                 pytest.fail("the release tried to reach pypi.invalid:443 while serving")
     """,
+    "test_static.py": """
+        from conftest import BREAK
+
+
+        def test_elf_dependencies():
+            assert "static" not in BREAK, "server/bin/helper needs libfoo.so.1, which the release does not ship"
+    """,
     "test_server.py": """
         import os
 
@@ -122,6 +129,7 @@ SAMPLE_SUITE: dict[str, str] = {
     """,
 }
 TESTS_PER_IMAGE = 6
+STATIC_TESTS = 1  # judge the tarball, run once whatever the images
 
 
 @dataclass(frozen=True)
@@ -197,7 +205,13 @@ def run_sample(
         str(suite),
     ]
     process = subprocess.run(
-        command, cwd=workdir, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+        command,
+        check=False,
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
     )
     return SampleRun(process, ResultsLayout(results))
 
@@ -217,7 +231,7 @@ def expected(**overrides: str) -> dict[str, str]:
 BREAKS: dict[str, dict[str, str]] = {
     "": expected(),
     # product defects in test bodies (assert, pytest.fail) and a harness bug (KeyError)
-    "tree,drift,egress,bug": expected(
+    "tree,drift,egress,bug,static": expected(
         test_install_writes_only_its_tree="failed",
         test_repeat="failed",
         test_offline="failed",
@@ -235,6 +249,7 @@ CATEGORY = {
     "test_repeat": "Determinism drift",
     "test_offline": "Egress attempt",
     "test_health": "Server defect",
+    "test_elf_dependencies": "Static finding",
 }
 
 
@@ -242,6 +257,7 @@ CATEGORY = {
 def test_outcomes_agree_across_allure_junit_journal_and_signoff(tmp_path: Path, brk: str) -> None:
     run = run_sample(tmp_path, tmp_path / "results", brk=brk)
     want = {f"{name}[linux-debian12]": status for name, status in BREAKS[brk].items()}
+    want["test_elf_dependencies"] = "failed" if "static" in brk else "passed"
     assert run.process.returncode == (0 if not brk else 1), run.output
     assert run.allure_status() == want
     assert run.junit_status() == {name: JUNIT_TAG[status] for name, status in want.items()}
@@ -299,7 +315,12 @@ def test_volatile_values_do_not_change_the_history_id(tmp_path: Path) -> None:
     second = run_sample(tmp_path / "b", tmp_path / "b" / "results", brk="drift")
     ids = [{r["name"]: r["historyId"] for r in run.allure_results()} for run in (first, second)]
     vms = [
-        {p["value"] for r in run.allure_results() for p in r["parameters"] if p["name"] == "vm"}
+        {
+            p["value"]
+            for r in run.allure_results()
+            for p in r.get("parameters", [])
+            if p["name"] == "vm"
+        }
         for run in (first, second)
     ]
     assert vms[0] != vms[1], "the VM name differs per run (it carries the pid)"
@@ -338,7 +359,7 @@ def test_two_workers_lose_nothing_duplicate_nothing_and_clean_once(tmp_path: Pat
     (results / "history" / "runs" / "kept.json").write_text("{}", encoding="utf-8")
     run = run_sample(tmp_path, results, "-n", "2", "--clean-alluredir", brk="drift", images=IMAGES4)
     assert run.process.returncode == 1, run.output
-    total = 4 * TESTS_PER_IMAGE
+    total = 4 * TESTS_PER_IMAGE + STATIC_TESTS
     names = Counter(r["name"] for r in run.allure_results())
     assert len(names) == total and set(names.values()) == {1}, names
     assert not (results / "allure-results" / "stale-result.json").exists()
@@ -356,7 +377,7 @@ def test_two_workers_lose_nothing_duplicate_nothing_and_clean_once(tmp_path: Pat
     assert workers == {"gw0", "gw1"}
     signoff = run.signoff()
     assert len(signoff["targets"]) == 4 and signoff["counts"] == {
-        "passed": 16,
+        "passed": 17,
         "failed": 4,
         "broken": 0,
         "skipped": 4,
@@ -371,7 +392,7 @@ def test_a_crashed_worker_leaves_a_broken_result_not_a_gap(tmp_path: Path) -> No
     assert "crashed" in run.output
     status = run.allure_status()
     assert status.get("test_health[linux-debian12]") == "broken", status
-    assert len(status) == TESTS_PER_IMAGE
+    assert len(status) == TESTS_PER_IMAGE + STATIC_TESTS
     crashed = [
         r for r in run.journal("check") if r["nodeid"].endswith("test_health[linux-debian12]")
     ]
@@ -405,7 +426,13 @@ def harness_report(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     command = [sys.executable, "-m", "harness.cli", "report", *args]
     env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
     return subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S
+        command,
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT_S,
     )
 
 
@@ -454,3 +481,17 @@ def test_harness_report_without_results_says_what_to_do(tmp_path: Path) -> None:
         and "hint:" in done.stderr
         and "Traceback" not in done.stderr
     )
+
+
+def test_static_checks_are_filed_under_the_tarball_not_an_image(tmp_path: Path) -> None:
+    run = run_sample(
+        tmp_path, tmp_path / "results", brk="static", images="linux-debian12,linux-ubuntu24"
+    )
+    [record] = [r for r in run.journal("check") if r["nodeid"].endswith("test_elf_dependencies")]
+    assert (record["target"], record["area"], record["outcome"]) == ("tarball", "static", "failed")
+    result = next(r for r in run.allure_results() if r["name"] == "test_elf_dependencies")
+    assert {lb["name"]: lb["value"] for lb in result["labels"]}["parentSuite"] == "tarball"
+    signoff = run.signoff()
+    assert signoff["targets"] == ["linux-debian12", "linux-ubuntu24"]
+    html = run.layout.signoff_html.read_text(encoding="utf-8")
+    assert 'id="static"' in html and "libfoo.so.1" in html

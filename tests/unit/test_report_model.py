@@ -235,3 +235,55 @@ def test_reconcile_renames_failure_and_error_after_the_harness_outcome(tmp_path:
     text = path.read_text(encoding="utf-8")
     assert 'errors="2"' in text and 'failures="1"' in text
     assert reconcile(path) == 0
+
+
+def test_static_checks_sit_outside_the_image_matrix() -> None:
+    items = passing_run() + [
+        CheckRecord(
+            "tarball", "static_area[elf]", "failed", "libfoo.so.1 not in the release", area="static"
+        ),
+        GenericRecord(
+            "footprint",
+            {
+                "source": "static",
+                "layers": [
+                    {"name": "cpython3.11", "uncompressed_bytes": 5000, "compressed_bytes": 900},
+                    {"name": "app-server", "uncompressed_bytes": 70, "compressed_bytes": 10},
+                ],
+            },
+            "debian-12",
+        ),
+    ]
+    model = build_model(records(*items))
+    assert model.targets == ("linux-debian12",)
+    assert [c.check for c in model.tarball_checks()] == ["static_area[elf]"]
+    assert ("static", "static_area[elf]") not in model.check_rows()
+    assert model.problems_first()[0].category == "Static finding"
+    static = next(f for f in model.footprints if f.source == "static")
+    assert static.layers == {"cpython3.11": 5000, "app-server": 70} and static.total == 5070
+
+
+def test_phases_in_pipeline_order_with_twin_phases_after_and_total_last() -> None:
+    names = [
+        "total",
+        "twin_boot",
+        "complete",
+        "boot",
+        "twin_install",
+        "serve",
+        "install",
+        "copy",
+        "warmup",
+    ]
+    model = build_model(records(*[PhaseRecord("linux-debian12", n, 1.0) for n in names]))
+    assert model.phase_names() == [
+        "boot",
+        "copy",
+        "install",
+        "serve",
+        "complete",
+        "warmup",
+        "twin_boot",
+        "twin_install",
+        "total",
+    ]

@@ -142,3 +142,15 @@ def test_failures_with_one_cause_share_one_card() -> None:
     html = render_html(model)
     assert html.count('class="card card-failed"') == 1 and "4 checks, same cause" in html
     assert 'id="fail-linux-ubuntu24-install-tree"' in html
+
+
+def test_static_checks_render_in_their_own_table() -> None:
+    items = passing_run() + [
+        CheckRecord("tarball", "static_area[elf]", "failed", "needs libfoo.so.1", area="static")
+    ]
+    model = build_model(records(*items))
+    html = render_html(model)
+    static = html[html.index('id="static"') :]
+    assert "static_area[elf]" in static and 'href="#fail-tarball-static-area-elf-"' in static
+    assert "static_area[elf]" not in html[html.index('id="matrix"') : html.index('id="static"')]
+    assert "### Static checks of the tarball" in render_markdown(model)
