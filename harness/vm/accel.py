@@ -116,7 +116,7 @@ def run_probe(qemu: str, accel: AccelName, deadline_s: float = PROBE_DEADLINE_S)
 
 
 def qemu_version(qemu: str) -> str:
-    output = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=30).stdout
+    output = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=30, check=False).stdout
     match = re.search(r"version (\S+)", output)
     return match.group(1) if match else "unknown"
 

@@ -112,7 +112,7 @@ class BuildLog:
             done = subprocess.run(
                 list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT, env=dict(env) if env is not None else None,
-                timeout=timeout_s, text=True, errors="replace",
+                timeout=timeout_s, text=True, errors="replace", check=False,
             )
             output, code = done.stdout, done.returncode
         except subprocess.TimeoutExpired as exc:

@@ -317,7 +317,9 @@ class QemuProvider:
         raise InfrastructureError(f"no free loopback port for {name}'s SSH after {PORT_ATTEMPTS} tries")
 
     def _spawn(self, qemu: str, launch: QemuLaunch, record: VMRecord, accel: str) -> subprocess.Popen[bytes]:
-        with (launch.vm_dir / "qemu.log").open("wb") as log:
+        with (launch.vm_dir / "qemu.log").open("ab") as log:
+            log.write(f"=== {utc_now()} starting QEMU, SSH forwarded from port {launch.ssh_port}\n".encode())
+            log.flush()
             process = subprocess.Popen(
                 qemu_command(qemu, launch), cwd=launch.vm_dir, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

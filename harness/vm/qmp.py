@@ -10,7 +10,7 @@ import socket
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from harness.errors import InfrastructureError
 
@@ -73,7 +73,7 @@ class QMPClient:
         self._reader.close()
         self._sock.close()
 
-    def __enter__(self) -> "QMPClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,

@@ -1,5 +1,6 @@
 """The image catalogue and build pipeline pieces that run without root, network or a VM."""
 
+# ruff: noqa: F811  (pytest fixtures imported from qemu_fakes are parameters here)
 from __future__ import annotations
 
 import os
@@ -8,6 +9,7 @@ from pathlib import Path
 import paramiko
 import pytest
 from filelock import FileLock, Timeout
+from qemu_fakes import FakeImages, built_tiny, fake_build, fake_images, write_recipe  # noqa: F401  (fixtures)
 
 from harness import cli
 from harness.errors import InfrastructureError, MissingToolError, UsageError
@@ -21,8 +23,12 @@ from harness.vm.image_build import (
     make_login_key,
     remove_build_dir,
 )
-from harness.vm.images import ImageStore, Recipe, default_recipes_root, discover_recipes, recipe_hash
-from qemu_fakes import FakeImages, built_tiny, fake_build, fake_images, write_recipe  # noqa: F401
+from harness.vm.images import (
+    Recipe,
+    default_recipes_root,
+    discover_recipes,
+    recipe_hash,
+)
 
 REAL_RECIPES = Path(__file__).resolve().parents[2] / "vm_images"
 

@@ -1,5 +1,6 @@
 """QemuProvider without booting anything: command lines, on-disk records, identity, errors."""
 
+# ruff: noqa: F811  (pytest fixtures imported from qemu_fakes are parameters here)
 from __future__ import annotations
 
 import json
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from qemu_fakes import FakeImages, built_tiny, fake_images  # noqa: F401  (fixtures)
 
 from harness.errors import BootTimeout, UsageError
 from harness.vm.provider import Provider, VMName, VMOptions
@@ -25,14 +27,13 @@ from harness.vm.qemu import (
     qemu_command,
     read_ssh_banner,
 )
-from qemu_fakes import FakeImages, built_tiny, fake_images  # noqa: F401
 
 
-def _launch(tmp_path: Path, options: VMOptions = VMOptions()) -> QemuLaunch:
+def _launch(tmp_path: Path, options: VMOptions | None = None) -> QemuLaunch:
     return QemuLaunch(
         name="hns-r1-42-abc123", vm_dir=tmp_path / "vm", kernel=Path("/img/vmlinuz"), initrd=Path("/img/initrd.img"),
         kernel_cmdline="root=/dev/vda console=ttyS0", ssh_port=40022,
-        accel_args=("-accel", "tcg,thread=multi", "-cpu", "max"), options=options,
+        accel_args=("-accel", "tcg,thread=multi", "-cpu", "max"), options=options or VMOptions(),
     )
 
 

@@ -10,7 +10,14 @@ import pytest
 from harness.config import HostPaths
 from harness.errors import InfrastructureError, UsageError
 from harness.vm import accel
-from harness.vm.accel import PROBE_MARKER, AccelChoice, ProbeResult, cache_file, choose_accel, probe_boot_sector
+from harness.vm.accel import (
+    PROBE_MARKER,
+    AccelChoice,
+    ProbeResult,
+    cache_file,
+    choose_accel,
+    probe_boot_sector,
+)
 
 
 @pytest.fixture
