@@ -46,6 +46,9 @@ def tagged(area: str, message: str) -> str:
     return message if message.startswith(prefix) else prefix + message
 
 
+NAMED_AREAS: tuple[str, ...] = ("install", "determinism", "egress", "static", "server")
+
+
 def _area_regex(area: str) -> str:
     return rf"(?s)\[{re.escape(area)}\] .*"
 
@@ -80,6 +83,12 @@ CATEGORIES: tuple[Category, ...] = (
         ("failed",),
         _area_regex("server"),
         "The server did not become healthy, did not answer, or did not stop cleanly.",
+    ),
+    Category(
+        "Other product defect",
+        ("failed",),
+        rf"(?s)(?!\[(?:{'|'.join(NAMED_AREAS)})\] ).*",
+        "A failed check outside the areas above (e.g. macOS launch checks): the release is at fault.",
     ),
     Category(
         "Infrastructure broken",

@@ -32,6 +32,7 @@ AREA_ALIASES: dict[str, str] = {
     "uninstall": "install",
     "manifest": "install",
     "health": "server",
+    "release": "static",  # checksum and other host-side checks of the tarball
 }
 
 bound_target_key = pytest.StashKey[str]()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -98,3 +100,91 @@ def test_signoff_and_allure_report_show_the_verdict_and_the_failing_check(
     assert "Install defect" in allure.text["allure-categories"]
     failure = allure.text["allure-failure"]
     assert "ProductDefect" in failure and "pypi.invalid" in failure and "Failed" in failure
+
+
+# -- the same on real runs of the portability suite (reference release, one VM each) ---------
+
+REPO = Path(__file__).resolve().parents[2]
+# One VM per run: the checks that need no second VM, the static ones and the host-side checksum.
+REAL_SELECTION = (
+    "install_offline or egress_none or server_starts or determinism_temperature0 or "
+    "stream_matches_nonstream or goldens_match or static_area or release_checksum"
+)
+REAL_RUN_TIMEOUT_S = 1800
+
+
+def run_portability_suite(release: Path, results: Path) -> subprocess.CompletedProcess[str]:
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(REPO / "tests" / "portability"),
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--release",
+        str(release),
+        "--results-dir",
+        str(results),
+        "-k",
+        REAL_SELECTION,
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
+    done = subprocess.run(
+        command,
+        check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=REAL_RUN_TIMEOUT_S,
+    )
+    (results / "suite-output.txt").write_text(done.stdout + done.stderr, encoding="utf-8")
+    return done
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize(
+    "variant", [None, "installer_download"], ids=["reference", "installer_download"]
+)
+def test_real_run_of_the_reference_release_renders_its_verdict(
+    tmp_path: Path,
+    variant: str | None,
+    chromium: HeadlessChromium,
+    allure_ready: Path,
+    artifacts: Path,
+) -> None:
+    from harness.suite.reference import build_reference, default_release, variant_release
+
+    build_reference(variants=[variant] if variant else None, root=REPO)
+    release = variant_release(variant, REPO) if variant else default_release(REPO)
+    assert release is not None, "the reference release build left no tarball"
+    results = tmp_path / "results"
+    suite = run_portability_suite(release, results)
+    layout = ResultsLayout(results)
+    assert layout.signoff_json.is_file(), suite.stdout[-3000:] + suite.stderr[-2000:]
+    done = harness_report("--results", str(results), "--open", cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    signoff = render_signoff(layout, chromium)
+    allure = render_allure(layout, chromium)
+    _keep(signoff.screenshots | allure.screenshots, artifacts)
+    page = signoff.text["signoff"]
+    assert release.name in page and release.name in allure.text["allure-overview"]
+    if variant is None:
+        assert suite.returncode == 0, suite.stdout[-3000:]
+        assert "<h1>SHIP</h1>" in page and 'id="failures"' not in page
+        for check in (
+            "install_offline",
+            "egress_none",
+            "determinism_temperature0",
+            "goldens_match",
+        ):
+            assert check in page
+        return
+    assert suite.returncode == 1, suite.stdout[-3000:]
+    failures = page.index("What failed")
+    assert "<h1>DO NOT SHIP</h1>" in page and "install_offline" in page[failures:]
+    assert "updates.refapp.invalid" in page[failures:]
+    assert "Install defect" in allure.text["allure-categories"]
+    assert "updates.refapp.invalid" in allure.text["allure-failure"]
