@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass
@@ -176,14 +178,15 @@ def write_sample_suite(directory: Path) -> Path:
     return directory
 
 
-def run_sample(
+def sample_command(
     workdir: Path,
     results: Path,
     *args: str,
     brk: str = "",
     images: str = "linux-debian12",
     install_s: float = 0.05,
-) -> SampleRun:
+    extra_env: dict[str, str] | None = None,
+) -> tuple[list[str], dict[str, str]]:
     suite = write_sample_suite(workdir / "sample")
     env = {
         k: v for k, v in os.environ.items() if k not in ("GITHUB_STEP_SUMMARY", "PYTEST_ADDOPTS")
@@ -193,7 +196,7 @@ def run_sample(
         "SAMPLE_IMAGES": images,
         "SAMPLE_INSTALL_S": str(install_s),
         "PYTHONDONTWRITEBYTECODE": "1",
-    }
+    } | (extra_env or {})
     command = [
         sys.executable,
         "-m",
@@ -204,6 +207,21 @@ def run_sample(
         *args,
         str(suite),
     ]
+    return command, env
+
+
+def run_sample(
+    workdir: Path,
+    results: Path,
+    *args: str,
+    brk: str = "",
+    images: str = "linux-debian12",
+    install_s: float = 0.05,
+    extra_env: dict[str, str] | None = None,
+) -> SampleRun:
+    command, env = sample_command(
+        workdir, results, *args, brk=brk, images=images, install_s=install_s, extra_env=extra_env
+    )
     process = subprocess.run(
         command,
         check=False,
@@ -495,3 +513,46 @@ def test_static_checks_are_filed_under_the_tarball_not_an_image(tmp_path: Path) 
     assert signoff["targets"] == ["linux-debian12", "linux-ubuntu24"]
     html = run.layout.signoff_html.read_text(encoding="utf-8")
     assert 'id="static"' in html and "libfoo.so.1" in html
+
+
+def test_the_markdown_summary_goes_to_the_ci_job_summary(tmp_path: Path) -> None:
+    summary = tmp_path / "step-summary.md"
+    run = run_sample(
+        tmp_path,
+        tmp_path / "results",
+        brk="egress",
+        extra_env={"GITHUB_STEP_SUMMARY": str(summary)},
+    )
+    text = summary.read_text(encoding="utf-8")
+    assert text.startswith("## ⛔ DO NOT SHIP — sample-v1.0.0-x86_64-linux.tar.gz")
+    assert (
+        "Egress attempt" in text
+        and text == run.layout.signoff_md.read_text(encoding="utf-8") + "\n"
+    )
+
+
+def test_ctrl_c_still_leaves_a_signoff_and_frees_the_results_dir(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    command, env = sample_command(tmp_path, results, install_s=60)
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(
+            results.glob("evidence/*/console-*.txt")
+        ):  # booted, now "installing" for 60 s
+            assert process.poll() is None and time.monotonic() < deadline, (
+                "the sample run did not start"
+            )
+            time.sleep(0.2)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 2, output
+    signoff = json.loads((results / "signoff.json").read_text(encoding="utf-8"))
+    assert signoff["verdict"]["ship"] is False
+    assert any("interrupted" in reason for reason in signoff["verdict"]["reasons"])
+    assert run_sample(tmp_path, results).process.returncode == 0, "the lock must die with the run"
