@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 
 from harness.config import HostPaths
-from harness.errors import UsageError
-from harness.vm.leases import LeaseBook
+from harness.errors import HarnessError, UsageError
+from harness.vm.leases import LeaseBook, owner_alive
 from harness.vm.provider import VMName
 from harness.vm.reaper import ReapPolicy, reap
 from harness.vm.registry import available_providers
@@ -24,6 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--dry-run", action="store_true", help="show what would go, remove nothing")
+    parser.add_argument(
+        "--list", action="store_true", help="list the harness's VMs on this host and exit"
+    )
     parser.add_argument(
         "--all-mine", action="store_true",
         help="also remove VMs kept with --keep-vm (VMs of runs still alive stay)",
@@ -43,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
                 hint="harness VMs are named hns-<run>-<pid>-<tag>; others are never touched",
             )
     paths = HostPaths.from_env()
+    if args.list:
+        return _list(paths)
     policy = ReapPolicy(include_kept=args.all_mine, names=frozenset(args.name))
     outcomes = reap(available_providers(paths), paths, policy, dry_run=args.dry_run, say=print)
     missing = set(args.name) - {o.leftover.name for o in outcomes}
@@ -54,3 +59,30 @@ def run(args: argparse.Namespace) -> int:
                                      if kept and not args.all_mine else ""))
     failed = [o for o in outcomes if o.error]
     return 1 if failed or missing else 0
+
+
+def _list(paths: HostPaths) -> int:
+    """One line per harness VM: where it runs, its state, whether its owner lives, kept or not."""
+    leases = LeaseBook(paths.state / "leases")
+    rows = [("NAME", "PROVIDER", "STATE", "OWNER", "KEPT")]
+    for provider in available_providers(paths):
+        try:
+            infos = provider.list()
+        except HarnessError:
+            continue
+        for info in infos:
+            name = VMName.parse(info.name)
+            if name is None:
+                continue
+            lease = leases.get(info.name)
+            alive = lease.owner_is_alive() if lease else owner_alive(name.owner_pid, None)
+            owner = f"{name.owner_pid} ({'alive' if alive else 'dead'})"
+            rows.append((info.name, provider.name, info.state, owner,
+                         "yes" if lease and lease.kept else "no"))
+    if len(rows) == 1:
+        print("no harness VMs on this host")
+        return 0
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    return 0

@@ -88,7 +88,8 @@ class Machine(AbstractContextManager["Machine"]):
         self._slot: Slot | None = None
         self._ssh: SSHTransport | None = None
         self._endpoint: SSHEndpoint | None = None
-        self._created = False
+        self._created = False  # something may exist at the provider: delete it at the end
+        self._started = False  # the hypervisor ran: only such a VM is worth keeping
         self._closed = False
         self.kept = False
 
@@ -120,6 +121,7 @@ class Machine(AbstractContextManager["Machine"]):
                 self.provider.clone(self.image, self.name, self.settings.options)
             with self._phase("start"):
                 self.provider.start(self.name)
+            self._started = True
             with self._phase("ready"):
                 remaining = self.settings.boot_timeout_s - (time.monotonic() - boot_started)
                 self._endpoint = self.provider.wait_ready(self.name, max(remaining, 1.0))
@@ -153,7 +155,7 @@ class Machine(AbstractContextManager["Machine"]):
         try:
             with interrupts_deferred(), self._phase("teardown"):
                 self._save_console()
-                if keep and self._created:
+                if keep and self._started:
                     self._keep(boot_failed)
                 elif self._created:
                     errors += self._destroy()

@@ -98,6 +98,15 @@ class InnerRun:
     def output(self) -> str:
         return self.log.read_text()
 
+    def wait_for_boot(self) -> Path:
+        """The run's VM directory once its QEMU runs; fails if the run ends before that."""
+        _wait(lambda: any(_qemu_pid(d) for d in _vm_dirs(self.run_id))
+              or self.process.poll() is not None, 900, "the inner run's VM to start booting")
+        if self.process.poll() is not None:
+            pytest.fail(f"inner pytest {self.run_id} ended before booting:\n{self.output()}")
+        [vm_dir] = _vm_dirs(self.run_id)
+        return vm_dir
+
 
 def _assert_nothing_left(run_id: str, qemu_pids: list[int]) -> None:
     assert _vm_dirs(run_id) == [], "VM directory (overlay) left behind"
@@ -128,9 +137,7 @@ def test_two_pytest_processes_share_the_slot_cap(tmp_path: Path) -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupt_mid_boot_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
     run = InnerRun.start(tmp_path, "--keep-vm", "always")
-    _wait(lambda: any(_qemu_pid(d) for d in _vm_dirs(run.run_id)) or run.process.poll() is not None,
-          600, "the inner run's VM to start booting")
-    [vm_dir] = _vm_dirs(run.run_id)
+    vm_dir = run.wait_for_boot()
     qemu = _qemu_pid(vm_dir)
     assert qemu is not None and psutil.pid_exists(qemu)
     time.sleep(2)  # inside the boot wait, not at its edge
@@ -188,7 +195,8 @@ def test_the_reaper_removes_a_vm_whose_owner_was_killed(tmp_path: Path) -> None:
     owner = subprocess.Popen([sys.executable, "-c", OWNER, run_id, str(tmp_path)])
     try:
         _wait(lambda: any(_qemu_pid(d) for d in _vm_dirs(run_id)) or owner.poll() is not None,
-              600, "the owner's VM to start")
+              900, "the owner's VM to start")
+        assert owner.poll() is None, "the owner ended before its VM booted (see its stderr above)"
     finally:
         owner.kill()  # SIGKILL: no cleanup of its own can run
         owner.wait(timeout=30)

@@ -127,6 +127,22 @@ def test_a_boot_timeout_carries_the_console_and_leaves_nothing(
     provider.fail_ready = False
 
 
+def test_a_failed_clone_is_never_kept(
+    provider: FakeProvider, paths: HostPaths, slots: SlotPool, tmp_path: Path
+) -> None:
+    said: list[str] = []
+    settings = MachineSettings(image="no-such-image", run_id="unit", keep="always",
+                               artifacts_root=tmp_path / "art")
+    machine = Machine(provider, settings, slots=slots, paths=paths, say=said.append)
+    with pytest.raises(UsageError, match="unknown image"):
+        machine.start()
+    assert not machine.kept and said == []
+    assert [c.split()[0] for c in provider.calls] == ["clone", "stop", "delete"]
+    assert LeaseBook(paths.state / "leases").all() == []
+    with slots.acquire(1):
+        pass
+
+
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_an_interrupt_deletes_even_a_vm_to_keep(
     provider: FakeProvider, paths: HostPaths, slots: SlotPool, tmp_path: Path, how: str,
