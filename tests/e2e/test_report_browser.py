@@ -20,7 +20,7 @@ from harness.report.browser import HeadlessChromium
 from harness.report.layout import ResultsLayout
 from harness.report.plugin import reporter_for
 from harness.report.screenshots import render_allure, render_signoff
-from tests.e2e.test_report_run import harness_report, run_sample
+from tests.e2e.test_report_run import harness_report, run_child, run_sample
 
 pytestmark = pytest.mark.slow
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -129,16 +129,7 @@ def run_portability_suite(release: Path, results: Path) -> subprocess.CompletedP
         "-k",
         REAL_SELECTION,
     ]
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    done = subprocess.run(
-        command,
-        check=False,
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=REAL_RUN_TIMEOUT_S,
-    )
+    done = run_child(command, REPO, timeout=REAL_RUN_TIMEOUT_S)
     (results / "suite-output.txt").write_text(done.stdout + done.stderr, encoding="utf-8")
     return done
 

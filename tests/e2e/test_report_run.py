@@ -178,6 +178,28 @@ def write_sample_suite(directory: Path) -> Path:
     return directory
 
 
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This environment minus what would leak into a child run (CI summary, extra pytest options)."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("GITHUB_STEP_SUMMARY", "PYTEST_ADDOPTS")
+    }
+    return env | (extra or {})
+
+
+def run_child(
+    command: list[str], cwd: Path, timeout: float = RUN_TIMEOUT_S, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        command,
+        check=False,
+        cwd=cwd,
+        env=env or child_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def sample_command(
     workdir: Path,
     results: Path,
@@ -188,15 +210,15 @@ def sample_command(
     extra_env: dict[str, str] | None = None,
 ) -> tuple[list[str], dict[str, str]]:
     suite = write_sample_suite(workdir / "sample")
-    env = {
-        k: v for k, v in os.environ.items() if k not in ("GITHUB_STEP_SUMMARY", "PYTEST_ADDOPTS")
-    }
-    env |= {
-        "SAMPLE_BREAK": brk,
-        "SAMPLE_IMAGES": images,
-        "SAMPLE_INSTALL_S": str(install_s),
-        "PYTHONDONTWRITEBYTECODE": "1",
-    } | (extra_env or {})
+    env = child_env(
+        {
+            "SAMPLE_BREAK": brk,
+            "SAMPLE_IMAGES": images,
+            "SAMPLE_INSTALL_S": str(install_s),
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+        | (extra_env or {})
+    )
     command = [
         sys.executable,
         "-m",
@@ -210,28 +232,10 @@ def sample_command(
     return command, env
 
 
-def run_sample(
-    workdir: Path,
-    results: Path,
-    *args: str,
-    brk: str = "",
-    images: str = "linux-debian12",
-    install_s: float = 0.05,
-    extra_env: dict[str, str] | None = None,
-) -> SampleRun:
-    command, env = sample_command(
-        workdir, results, *args, brk=brk, images=images, install_s=install_s, extra_env=extra_env
-    )
-    process = subprocess.run(
-        command,
-        check=False,
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-    )
-    return SampleRun(process, ResultsLayout(results))
+def run_sample(workdir: Path, results: Path, *args: str, **options: Any) -> SampleRun:
+    """Run the sample suite; ``options`` are :func:`sample_command`'s (brk, images, install_s, extra_env)."""
+    command, env = sample_command(workdir, results, *args, **options)
+    return SampleRun(run_child(command, workdir, env=env), ResultsLayout(results))
 
 
 def expected(**overrides: str) -> dict[str, str]:
@@ -441,17 +445,7 @@ def test_collect_only_leaves_the_results_alone(tmp_path: Path) -> None:
 
 
 def harness_report(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "harness.cli", "report", *args]
-    env = {k: v for k, v in os.environ.items() if k != "GITHUB_STEP_SUMMARY"}
-    return subprocess.run(
-        command,
-        check=False,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=RUN_TIMEOUT_S,
-    )
+    return run_child([sys.executable, "-m", "harness.cli", "report", *args], cwd)
 
 
 def test_harness_report_flags_every_kind_of_regression(tmp_path: Path) -> None:
