@@ -26,7 +26,7 @@ from harness.install import Installed
 from harness.journal import Journal
 from harness.profile import Profile, load_profile
 from harness.server import Server
-from harness.suite.deployment import Deployment, TwinResult, open_deployment, run_twin, with_options
+from harness.suite.deployment import Deployment, TwinResult, open_deployment, run_twin
 from harness.suite.reference import default_release
 from harness.suite.target import Target, TargetSpec, matrix, resolve
 
@@ -155,7 +155,7 @@ def _interrupted(request: pytest.FixtureRequest) -> bool:
 
 def _machine_maker(request: pytest.FixtureRequest) -> Any:
     environment = request.getfixturevalue("vm_environment")
-    return lambda image, options: with_options(environment.machine(image), options)
+    return lambda image, options: environment.machine(image, options=options)
 
 
 def _needs(request: pytest.FixtureRequest, fixture: str, spec: TargetSpec) -> bool:

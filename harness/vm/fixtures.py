@@ -16,21 +16,22 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
 from harness.config import HostPaths
 from harness.errors import HarnessError
-from harness.journal import Journal, PhaseRecord
+from harness.journal import GenericRecord, Journal, PhaseRecord
 from harness.vm.interrupts import SigtermAsInterrupt, interrupts_deferred
 from harness.vm.leases import LeaseBook
 from harness.vm.machine import KEEP_POLICIES, KeepPolicy, Machine, MachineSettings
-from harness.vm.provider import Provider, VMName
+from harness.vm.provider import Provider, VMName, VMOptions
 from harness.vm.reaper import reap
 from harness.vm.registry import available_providers, provider_for_image
 from harness.vm.slots import SlotPool
+from harness.vm.warm import start_mode, start_mode_record_data
 
 DEFAULT_IMAGE = "linux-debian12"
 RUN_ID_LENGTH = 10
@@ -58,6 +59,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--vm-boot-timeout", dest="vm_boot_timeout", type=float, default=600.0, metavar="S",
         help="seconds from clone to SSH ready before a boot counts as hung (default 600)",
+    )
+    group.addoption(
+        "--warm", dest="vm_warm", action="store_true", default=True,
+        help="start VMs from a saved, already booted machine where the provider can (default); "
+        "the first warm VM of an image builds the snapshot (one cold boot), later ones resume it",
+    )
+    group.addoption(
+        "--cold", dest="vm_warm", action="store_false",
+        help="boot every VM from scratch (the report records which start each VM had)",
     )
     group.addoption(
         "--vm-slot-timeout", dest="vm_slot_timeout", type=float, default=3600.0, metavar="S",
@@ -153,6 +163,7 @@ class VMEnvironment:
     paths: HostPaths
     results_dir: Path
     journal: Journal
+    warm: bool = True  # --warm/--cold
     _providers: dict[str, Provider] = field(default_factory=dict)
     _pools: dict[str, SlotPool] = field(default_factory=dict)
 
@@ -168,21 +179,26 @@ class VMEnvironment:
         return self._pools[provider.name]
 
     def machine(self, image: str | None = None, *, keep: KeepPolicy | None = None,
-                say: Callable[[str], None] = print) -> Machine:
-        """A Machine (not started yet): use it as a context manager or call start()/close()."""
+                say: Callable[[str], None] = print, options: VMOptions | None = None) -> Machine:
+        """A Machine (not started yet): use it as a context manager or call start()/close().
+        ``options`` set the hardware and capture; warm or cold is the run's choice (--warm/--cold)."""
         image = image or self.images[0]
         provider = self.provider(image)
         settings = MachineSettings(
             image=image, run_id=self.run_id, artifacts_root=self.results_dir / "vms",
             keep=keep or self.keep, boot_timeout_s=self.boot_timeout_s,
-            slot_timeout_s=self.slot_timeout_s,
+            slot_timeout_s=self.slot_timeout_s, options=replace(options or VMOptions(), warm=self.warm),
         )
+        journal = self.journal
         hook = self.config.hook
 
         def phase_finished(record: PhaseRecord) -> None:
             hook.harness_phase_finished(phase=record)
 
         def vm_ready(machine: Machine) -> None:
+            mode = start_mode(machine.provider, machine.name)
+            journal.write(GenericRecord(kind="meta", target=machine.image,
+                                        data=start_mode_record_data(mode, str(machine.name), machine.image)))
             hook.harness_vm_ready(vm=machine)
 
         return Machine(provider, settings, slots=self.slots(provider), paths=self.paths,
@@ -235,6 +251,7 @@ def vm_environment(pytestconfig: pytest.Config, harness_run_id: str) -> VMEnviro
         paths=HostPaths.from_env(),
         results_dir=results,
         journal=Journal(results),
+        warm=config.getoption("vm_warm"),
     )
 
 

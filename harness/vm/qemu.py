@@ -364,6 +364,12 @@ class QemuProvider:
         built = BuiltImage.load(Path(record.image_dir))
         if built is None:
             raise InfrastructureError(f"the base image of {name} is gone ({record.image_dir})")
+        host_key = self.warm.host_key(self.vm_dir(name))
+        if host_key is not None and self._process(record) is not None:
+            # A resumed warm clone: its sshd listened before the save and has its own key now, so
+            # a banner probe would only cost the emulated guest one more sshd start.
+            return SSHEndpoint(host=LOOPBACK, port=record.ssh_port, user=built.user,
+                               key_path=built.private_key, host_key=host_key)
         started = time.monotonic()
         deadline = started + timeout_s
         while True:
@@ -373,8 +379,7 @@ class QemuProvider:
             if remaining <= 0:
                 raise self._boot_failure(name, f"no SSH banner within {timeout_s:.0f}s", False)
             if read_ssh_banner(record.ssh_port, timeout_s=min(3.0, remaining)).startswith(SSH_BANNER):
-                return SSHEndpoint(host=LOOPBACK, port=record.ssh_port, user=built.user, key_path=built.private_key,
-                                   host_key=self.warm.host_key(self.vm_dir(name)))
+                return SSHEndpoint(host=LOOPBACK, port=record.ssh_port, user=built.user, key_path=built.private_key)
             time.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
 
     def _boot_failure(self, name: VMName, what: str, qemu_died: bool) -> BootTimeout:

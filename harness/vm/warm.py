@@ -5,17 +5,17 @@ later clone from that saved state on its own copy-on-write overlay (issue 8).
       <- <image build>/warm/<key>/disk.qcow2  frozen layer: the template's disk at the instant of the save
            <- <vm dir>/overlay.qcow2          one per clone, thrown away with it
     <image build>/warm/<key>/state            the template's memory and devices (QMP ``migrate`` to a file)
-    <image build>/warm/<key>/snapshot.json    what the snapshot was made from; sha256 of ``state``
+    <image build>/warm/<key>/snapshot.json    what the snapshot was made from; checksum of ``state``
 
 The key covers the image hash, QEMU's version, the accelerator and the QEMU command line a clone
 will get (machine, CPU model, vCPUs, memory, kernel command line, devices): change any of them and
 the next warm clone builds a new snapshot; snapshots of another QEMU version are removed.
 
 A clone must still be a clean, independent machine. What it shares with its template is
-deterministic (the boot itself: kernel log, boot id, hostname); what must be its own is set by a
-one-shot agent the template left blocked on a virtio-serial port, before anyone can log in:
-- SSH host key: the template's key is deleted before the save, so a clone's sshd cannot complete a
-  key exchange until the agent has made the clone's own ed25519 key (milliseconds, unlike RSA);
+deterministic (the boot itself: kernel log, boot id, hostname, DHCP address); what must be its own is
+set by a one-shot agent the template left blocked on a virtio-serial port, before anyone can log in:
+- SSH host key: the template's key is deleted before the save, so no clone can ever present it; the
+  host makes each clone a fresh ed25519 key, hands it over the port and pins it for the connection;
 - clock: the host's time, sent as the guest resumes (the guest has no network time);
 - ``/etc/machine-id``: a fresh random id (daemons already running keep the template's in memory);
 - entropy: QEMU's ``vmgenid`` device tells the kernel it was forked, which reseeds its RNG, and the
@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 
 # Part of every snapshot key: bump when the snapshot layout changes (the scripts below are
 # hashed into the key as well, so editing them invalidates old snapshots by itself).
-WARM_LAYOUT = "1"
+WARM_LAYOUT = "2"
 SNAPSHOTS_DIR = "warm"
 SNAPSHOT_FILE = "snapshot.json"
 PLAN_FILE = "warm.json"
@@ -206,7 +207,7 @@ class Snapshot:
 
     directory: Path
     key: SnapshotKey
-    state_sha256: str
+    state_crc32: str
     state_bytes: int
     disk_bytes: int
     built_at: str
@@ -293,7 +294,7 @@ class SnapshotStore:
         try:
             build(work)
             snapshot = Snapshot(
-                directory=work, key=key, state_sha256=sha256_file(work / "state"),
+                directory=work, key=key, state_crc32=crc32_file(work / "state"),
                 state_bytes=(work / "state").stat().st_size, disk_bytes=(work / "disk.qcow2").stat().st_size,
                 built_at=utc_now(), build_seconds=round(time.monotonic() - started, 1),
             )
@@ -333,16 +334,18 @@ class SnapshotStore:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+def crc32_file(path: Path) -> str:
+    """CRC-32 of a file: catches a damaged or truncated state file at a third of sha256's cost
+    (the cache is ours, so accidents are the threat, not forgery)."""
+    crc = 0
     with path.open("rb") as handle:
         while block := handle.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
 
 
-class BackgroundHash:
-    """sha256 of a file computed in a thread (hashlib releases the GIL), to overlap with QEMU."""
+class BackgroundChecksum:
+    """``crc32_file`` computed in a thread (zlib releases the GIL), to overlap with QEMU's work."""
 
     def __init__(self, path: Path) -> None:
         self._result: str | None = None
@@ -352,14 +355,14 @@ class BackgroundHash:
 
     def _run(self, path: Path) -> None:
         try:
-            self._result = sha256_file(path)
+            self._result = crc32_file(path)
         except BaseException as exc:  # noqa: BLE001 - reported by result()
             self._error = exc
 
     def result(self, timeout_s: float) -> str:
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            raise WarmRestoreFailed(f"checking the state file's sha256 took longer than {timeout_s:.0f}s")
+            raise WarmRestoreFailed(f"checksumming the state file took longer than {timeout_s:.0f}s")
         if self._error is not None:
             raise WarmRestoreFailed(f"cannot read the state file: {self._error}")
         assert self._result is not None
@@ -495,7 +498,7 @@ class WarmStarts:
                     QMPClient(vm_dir / "qmp.sock", timeout_s=10.0) as qmp:
                 # The check of the state file overlaps with loading and personalising; the guest
                 # runs meanwhile, but nobody can log in before it has passed.
-                digest = BackgroundHash(snapshot.state)
+                checksum = BackgroundChecksum(snapshot.state)
                 qmp.execute("migrate-incoming", uri=f"exec:cat {shlex.quote(str(snapshot.state))}")
                 _wait_loaded(qmp, process, LOAD_TIMEOUT_S)
                 timings["loaded_s"] = round(time.monotonic() - started, 3)
@@ -503,9 +506,9 @@ class WarmStarts:
                 agent.sendall(personal.request(time.time()))
                 check_agent_reply(_read_reply(agent, process, AGENT_TIMEOUT_S))
                 timings["personalized_s"] = round(time.monotonic() - started, 3)
-                if digest.result(LOAD_TIMEOUT_S) != snapshot.state_sha256:
+                if checksum.result(LOAD_TIMEOUT_S) != snapshot.state_crc32:
                     self.store.quarantine(snapshot)
-                    raise WarmRestoreFailed(f"state file {snapshot.state} does not match its sha256 "
+                    raise WarmRestoreFailed(f"state file {snapshot.state} does not match its checksum "
                                             "(damaged); the snapshot was taken out of use")
                 timings["verified_s"] = round(time.monotonic() - started, 3)
         except WarmRestoreFailed:
