@@ -11,6 +11,7 @@ only the harness's own trouble (SSH, copying, a snapshot command failing) raises
 
 from __future__ import annotations
 
+import fnmatch
 import posixpath
 import shlex
 import time
@@ -247,7 +248,8 @@ def parse_manifest(output: str) -> tuple[list[tuple[str, str, str, str]], dict[s
     return [(p, _BSD_KINDS.get(k, k), m, t) for p, k, m, t in rows], digests  # type: ignore[misc]
 
 
-def take_manifest(guest: Guest, guest_os: str, roots: Sequence[str], timeout: float = 600.0) -> Manifest:
+def take_manifest(guest: Guest, guest_os: str, roots: Sequence[str], ignore: Sequence[str] = (),
+                  timeout: float = 600.0) -> Manifest:
     entries: list[ManifestEntry] = []
     for root in roots:
         result = guest.run(manifest_command(guest_os, root), timeout=timeout)
@@ -258,6 +260,8 @@ def take_manifest(guest: Guest, guest_os: str, roots: Sequence[str], timeout: fl
             )
         rows, digests = parse_manifest(result.stdout)
         for path, kind, mode, target in rows:
+            if any(fnmatch.fnmatchcase(path, pattern) for pattern in ignore):
+                continue
             digest = digests.get(path, "") if kind == "f" else target
             entries.append(ManifestEntry(path, kind, mode, digest))
     return Manifest(tuple(sorted(entries, key=lambda e: e.path)))
@@ -389,7 +393,7 @@ def install_release(guest: Guest, profile: Profile, release: Release, facts: Gue
         installer = run_installer(guest, profile, context)
     after = take_snapshot(guest, facts.os, excluded)
     roots = tuple(profile.render(p, context, "install.tree") for p in profile.install.tree)
-    manifest = take_manifest(guest, facts.os, roots)
+    manifest = take_manifest(guest, facts.os, roots, profile.install.manifest_ignore)
     allowed = tuple(profile.render(p, context, "install.writes") for p in profile.install.writes)
     return Installed(release, facts, dict(context), installer, before, after, manifest, allowed, roots, copy_s)
 

@@ -90,6 +90,9 @@ class InstallSpec:
     writes: tuple[str, ...]  # path templates the installer may create or change
     tree: tuple[str, ...]  # installed roots whose manifest must be reproducible
     volatile: tuple[str, ...]  # extra guest paths a snapshot ignores (the harness adds /tmp, /proc ...)
+    # Installed files left out of the reproducibility manifest (fnmatch patterns on full paths).
+    # Bytecode caches: CPython's marshal output varies between processes, so no two are equal.
+    manifest_ignore: tuple[str, ...] = ("*/__pycache__", "*/__pycache__/*")
 
 
 @dataclass(frozen=True)
@@ -414,7 +417,7 @@ def _layout(t: _Table) -> Layout:
 
 
 def _install(t: _Table) -> InstallSpec:
-    t.only(["command", "env", "files", "timeout_s", "writes", "tree", "volatile"])
+    t.only(["command", "env", "files", "timeout_s", "writes", "tree", "volatile", "manifest_ignore"])
     writes = t.str_list("writes")
     return InstallSpec(
         command=t.str("command"),
@@ -424,6 +427,7 @@ def _install(t: _Table) -> InstallSpec:
         writes=writes,
         tree=t.str_list("tree", list(writes)),
         volatile=t.str_list("volatile", []),
+        manifest_ignore=t.str_list("manifest_ignore", list(InstallSpec.manifest_ignore)),
     )
 
 

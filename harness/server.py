@@ -112,7 +112,7 @@ class Server:
             raise ServerFailed(
                 f"the start command exited with {result.exit_code}: {command}",
                 hint="see its output and the server logs below",
-                detail=(result.stdout + result.stderr)[-2000:] + self._log_tails(),
+                detail=(result.stdout + result.stderr)[-2000:] + self.log_tails(),
             )
         self.started_count += 1
         self._wait_healthy(started)
@@ -138,14 +138,14 @@ class Server:
                 raise ServerFailed(
                     f"the server process died before it became healthy ({state}; last probe: {last})",
                     hint="the server crashed on start: its log tails below say why",
-                    detail=self._log_tails(),
+                    detail=self.log_tails(),
                 )
             if time.monotonic() >= deadline:
                 raise ServerFailed(
                     f"the server did not answer {self.spec.health_path} with 200 within "
                     f"{self.spec.ready_timeout_s:g} s (last probe: {last})",
                     hint="it runs but never got ready: too slow, wrong port, or stuck; see the logs",
-                    detail=self._log_tails(),
+                    detail=self.log_tails(),
                 )
             time.sleep(POLL_INTERVAL_S)
 
@@ -157,10 +157,10 @@ class Server:
             reply = self._http.request(load.method, f"{self.base_url}{load.path}", json=body, timeout=load.timeout_s)
         except httpx.HTTPError as exc:
             raise ServerFailed(f"loading the model ({load.method} {load.path}) failed: {exc}",
-                               detail=self._log_tails()) from None
+                               detail=self.log_tails()) from None
         if reply.status_code >= 400:
             raise ServerFailed(f"loading the model ({load.method} {load.path}) answered HTTP {reply.status_code}",
-                               detail=reply.text[:2000] + self._log_tails())
+                               detail=reply.text[:2000] + self.log_tails())
 
     # -- state -------------------------------------------------------------------------------
 
@@ -241,7 +241,8 @@ class Server:
     def log_paths(self) -> list[str]:
         return [self.render(p, f"server.logs[{i}]") for i, p in enumerate(self.spec.logs)]
 
-    def _log_tails(self) -> str:
+    def log_tails(self) -> str:
+        """The last lines of every server log, for an attachment or an error message."""
         parts = []
         for path in self.log_paths():
             result = self.guest.run(f"tail -n {LOG_TAIL_LINES} {shlex.quote(path)} 2>&1", timeout=30)

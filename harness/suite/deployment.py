@@ -125,15 +125,17 @@ class Deployment:
         return self.first_completion
 
     def close(self) -> None:
-        """Stop the server and bring its logs home (best effort: the VM goes next anyway)."""
+        """Stop the server and bring its logs home into the evidence folder (best effort: the VM
+        goes next anyway). Not attached to a test: at session end the running test is unrelated;
+        the server checks attach log tails themselves."""
         if self._server is None:
             return
         try:
             self._server.close()
-            for path in self._server.collect_logs():
-                self.report.attach_file(path, f"server log {path.name}", target=self.name)
+            self._server.collect_logs()
         except HarnessError as exc:
-            self.report.attach_text(str(exc), "server log collection failed", target=self.name)
+            self.logs_dir.mkdir(parents=True, exist_ok=True)
+            (self.logs_dir / "collection-failed.txt").write_text(str(exc), encoding="utf-8")
 
 
 def _record_total(journal: Journal, target: Target, started: float, clock: float, ok: bool) -> None:

@@ -24,6 +24,9 @@ NOT_FOUND = re.compile(
     re.IGNORECASE,
 )
 SHEBANG_SCAN_TIMEOUT_S = 300.0
+# Inside an installed Python library a shebang is inert: nothing runs those files directly
+# (numpy ships an executable numpy/testing/print_coercion_tables.py with `env python3`, for one).
+LIBRARY_DIRS = re.compile(r"/(site-packages|dist-packages)/|/lib/python[0-9.]+/")
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class Shebang:
 
 
 def scan_shebangs(guest: Guest, roots: Sequence[str]) -> list[Shebang]:
-    """Every executable file under ``roots`` that starts with ``#!``, with its first line."""
+    """Every executable file under ``roots`` that starts with ``#!``, with its first line
+    (Python library directories included; :func:`runnable` tells those apart)."""
     quoted = " ".join(shlex.quote(r) for r in roots)
     script = (
         f"find {quoted} -type f -perm -u+x 2>/dev/null | while IFS= read -r f; do "
@@ -59,6 +63,12 @@ def scan_shebangs(guest: Guest, roots: Sequence[str]) -> list[Shebang]:
         if first.startswith("#!"):
             found.append(Shebang(path, first))
     return found
+
+
+def runnable(shebangs: Sequence[Shebang]) -> tuple[list[Shebang], list[Shebang]]:
+    """(scripts a release can run, inert ones inside Python library directories)."""
+    library = [s for s in shebangs if LIBRARY_DIRS.search(s.path)]
+    return [s for s in shebangs if s not in library], library
 
 
 def foreign_interpreters(shebangs: Sequence[Shebang], roots: Sequence[str],

@@ -9,7 +9,7 @@ from harness.errors import InfrastructureError
 from harness.install import Installed, changes, manifest_differences, outside
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment, TwinResult
-from harness.suite.interpreters import check_paths_exist, foreign_interpreters, not_found_lines, scan_shebangs
+from harness.suite.interpreters import check_paths_exist, foreign_interpreters, not_found_lines, runnable, scan_shebangs
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]
 
@@ -57,8 +57,11 @@ def test_no_system_python(deployment: Deployment, report) -> None:
             hint="rebuild the image (`harness images build`); a clean image has no Python at all",
         )
     problems = not_found_lines(installed.installer.output, "installer output")
-    shebangs = scan_shebangs(deployment.machine, installed.roots)
-    exists = check_paths_exist(deployment.machine, [s.interpreter for s in shebangs])
-    problems += foreign_interpreters(shebangs, installed.roots, exists)
-    report.attach_text("\n".join(f"{s.path}: {s.line}" for s in shebangs) or "(no scripts)", "script interpreters")
+    scripts, inert = runnable(scan_shebangs(deployment.machine, installed.roots))
+    exists = check_paths_exist(deployment.machine, [s.interpreter for s in scripts])
+    problems += foreign_interpreters(scripts, installed.roots, exists)
+    report.attach_text("\n".join(f"{s.path}: {s.line}" for s in scripts) or "(no scripts)", "script interpreters")
+    if inert:
+        report.attach_text("\n".join(f"{s.path}: {s.line}" for s in inert),
+                           "shebangs inside Python libraries (not run directly, not judged)")
     expect_none(problems, "the release relies on a Python outside itself")

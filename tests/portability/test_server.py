@@ -23,6 +23,7 @@ def test_server_starts(deployment: Deployment, installed: Installed, report) -> 
     report.attach_text(f"GET {spec.health_path} -> {reply.status_code}\n{reply.text}\n"
                        f"ready after {server.last_ready_s or 0:.1f} s (deadline {spec.ready_timeout_s:g} s)",
                        "health answer")
+    report.attach_text(server.log_tails().lstrip(), "server log tails")
     assert reply.status_code == 200, f"{spec.health_path} answered {reply.status_code}: {reply.text[:300]}"
 
 
@@ -31,6 +32,7 @@ def test_server_stops_cleanly(server: Server, report) -> None:
     stopped = server.stop()
     report.attach_text(f"$ stop\n{stopped.command_output}\n[exit {stopped.command_exit}, {stopped.duration_s:.1f} s]",
                        "stop output")
+    report.attach_text(server.log_tails().lstrip(), "server log tails after stop")
     expect_none(stopped.problems(), "the server did not stop cleanly")
 
 

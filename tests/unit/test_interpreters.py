@@ -49,3 +49,12 @@ def test_not_found_messages() -> None:
     hits = not_found_lines(text, "installer")
     assert len(hits) == 3 and hits[0].startswith("installer: /usr/bin/env")
     assert not_found_lines("python3 -m server.main started\n", "log") == []
+
+
+def test_library_shebangs_are_inert() -> None:
+    from harness.suite.interpreters import runnable
+
+    lib = Shebang(f"{ROOT}/fw/lib/python3.11/site-packages/numpy/testing/print_coercion_tables.py", "#!/usr/bin/env python3")
+    tool = Shebang(f"{ROOT}/server/tools/warmup.py", "#!/usr/bin/env python3")
+    run, inert = runnable([lib, tool])
+    assert run == [tool] and inert == [lib]

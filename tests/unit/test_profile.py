@@ -95,7 +95,7 @@ def test_bad_toml_names_file(tmp_path: Path) -> None:
     [
         ("port = 6969", 'port = "6969"', "key 'server.port' must be an integer, got str '6969'"),
         ("port = 6969", "port = 70000", "key 'server.port' must be a TCP port"),
-        ("timeout_s = 600", "timeout_s = -1", "key 'install.timeout_s' must be a positive number"),
+        ("timeout_s = 1200", "timeout_s = -1", "key 'install.timeout_s' must be a positive number"),
         ('writes = ["{data}", "{config}"]', 'writes = "{data}"', "key 'server.writes' must be an array"),
         ('flavour = "openai"', 'flavour = "grpc"', "key 'api.flavour' must be one of openai, openai-sse, tiles-sse"),
         ("seeds = [7, 8]", "seeds = [7, 7]", "key 'determinism.seeds' must be two different integers"),

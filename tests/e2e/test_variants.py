@@ -1,0 +1,137 @@
+"""The harness proves its worth: every deliberately broken variant of the reference release is
+caught by the check named for it, and the good release raises no false alarm.
+
+Each case runs the portability suite in a child pytest (``--junitxml``-free: outcomes are read
+from the run journal's check records, the contract the reports use too). The good release gets
+the whole suite; a variant gets the checks its ``caught_by`` names (a VM is booted only when one
+of them needs it), which keeps the table affordable under software emulation.
+
+The variant table itself belongs to the release (``examples/reference_release/variants.toml``);
+this file adds what the harness promises on top of it: the actual check behind each name, and a
+pattern the failure message must contain, so that "caught" also means "pointing at the cause".
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.journal import read_journal
+from harness.suite.reference import build_reference, default_release, release_dir, variant_release
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[2]
+SUITE = REPO / "tests" / "portability"
+VARIANTS_FILE = release_dir(REPO) / "variants.toml"
+RUN_TIMEOUT_S = 3600
+
+# The release's names for checks -> the check names the harness reports, and how to select them.
+CHECKS: dict[str, tuple[str, str]] = {
+    "install_offline": ("install_offline", "install_offline"),
+    "egress_none": ("egress_none", "egress_none"),
+    "server_starts": ("server_starts", "server_starts"),
+    "determinism_temperature0": ("determinism_temperature0", "determinism_temperature0"),
+    "determinism_seed": ("determinism_seed", "determinism_seed"),
+    "stream_matches_nonstream": ("stream_matches_nonstream", "stream_matches_nonstream"),
+    "no_system_python": ("no_system_python", "no_system_python"),
+    "footprint_confined": ("footprint_confined", "footprint_confined"),
+    "release_checksum": ("release_checksum", "release_checksum"),
+    "static_elf_needed": ("static_area[elf]", "(static_area and elf)"),
+    "static_layers_unique": ("static_area[layout]", "(static_area and layout)"),
+    "static_archive_safety": ("static_area[archive]", "(static_area and archive)"),
+}
+
+# What each catching check's message must mention: the cause, not just "something failed".
+CAUSES: dict[str, dict[str, str]] = {
+    "installer_download": {"install_offline": r"updates\.refapp\.invalid|download|fetch",
+                           "egress_none": r"updates\.refapp\.invalid"},
+    "foreign_library": {"static_elf_needed": r"libyaml", "server_starts": r"libyaml"},
+    "ignores_temperature": {"determinism_temperature0": r"changed between identical requests",
+                            "determinism_seed": r"same seed"},
+    "duplicate_app_layer": {"static_layers_unique": r"app-server"},
+    "system_python_shebang": {"no_system_python": r"python3", "install_offline": r"python3"},
+    "unsafe_member": {"static_archive_safety": r"\.\./|\.refapp-escape"},
+    "stray_writes": {"footprint_confined": r"\.refapp_history"},
+    "stream_mismatch": {"stream_matches_nonstream": r"streamed vs non-streamed"},
+    "stale_checksum": {"release_checksum": r"sha256", "install_offline": r"sha256"},
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    defect: str
+    caught_by: tuple[str, ...]
+
+
+def load_variants() -> list[Variant]:
+    data = tomllib.loads(VARIANTS_FILE.read_text(encoding="utf-8"))
+    return [Variant(v["name"], v["defect"], tuple(v["caught_by"])) for v in data["variant"]]
+
+
+def run_suite(release: Path, results: Path, select: str | None = None) -> dict[str, dict[str, Any]]:
+    """Run the suite on ``release``; the check records of its journal, by check name."""
+    argv = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q",
+            "--release", str(release), "--results-dir", str(results)]
+    if select:
+        argv += ["-k", select]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    (results.parent / f"{results.name}.log").write_text(done.stdout + done.stderr)
+    checks = {r["check"]: r for r in read_journal(results) if r.get("kind") == "check"}
+    assert checks, f"the suite run recorded no checks (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-2000:]}"
+    return checks
+
+
+@pytest.fixture(scope="session")
+def built_release() -> Path:
+    """The good reference release and every variant, built (or found current) once."""
+    build_reference(all_variants=True, root=REPO)
+    found = default_release(REPO)
+    assert found is not None, "the reference release build left no tarball"
+    return found
+
+
+def test_variant_table_is_covered() -> None:
+    """Every variant the release defines has a known catching check and a cause pattern."""
+    for variant in load_variants():
+        assert variant.name in CAUSES, f"variant {variant.name} is new: add its cause patterns to CAUSES"
+        for check in variant.caught_by:
+            assert check in CHECKS, f"{variant.name}: caught_by names {check!r}, which is no harness check"
+            assert check in CAUSES[variant.name], f"{variant.name}: no cause pattern for {check}"
+
+
+def test_good_release_passes_everything(built_release: Path, tmp_path: Path) -> None:
+    """Zero false alarms: on the good release no check fails and none is broken."""
+    checks = run_suite(built_release, tmp_path / "good")
+    bad = {name: f"{r['outcome']}: {r['message'][:400]}" for name, r in checks.items()
+           if r["outcome"] in ("failed", "broken")}
+    assert not bad, "false alarms on the good release:\n" + "\n".join(f"  {k}: {v}" for k, v in bad.items())
+    ran = {name for name, r in checks.items() if r["outcome"] == "passed"}
+    for release_name, (check, _) in CHECKS.items():
+        if not check.startswith("static_area"):
+            assert check in ran, f"{check} did not pass on the good release (outcome {checks.get(check, {}).get('outcome')})"
+
+
+@pytest.mark.parametrize("variant", load_variants(), ids=lambda v: v.name)
+def test_variant_is_caught(variant: Variant, built_release: Path, tmp_path: Path) -> None:
+    """Each check the table names fails on the variant, with a message naming the cause."""
+    release = variant_release(variant.name, REPO)
+    assert release is not None, f"variant {variant.name} was not built"
+    select = " or ".join(CHECKS[c][1] for c in variant.caught_by)
+    checks = run_suite(release, tmp_path / variant.name, select)
+    for name in variant.caught_by:
+        check = CHECKS[name][0]
+        record = checks.get(check)
+        assert record is not None, f"{variant.name}: check {check} did not run; ran: {sorted(checks)}"
+        assert record["outcome"] == "failed", (
+            f"{variant.name} ({variant.defect}): {check} should fail but was {record['outcome']}: {record['message'][:600]}")
+        assert re.search(CAUSES[variant.name][name], record["message"], re.IGNORECASE), (
+            f"{variant.name}: {check} failed without naming the cause /{CAUSES[variant.name][name]}/:\n{record['message'][:1500]}")
