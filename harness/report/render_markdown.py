@@ -34,6 +34,8 @@ def render_markdown(model: SignoffModel) -> str:
         f"sha256 `{short_sha(release.sha256, 16)}`" if release.sha256 else "",
         f"{len(model.targets)} image(s): {', '.join(model.targets)}" if model.targets else "",
         f"took {seconds(model.facts.duration_s)}" if model.facts.duration_s is not None else "",
+        # How the VMs started (--warm/--cold), journaled by harness.vm.fixtures. [WARM]
+        *(f"{_cell(k)}: {_cell(v)}" for k, v in sorted(model.facts.extra.items()) if k.startswith("vm start")),
     ]
     counts = ", ".join(f"{n} {k}" for k, n in model.counts().items() if n)
     lines += ["", " · ".join(f for f in facts if f), "", f"Checks: {counts or 'none'}", ""]

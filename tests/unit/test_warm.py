@@ -292,3 +292,14 @@ def test_the_journal_record_names_the_start_and_any_fallback() -> None:
     cold = start_mode_record_data(StartMode("cold", True, "damaged"), "hns-r-1-a", "linux-debian12")
     assert cold["extra"]["warm start fell back to cold (hns-r-1-a)"] == "damaged"
     assert StartMode("cold", True, "damaged").label == "cold (warm start failed: damaged)"
+
+
+def test_the_sign_off_shows_how_vms_started() -> None:
+    from harness.report.model import build_model
+    from harness.report.render_html import render_html
+    from harness.report.render_markdown import render_markdown
+
+    data = start_mode_record_data(StartMode("warm", True, "snapshot k"), "hns-r-1-a", "linux-debian12")
+    model = build_model([{"kind": "meta", "target": "linux-debian12", "data": data}])
+    assert "vm start (linux-debian12): warm" in render_markdown(model)
+    assert "vm start (linux-debian12): warm" in render_html(model)
