@@ -41,9 +41,8 @@ def describe_text_difference(a: str, b: str) -> str:
 
 def unified_diff(a: str, b: str, label_a: str, label_b: str) -> str:
     """A word-per-line diff: model output rarely has useful line breaks."""
-    lines_a = a.replace(" ", " \n").splitlines(keepends=True)
-    lines_b = b.replace(" ", " \n").splitlines(keepends=True)
-    return "".join(difflib.unified_diff(lines_a, lines_b, label_a, label_b, n=2))
+    words_a, words_b = a.split(" "), b.split(" ")
+    return "\n".join(difflib.unified_diff(words_a, words_b, label_a, label_b, n=2, lineterm=""))
 
 
 def all_same(labelled: Sequence[tuple[str, Completion]]) -> list[str]:

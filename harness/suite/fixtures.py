@@ -6,9 +6,9 @@
                      └── install_twin (a second fresh VM, done first when a check needs it)
 
 ``--release`` and ``--image`` may each be repeated; every (release, image) pair is one ``target``
-parameter, session-scoped, so one VM serves every check of that target. Under
-``pytest -n N --dist loadgroup`` all checks of one target go to one worker (an ``xdist_group``
-per target), so N targets run in N VMs at once. Checks that cannot run because an earlier step
+parameter, session-scoped, so one VM serves every check of that target. Under ``pytest -n N``
+all checks of one target go to one worker (an ``xdist_group`` per target; plain ``-n`` is turned
+into ``--dist loadgroup``), so N targets run in N VMs at once. Checks that cannot run because an earlier step
 failed (no install, no server) are skipped as *blocked*, naming the check that reports the cause.
 """
 
@@ -23,7 +23,7 @@ import pytest
 from harness.completions import CompletionClient
 from harness.errors import UsageError
 from harness.install import Installed
-from harness.journal import Journal
+from harness.journal import Journal, read_journal
 from harness.profile import Profile, load_profile
 from harness.server import Server
 from harness.suite.deployment import Deployment, TwinResult, open_deployment, run_twin
@@ -62,6 +62,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_failed_targets] = set()
     config.stash[_targets] = {}
+    if getattr(config.option, "dist", None) == "load" and not _dist_given(config):
+        # `-n N` alone means xdist's "load": it would scatter one target's checks over every
+        # worker, each booting and installing its own VM. "loadgroup" keeps a target's checks
+        # together and spreads everything else exactly as "load" does.
+        config.option.dist = "loadgroup"
+
+
+def _dist_given(config: pytest.Config) -> bool:
+    return any(str(a) == "-d" or str(a).startswith("--dist") for a in config.invocation_params.args)
 
 
 # -- the matrix ----------------------------------------------------------------------------------
@@ -221,3 +230,41 @@ def goldens_dir(pytestconfig: pytest.Config) -> Path:
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "._-" else "-" for c in name)
+
+
+# -- the end of the run --------------------------------------------------------------------------
+
+TIMING_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("twin_boot", "2nd boot"), ("twin_install", "2nd install"), ("boot", "boot"), ("copy", "copy"),
+    ("install", "install"), ("serve", "server ready"), ("complete", "1st completion"), ("total", "total"),
+)
+
+
+def timing_rows(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Seconds per phase and target; a phase that ran again (a restarted server) keeps its first time."""
+    wanted = {name for name, _ in TIMING_COLUMNS}
+    rows: dict[str, dict[str, float]] = {}
+    for record in records:
+        if record.get("kind") == "phase" and record.get("phase") in wanted:
+            rows.setdefault(record["target"], {}).setdefault(record["phase"], float(record["duration_s"]))
+    return rows
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    try:
+        from harness.report.plugin import reporter_for
+
+        root = reporter_for(config).layout.root
+    except (ImportError, KeyError):
+        return
+    rows = timing_rows([r for r in read_journal(root) if r.get("kind") == "phase"])
+    if not rows:
+        return
+    terminalreporter.section("per-phase timings (s)")
+    header = f"{'target':<28}" + "".join(f"{label:>15}" for _, label in TIMING_COLUMNS)
+    terminalreporter.write_line(header)
+    for target_name, phases in sorted(rows.items()):
+        cells = "".join(f"{phases[name]:>15.1f}" if name in phases else f"{'-':>15}" for name, _ in TIMING_COLUMNS)
+        terminalreporter.write_line(f"{target_name:<28}{cells}")

@@ -1,0 +1,67 @@
+"""`harness run` turns its options into one pytest command line, checking inputs before any VM."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from harness.cli import build_parser, main
+from harness.commands.run import make_plan, pytest_argv
+from harness.errors import UsageError
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return build_parser().parse_args(["run", *argv])
+
+
+def fake_release(tmp_path: Path, name: str = "refapp-v0.1.0-x86_64-linux.tar.gz") -> Path:
+    path = tmp_path / name
+    path.write_bytes(b"not really a tarball")
+    return path
+
+
+def test_matrix_and_workers(tmp_path: Path) -> None:
+    a = fake_release(tmp_path)
+    (tmp_path / "v").mkdir()
+    b = fake_release(tmp_path / "v")
+    plan = make_plan(parse("--release", str(a), "--release", str(b), "--image", "linux-debian12", "-n", "2",
+                           "--results-dir", str(tmp_path / "res"), "-k", "determinism", "--", "-x"))
+    argv = pytest_argv(plan)
+    assert argv[argv.index("--profile") + 1] == "reference"
+    assert [argv[i + 1] for i, v in enumerate(argv) if v == "--release"] == [str(a), str(b)]
+    assert argv[argv.index("-n") + 1] == "2" and argv[argv.index("--dist") + 1] == "loadgroup"
+    assert argv[argv.index("-k") + 1] == "determinism" and argv[-1] == "-x"
+    assert str(plan.suite).endswith("tests/portability")
+
+
+def test_single_run_has_no_xdist(tmp_path: Path) -> None:
+    argv = pytest_argv(make_plan(parse("--release", str(fake_release(tmp_path)))))
+    assert "-n" not in argv and "--dist" not in argv
+    assert argv[argv.index("--image") + 1] == "linux-debian12"
+
+
+def test_bad_inputs_fail_before_any_vm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(UsageError, match="unknown profile"):
+        make_plan(parse("--profile", "nosuch", "--release", str(fake_release(tmp_path))))
+    with pytest.raises(UsageError, match="does not exist"):
+        make_plan(parse("--release", str(tmp_path / "refapp-v1.0-x86_64-linux.tar.gz")))
+    with pytest.raises(UsageError, match="'tiles' release but the profile expects 'refapp'"):
+        make_plan(parse("--release", str(fake_release(tmp_path, "tiles-v0.4.1-x86_64-linux.tar.gz"))))
+    with pytest.raises(UsageError, match="needs a release"):
+        make_plan(parse("--profile", "tiles"))
+    assert main(["run", "--profile", "nosuch"]) == 2
+    assert "harness: usage error: unknown profile 'nosuch'" in capsys.readouterr().err
+
+
+def test_timing_rows_keep_first_of_repeated_phases() -> None:
+    from harness.suite.fixtures import timing_rows
+
+    records = [
+        {"kind": "phase", "target": "linux-debian12", "phase": "boot", "duration_s": 40.0},
+        {"kind": "phase", "target": "linux-debian12", "phase": "serve", "duration_s": 12.5},
+        {"kind": "phase", "target": "linux-debian12", "phase": "serve", "duration_s": 30.0},
+        {"kind": "phase", "target": "linux-debian12", "phase": "vm_clone", "duration_s": 0.1},
+    ]
+    assert timing_rows(records) == {"linux-debian12": {"boot": 40.0, "serve": 12.5}}
