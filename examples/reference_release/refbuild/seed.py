@@ -26,6 +26,7 @@ SOURCE_ENV = "REFAPP_SEED_PYTHON"
 
 STDLIB_DROPPED_DIRS = frozenset({"test", "tests", "idlelib", "tkinter", "turtledemo", "ensurepip", "__pycache__"})
 STDLIB_DROPPED_FILES = frozenset({"turtle.py", "libpython3.11.a", "python.o"})
+SEED_MTIME = 1704067200  # 2024-01-01T00:00:00Z: older than any lock time
 EXTENSIONS_DROPPED = ("_tkinter", "nis", "_curses", "_curses_panel", "readline")
 
 
@@ -113,6 +114,13 @@ def set_runpaths(dest: Path, patchelf: Patchelf) -> None:
         patchelf.set_rpath(path, "$ORIGIN" if rel == "." else f"$ORIGIN/{rel}")
 
 
+def normalise_mtimes(root: Path, mtime: int) -> None:
+    # venvstacks clamps archive mtimes to the lock time but keeps older ones: without this, a seed
+    # made before the lock and one made after it give different runtime archives.
+    for path in [*sorted(root.rglob("*"), reverse=True), root]:
+        os.utime(path, (mtime, mtime), follow_symlinks=False)
+
+
 def build_seed(dest: Path, patchelf: Patchelf) -> Seed:
     source = seed_source()
     if dest.exists():
@@ -127,4 +135,5 @@ def build_seed(dest: Path, patchelf: Patchelf) -> Seed:
                            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
     if check.returncode != 0:
         raise BuildError(f"the seeded interpreter at {dest} does not start: {check.stderr.strip()}")
+    normalise_mtimes(dest, SEED_MTIME)
     return Seed(dest, tuple(bundled), EXTENSIONS_DROPPED)

@@ -65,9 +65,11 @@ def build_stack(paths: BuildPaths, tools_python: Path, seed: Path, export: Path)
     shutil.copytree(seed, seeded, symlinks=True)
     # `python -m venvstacks`, not the console script: 0.7.0 derives the venv python's name from
     # sys.executable's suffix, and the script's `python3.11` shebang yields `python.11`.
+    # --clean: a stack is only rebuilt when its inputs changed, and then from scratch, so that a
+    # cached stack and one from an empty build dir are the same bytes.
     run([str(tools_python), "-m", "venvstacks", "build", str(paths.spec),
          "--build-dir", str(workdir), "--output-dir", str(export),
-         "--lock-if-needed", "--publish", "--tag-outputs"],
+         "--lock-if-needed", "--clean", "--publish", "--tag-outputs"],
         "venvstacks build", paths.build / "logs" / "venvstacks.log")
 
 
