@@ -333,7 +333,13 @@ def upload(guest: Guest, release: Release, profile: Profile) -> float:
     """Copy the tarball, its checksums file and the installer files beside it into the guest."""
     started = time.monotonic()
     guest.run(f"rm -rf {UPLOAD_DIR} && mkdir -p {UPLOAD_DIR}", timeout=60, check=True)
-    guest.put(release.path, f"{UPLOAD_DIR}/{release.filename}")
+    sent = guest.put(release.path, f"{UPLOAD_DIR}/{release.filename}")
+    if sent.sha256 != release.sha256:
+        raise InfrastructureError(
+            f"{release.path} is not the tarball checked at the start of the run "
+            f"(sha256 {sent.sha256}, expected {release.sha256})",
+            hint="something rewrote the release file during the run; run again once builds are done",
+        )
     for name in profile.install.files:
         local = release.path.parent / name
         if not local.is_file():

@@ -9,7 +9,9 @@ present, must list it with the right sha256.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,11 +60,12 @@ class ChecksumVerdict:
 
 @dataclass(frozen=True)
 class Release:
-    path: Path
+    path: Path  # the bytes the run uses (a pinned copy once pin_release ran)
     name: ReleaseName
     sha256: str
     size: int
     checksum: ChecksumVerdict
+    origin: Path | None = None  # where the user's tarball lives, when ``path`` is a pinned copy
 
     @property
     def checksum_source(self) -> Path | None:
@@ -77,7 +80,7 @@ class Release:
     def id(self) -> str:
         """Short, stable label for test ids and report rows."""
         suffix = f"-{self.name.suffix}" if self.name.suffix else ""
-        variant = _variant_label(self.path)
+        variant = _variant_label(self.origin or self.path)
         return f"{self.name.product}-{self.name.version}{suffix}{variant}"
 
 
@@ -167,6 +170,42 @@ def check_published_checksum(path: Path, sha: str, checksums_name: str) -> Check
             f"{path.name} has sha256 {sha}, but the published {checksums.name} says {listed}: "
             "the checksums file is stale or the tarball was altered"))
     return ChecksumVerdict(checksums, listed)
+
+
+def pin_release(release: Release, directory: Path, companions: tuple[str, ...] = ()) -> Release:
+    """Freeze the tarball (and the files published beside it) for the length of a run.
+
+    A release rebuilt while a run is under way must not give two VMs two different tarballs:
+    the files are hard-linked (copied across file systems) into ``directory``, which keeps the
+    bytes seen at the start even when the build replaces the originals, and the copy's sha256 is
+    checked against the one measured before.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    names = [release.path.name, *companions]
+    if release.checksum.file is not None:
+        names.append(release.checksum.file.name)
+    for name in dict.fromkeys(names):
+        source = release.path.parent / name
+        if source.is_file():
+            _link_or_copy(source, directory / name)
+    pinned = directory / release.path.name
+    if sha256_file(pinned) != release.sha256:
+        raise ReleaseError(
+            f"{release.path} changed while the run was starting (sha256 differs from a moment ago)",
+            hint="a build is rewriting the release right now: wait for it to finish, then run again",
+        )
+    checksum = release.checksum
+    if checksum.file is not None:
+        checksum = ChecksumVerdict(directory / checksum.file.name, checksum.expected, checksum.problem)
+    return Release(pinned, release.name, release.sha256, release.size, checksum, origin=release.origin or release.path)
+
+
+def _link_or_copy(source: Path, dest: Path) -> None:
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
 
 
 @dataclass(frozen=True)

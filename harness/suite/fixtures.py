@@ -140,12 +140,12 @@ def target(request: pytest.FixtureRequest, profile: Profile) -> Target:
     spec: TargetSpec = request.param
     cache = request.config.stash[_targets]
     if spec not in cache:
+        report = request.getfixturevalue("report")
         try:
-            cache[spec] = resolve(spec, profile)
+            cache[spec] = resolve(spec, profile, pin_dir=report.layout.root / "releases" / _safe(spec.name))
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
         found = cache[spec]
-        report = request.getfixturevalue("report")
         report.describe_release(tarball=found.release.filename, version=found.release.name.version,
                                 sha256=found.release.sha256, profile=profile.name)
         report.describe_image(found.name, image_id=found.image)

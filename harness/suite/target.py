@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.profile import Profile
-from harness.release import ImagePlatform, Release, check_release_fits, image_platform, load_release
+from harness.release import ImagePlatform, Release, check_release_fits, image_platform, load_release, pin_release
 
 # The QEMU provider runs guests of the host's own architecture (software emulation of another
 # architecture is far too slow to be useful here).
@@ -61,10 +61,14 @@ class Target:
         return self.spec.image
 
 
-def resolve(spec: TargetSpec, profile: Profile, guest_arch: str = QEMU_GUEST_ARCH) -> Target:
-    """Check the tarball and that it fits the image; raises ReleaseError (a usage error)."""
+def resolve(spec: TargetSpec, profile: Profile, pin_dir: Path | None = None,
+            guest_arch: str = QEMU_GUEST_ARCH) -> Target:
+    """Check the tarball and that it fits the image, and pin its bytes for the run (into
+    ``pin_dir``); raises ReleaseError (a usage error)."""
     platform = image_platform(spec.image, guest_arch if spec.image.startswith("linux") else "arm64")
     resolved = profile.for_os(platform.os)
     release = load_release(spec.release_path, resolved.release)
     check_release_fits(release, platform, resolved.release)
+    if pin_dir is not None:
+        release = pin_release(release, pin_dir, resolved.install.files)
     return Target(spec, resolved, release, platform)

@@ -133,3 +133,23 @@ def test_platform_not_in_profile(tmp_path: Path) -> None:
 def test_unknown_image_family() -> None:
     with pytest.raises(ReleaseError, match="cannot tell the OS"):
         image_platform("windows-11", "x86_64")
+
+def test_pin_release_survives_a_rebuild(tmp_path: Path) -> None:
+    from harness.release import pin_release
+
+    content = b"first build"
+    digest = hashlib.sha256(content).hexdigest()
+    (tmp_path / "dist").mkdir()
+    path = make(tmp_path / "dist", "tiles-v0.4.1-x86_64-linux.tar.gz", content,
+                f"{digest}  tiles-v0.4.1-x86_64-linux.tar.gz\n")
+    (tmp_path / "dist" / "install.sh").write_text("echo install\n")
+    release = load_release(path, SPEC)
+    pinned = pin_release(release, tmp_path / "pin", ("install.sh",))
+    # The build replaces the files (new inode), as build tools do.
+    path.unlink()
+    path.write_bytes(b"second build, different")
+    assert pinned.path.read_bytes() == content and pinned.origin == path
+    assert (tmp_path / "pin" / "install.sh").is_file() and pinned.checksum.file == tmp_path / "pin" / "checksums.txt"
+    assert pinned.checksum.verified and pinned.id == release.id
+    with pytest.raises(ReleaseError, match="changed while the run was starting"):
+        pin_release(release, tmp_path / "pin2")
