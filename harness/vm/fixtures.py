@@ -106,21 +106,42 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         guard.restore()
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    """Remove VMs of dead runs before starting new ones (the controller does it for all)."""
-    config = session.config
-    if _is_xdist_worker(config) or config.option.help or config.option.collectonly:
-        return
+def _reap_dead_owners(config: pytest.Config, when: str) -> None:
+    """Remove VMs whose owner died (never a live run's, never a kept one); report what went."""
     paths = HostPaths.from_env()
-    reporter = config.pluginmanager.get_plugin("terminalreporter")
     lines: list[str] = []
     try:
         reap(available_providers(paths), paths, say=lines.append)
     except (HarnessError, OSError) as exc:
         lines.append(f"reaper skipped: {exc}")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         for line in lines:
-            reporter.write_line(f"harness reaper: {line}")
+            reporter.write_line(f"harness reaper ({when}): {line}")
+
+
+def _controls_the_run(config: pytest.Config) -> bool:
+    option = config.option
+    return not (_is_xdist_worker(config) or option.help or option.collectonly)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Remove VMs of dead runs before starting new ones (the controller does it for all)."""
+    if _controls_the_run(session.config):
+        _reap_dead_owners(session.config, "session start")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """An xdist worker crashed: its VMs now have a dead owner; remove them at once."""
+    if error is not None:
+        _reap_dead_owners(node.config, "worker crashed")  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """xdist has no global teardown: whatever a crashed worker left goes at the end too."""
+    if _controls_the_run(session.config):
+        _reap_dead_owners(session.config, "session end")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -136,24 +136,37 @@ class Machine(AbstractContextManager["Machine"]):
             if self._on_ready is not None:
                 self._on_ready(self)
         except BaseException as exc:
-            self._attach_console(exc)
             self.close(failed=True, interrupted=isinstance(exc, KeyboardInterrupt),
-                       boot_failed=self._ssh is None)
+                       boot_error=exc)
             raise
         return self
 
     def close(self, failed: bool = False, interrupted: bool = False,
-              boot_failed: bool = False) -> None:
-        """Stop and delete the VM (or keep it, per policy); safe to call twice."""
+              boot_error: BaseException | None = None) -> None:
+        """Stop and delete the VM (or keep it, per policy); safe to call twice.
+
+        Runs to its end through Ctrl-C/SIGTERM (they are re-raised afterwards).
+        """
         if self._closed:
             return
         self._closed = True
+        try:
+            with interrupts_deferred():
+                self._close(failed, interrupted, boot_error)
+        finally:
+            # After the deferral has put its handlers back, so that this one is not overwritten.
+            self._sigterm.restore()
+
+    def _close(self, failed: bool, interrupted: bool, boot_error: BaseException | None) -> None:
+        boot_failed = boot_error is not None and self._ssh is None
+        if boot_error is not None:
+            self._attach_console(boot_error)
         keep = not interrupted and (
             self.settings.keep == "always" or (self.settings.keep == "on-failure" and failed)
         )
         errors: list[str] = []
         try:
-            with interrupts_deferred(), self._phase("teardown"):
+            with self._phase("teardown"):
                 self._save_console()
                 if keep and self._started:
                     self._keep(boot_failed)
@@ -164,7 +177,6 @@ class Machine(AbstractContextManager["Machine"]):
         finally:
             if self._slot is not None:
                 self._slot.release()
-            self._sigterm.restore()
         if errors:
             raise InfrastructureError(
                 f"VM {self.name} could not be fully removed: {'; '.join(errors)}",
@@ -228,7 +240,10 @@ class Machine(AbstractContextManager["Machine"]):
             return f"(console log unavailable: {exc})"
 
     def _save_console(self) -> None:
-        (self.artifacts / "console.log").write_text(self.console_tail(CONSOLE_LOG_LINES))
+        try:
+            (self.artifacts / "console.log").write_text(self.console_tail(CONSOLE_LOG_LINES))
+        except OSError as exc:  # evidence is nice to have; removing the VM is a must
+            self._say(f"could not save the console log of {self.name}: {exc}")
 
     def _attach_console(self, exc: BaseException) -> None:
         """Boot failures carry the console tail (unless the provider's error already does)."""

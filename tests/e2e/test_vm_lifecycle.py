@@ -33,6 +33,8 @@ INNER_TEST = textwrap.dedent(
 
     def test_uses_a_vm(vm):
         assert vm.run("true").ok
+        if os.environ.get("CRASH"):
+            os.kill(os.getpid(), 9)  # a worker dying hard: no teardown of its own runs
         time.sleep(float(os.environ.get("HOLD_S", "0")))
     """
 )
@@ -83,7 +85,7 @@ class InnerRun:
              "--rootdir", str(workdir), "--results-dir", str(workdir / "results"),
              "--testrunuid", run_id, "--vm-slot-timeout", "1200", *args, "test_inner.py"],
             cwd=workdir, stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
-            env={**os.environ, "HOLD_S": str(hold_s)},
+            env={**os.environ, "HOLD_S": str(hold_s), "CRASH": "1" if crash else ""},
         )
         return cls(run_id, process, log)
 
@@ -146,6 +148,17 @@ def test_an_interrupt_mid_boot_leaves_nothing(tmp_path: Path, sig: signal.Signal
     assert code != 0, run.output()
     _assert_nothing_left(run.run_id, [qemu])
     assert "kept VM" not in run.output(), "an interrupted run must not keep its VM"
+
+
+def test_a_crashed_xdist_worker_leaves_nothing(tmp_path: Path) -> None:
+    run = InnerRun.start(tmp_path, "-n", "1", crash=True)
+    vm_dir = run.wait_for_boot()
+    qemu = _qemu_pid(vm_dir)
+    assert run.wait() != 0
+    output = run.output()
+    assert "crashed" in output, output
+    assert f"harness reaper (worker crashed): removed {vm_dir.name}" in output, output
+    _assert_nothing_left(run.run_id, [qemu] if qemu else [])
 
 
 def test_a_kept_vm_can_be_logged_into_and_removed_with_gc(tmp_path: Path) -> None:

@@ -161,6 +161,25 @@ def test_an_interrupt_deletes_even_a_vm_to_keep(
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+def test_ctrl_c_during_teardown_does_not_stop_the_teardown(
+    provider: FakeProvider, paths: HostPaths, slots: SlotPool, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_stop = provider.stop
+
+    def impatient_user_stop(name: object, timeout_s: float = 0.0) -> None:
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C pressed while the VM is being stopped
+        real_stop(name, timeout_s)  # type: ignore[arg-type]
+
+    machine = _machine(provider, paths, slots, tmp_path)
+    with pytest.raises(KeyboardInterrupt, match="during cleanup"):
+        with machine as vm:
+            pid = provider.pid(vm.name)
+            monkeypatch.setattr(provider, "stop", impatient_user_stop)
+    _gone(provider, paths, vm, pid)
+    assert provider.calls[-1].startswith("delete")
+
+
 def test_sigterm_guard_fires_once_and_restores(unguarded_sigterm: None) -> None:
     before = signal.getsignal(signal.SIGTERM)
     with SigtermAsInterrupt(), SigtermAsInterrupt():  # nested: a no-op
