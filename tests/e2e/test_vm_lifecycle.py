@@ -74,7 +74,7 @@ class InnerRun:
     log: Path
 
     @classmethod
-    def start(cls, tmp: Path, *args: str, hold_s: float = 0) -> InnerRun:
+    def start(cls, tmp: Path, *args: str, hold_s: float = 0, crash: bool = False) -> InnerRun:
         run_id = _run_id()
         workdir = tmp / run_id
         workdir.mkdir(parents=True)
