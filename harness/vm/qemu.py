@@ -49,8 +49,9 @@ QMP_UP_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.5
 STOP_GRACE_S = 5.0  # after quit/SIGTERM, before the next harder step
 CONSOLE_READ_BYTES = 256 * 1024
-# CSI sequences (colours, cursor moves), charset selection, and two-byte escapes like ESC M.
-ANSI_ESCAPE = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
+# CSI sequences (colours, cursor moves), charset selection, any other ESC + one byte (ESC M,
+# ESC c, ESC 7 ...), then stray control bytes: the tail goes into error messages and reports.
+ANSI_ESCAPE = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[0-~]|[\x00-\x08\x0b-\x1f\x7f]")
 PORT_IN_USE = re.compile(r"host ?forward", re.IGNORECASE)
 
 
@@ -154,7 +155,7 @@ def read_ssh_banner(port: int, timeout_s: float) -> bytes:
 
 
 def clean_console(raw: bytes, lines: int) -> str:
-    text = ANSI_ESCAPE.sub(b"", raw).replace(b"\r", b"").decode(errors="replace")
+    text = ANSI_ESCAPE.sub(b"", raw.replace(b"\r\n", b"\n")).decode(errors="replace")
     return "\n".join(text.splitlines()[-lines:])
 
 
@@ -377,7 +378,7 @@ class QemuProvider:
                 raise self._boot_failure(name, f"QEMU exited before SSH answered ({time.monotonic() - started:.1f}s)", True)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise self._boot_failure(name, f"no SSH banner within {timeout_s:.0f}s", False)
+                raise self._boot_failure(name, f"no SSH banner within {timeout_s:g}s", False)
             if read_ssh_banner(record.ssh_port, timeout_s=min(3.0, remaining)).startswith(SSH_BANNER):
                 return SSHEndpoint(host=LOOPBACK, port=record.ssh_port, user=built.user, key_path=built.private_key)
             time.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
@@ -386,7 +387,8 @@ class QemuProvider:
         state = "QEMU died" if qemu_died else "QEMU still running"
         detail = f"--- serial console ({self.serial_log(name)}) ---\n{self.console_tail(name)}"
         log = self._qemu_log(name).strip()
-        if qemu_died or log:
+        said_something = any(line and not line.startswith("=== ") for line in log.splitlines())
+        if qemu_died or said_something:
             detail += f"\n--- QEMU output ---\n{log[-2000:] or '(empty)'}"
         return BootTimeout(
             f"VM {name} did not become reachable: {what}; {state}",

@@ -112,7 +112,8 @@ def test_nothing_listening_is_not_ready() -> None:
 
 
 def test_console_is_cleaned_of_escape_sequences() -> None:
-    raw = b"\x1b[0;32m  OK  \x1b[0m] Started ssh.service\r\n\x1bM\x1b[K[   *] waiting\r\nhns-debian12 login: "
+    raw = (b"\x1b[0;32m  OK  \x1b[0m] Started ssh.service\r\n\x1bM\x1b[K[   *] waiting\r\n"
+           b"\x1bc\x1b[?2004h\x07hns-debian12 login: ")
     assert clean_console(raw, 60) == "  OK  ] Started ssh.service\n[   *] waiting\nhns-debian12 login: "
     assert clean_console(b"a\nb\nc\n", 2) == "b\nc"
 
