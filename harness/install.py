@@ -410,14 +410,14 @@ class PhaseTimer(Protocol):
     def __call__(self, phase: str) -> AbstractContextManager[None]: ...
 
 
-def leftovers(before: Snapshot, after: Snapshot, leaves: Sequence[str], install_writes: Sequence[str]) -> list[Change]:
+def leftovers(before: Snapshot, after: Snapshot, leaves: Sequence[str], writes: Sequence[str]) -> list[Change]:
     """What an uninstall left behind: changes since before the install, except the paths it may
-    leave on purpose and shared parent directories the install created (``~/.local/bin``)."""
+    leave on purpose and shared parent directories of the release's paths (``~/.local/bin``)."""
     result = []
     for change in outside(changes(before, after), leaves):
         entry = after.entries.get(change.path)
         shared_parent = (change.what == "created" and entry is not None and entry.kind == "d"
-                         and any(under(w, change.path) and w.rstrip("/") != change.path for w in install_writes))
+                         and any(under(w, change.path) and w.rstrip("/") != change.path for w in writes))
         if not shared_parent:
             result.append(change)
     return result

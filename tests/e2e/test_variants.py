@@ -77,10 +77,13 @@ def load_variants() -> list[Variant]:
     return [Variant(v["name"], v["defect"], tuple(v["caught_by"])) for v in data["variant"]]
 
 
-def run_suite(release: Path, results: Path, select: str | None = None) -> dict[str, dict[str, Any]]:
+def run_suite(release: Path, results: Path, select: str | None = None,
+              profile: Path | None = None) -> dict[str, dict[str, Any]]:
     """Run the suite on ``release``; the check records of its journal, by check name."""
     argv = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q",
             "--release", str(release), "--results-dir", str(results)]
+    if profile is not None:
+        argv += ["--profile", str(profile)]
     if select:
         argv += ["-k", select]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
@@ -135,3 +138,27 @@ def test_variant_is_caught(variant: Variant, built_release: Path, tmp_path: Path
             f"{variant.name} ({variant.defect}): {check} should fail but was {record['outcome']}: {record['message'][:600]}")
         assert re.search(CAUSES[variant.name][name], record["message"], re.IGNORECASE), (
             f"{variant.name}: {check} failed without naming the cause /{CAUSES[variant.name][name]}/:\n{record['message'][:1500]}")
+
+
+# The reference release has no uninstaller, so the uninstall check is proven with profiles that
+# declare one: a complete removal passes, one that forgets the config dir must be caught.
+UNINSTALLS = {
+    "complete": ("rm -rf {lib} {bin}/refapp {config}", None),
+    "forgets_config": ("rm -rf {lib} {bin}/refapp", r"\.config/refapp"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNINSTALLS))
+def test_uninstall_check(case: str, built_release: Path, tmp_path: Path) -> None:
+    """uninstall_clean passes on a full removal (server run included) and names what is left."""
+    command, leftover = UNINSTALLS[case]
+    reference = REPO / "harness" / "profiles" / "reference.toml"
+    profile = tmp_path / f"reference-{case}.toml"
+    profile.write_text(reference.read_text(encoding="utf-8") + f'\n[uninstall]\ncommand = "{command}"\n',
+                       encoding="utf-8")
+    record = run_suite(built_release, tmp_path / case, "uninstall_clean", profile)["uninstall_clean"]
+    if leftover is None:
+        assert record["outcome"] == "passed", f"{case}: {record['outcome']}: {record['message'][:800]}"
+    else:
+        assert record["outcome"] == "failed", f"{case}: expected a failure, got {record['outcome']}"
+        assert re.search(leftover, record["message"]), record["message"][:800]

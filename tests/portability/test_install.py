@@ -3,10 +3,12 @@ reproducible, and it brings its own Python."""
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from harness.errors import InfrastructureError
-from harness.install import Installed, changes, manifest_differences, outside
+from harness.install import Installed, manifest_differences, outside
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment, TwinResult
 from harness.suite.interpreters import check_paths_exist, foreign_interpreters, not_found_lines, runnable, scan_shebangs
@@ -23,9 +25,9 @@ def test_install_offline(deployment: Deployment, report) -> None:
         f"the installer was still running after {run.timeout_s:g} s and was killed "
         f"(waiting for the network?); last output:\n{run.tail()}")
     assert run.ok, f"the installer exited with {run.exit_code}; last output:\n{run.tail()}"
-    cli = deployment.installed.roots[0]
-    assert deployment.machine.run(f"test -x '{cli}'", timeout=30).ok, (
-        f"the installer reported success but {cli} is not an executable file")
+    missing = [path for path in deployment.installed.allowed
+               if not deployment.machine.run(f"test -e {shlex.quote(path)}", timeout=30).ok]
+    assert not missing, f"the installer reported success but left nothing at {', '.join(missing)}"
 
 
 def test_install_writes_confined(installed: Installed, report) -> None:

@@ -41,7 +41,8 @@ def test_footprint_confined(deployment: Deployment, client: CompletionClient, re
     installed = deployment.installed
     profile = deployment.target.profile
     now = take_snapshot(deployment.machine, installed.facts.os, snapshot_exclusions(profile, installed.context))
-    allowed = list(installed.allowed) + [profile.render(w, installed.context, "server.writes") for w in profile.server.writes]
+    allowed = list(dict.fromkeys([*installed.allowed, *(profile.render(w, installed.context, "server.writes")
+                                                         for w in profile.server.writes)]))
     found = changes(installed.before, now)
     report.attach_text("\n".join(c.describe() for c in found) or "(no changes)", "file-system changes (install + serve)")
     stray = outside(found, allowed)
