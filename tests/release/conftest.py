@@ -6,7 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from release_support import RELEASE_DIR, BuiltReleases, ReleaseHome, ServerClient, build_all, free_port, make_clean_path
+from release_support import (
+    RELEASE_DIR,
+    BuiltReleases,
+    ReleaseHome,
+    ServerClient,
+    build_all,
+    free_port,
+    make_clean_path,
+)
 
 
 @pytest.fixture(scope="session")

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from elftools.elf.dynamic import DynamicSection
+from elftools.elf.elffile import ELFFile
 
 REPO = Path(__file__).resolve().parents[2]
 RELEASE_DIR = REPO / "examples" / "reference_release"
@@ -48,7 +50,7 @@ class BuiltReleases:
 
 
 def run_build(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(BUILD_SCRIPT), *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, str(BUILD_SCRIPT), *args], capture_output=True, text=True, check=False,
                           timeout=BUILD_TIMEOUT_S, env=env)
 
 
@@ -115,11 +117,11 @@ class ReleaseHome:
         return self.home / ".config" / "refapp"
 
     def install(self, installer: Path, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["sh", str(installer), *args], capture_output=True, text=True,
+        return subprocess.run(["sh", str(installer), *args], capture_output=True, text=True, check=False,
                               env=self.env, cwd=self.home, timeout=INSTALL_TIMEOUT_S)
 
     def refapp(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.launcher), *args], capture_output=True, text=True,
+        return subprocess.run([str(self.launcher), *args], capture_output=True, text=True, check=False,
                               env=self.env, cwd=self.home, timeout=timeout)
 
     def server_pid(self) -> int | None:
@@ -127,7 +129,7 @@ class ReleaseHome:
         return int(pid_file.read_text()) if pid_file.exists() else None
 
     @contextmanager
-    def serving(self, port: int) -> Iterator["ServerClient"]:
+    def serving(self, port: int) -> Iterator[ServerClient]:
         started = self.refapp("serve", "--port", str(port), "--timeout", "90")
         pid = self.server_pid()
         try:
@@ -174,3 +176,16 @@ class ServerClient:
 def streamed_text(payloads: list[str]) -> str:
     chunks = [json.loads(p) for p in payloads if p != "[DONE]"]
     return "".join(c["choices"][0]["delta"].get("content", "") for c in chunks)
+
+
+def elf_dynamic(path: Path) -> tuple[list[str], list[str]]:
+    """NEEDED entries and RUNPATH/RPATH entries of an ELF file."""
+    with path.open("rb") as handle:
+        dynamic = ELFFile(handle).get_section_by_name(".dynamic")
+        assert isinstance(dynamic, DynamicSection), f"{path} has no dynamic section"
+        tags = [(t.entry.d_tag, t) for t in dynamic.iter_tags()]
+        # pyelftools sets `needed`, `runpath` or `rpath` on a tag according to its kind.
+        needed = [str(t.needed) for kind, t in tags if kind == "DT_NEEDED"]  # type: ignore[attr-defined]
+        search = [str(getattr(t, "runpath" if kind == "DT_RUNPATH" else "rpath")) for kind, t in tags
+                  if kind in ("DT_RUNPATH", "DT_RPATH")]
+    return needed, search

@@ -9,9 +9,7 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 import pytest
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
-from release_support import TARBALL_NAME, BuiltReleases, run_build, tar_members
+from release_support import TARBALL_NAME, BuiltReleases, elf_dynamic, run_build, tar_members
 
 SOURCE_DATE_EPOCH = 1767225600
 # glibc and the GCC runtime: what a minbase Debian 12 guarantees (see README, "Platform").
@@ -79,23 +77,13 @@ def _layer_elves(tarball: Path, workdir: Path) -> dict[str, list[Path]]:
     return found
 
 
-def _dynamic(path: Path) -> tuple[list[str], list[str]]:
-    with path.open("rb") as handle:
-        dynamic = ELFFile(handle).get_section_by_name(".dynamic")
-        assert isinstance(dynamic, DynamicSection), path
-        needed = [t.needed for t in dynamic.iter_tags() if t.entry.d_tag == "DT_NEEDED"]
-        paths = [t.runpath if t.entry.d_tag == "DT_RUNPATH" else t.rpath for t in dynamic.iter_tags()
-                 if t.entry.d_tag in ("DT_RUNPATH", "DT_RPATH")]
-    return needed, paths
-
-
 def test_every_needed_library_is_shipped_or_base_system(built: BuiltReleases, tmp_path: Path) -> None:
     elves = _layer_elves(built.tarball(), tmp_path)
     assert set(elves) == {"cpython3.11", "framework-numpy", "app-server"}
     shipped = {p.name for paths in elves.values() for p in paths}
     for paths in elves.values():
         for path in paths:
-            needed, search_paths = _dynamic(path)
+            needed, search_paths = elf_dynamic(path)
             assert set(needed) <= shipped | BASE_SYSTEM, f"{path.name} needs {set(needed) - shipped - BASE_SYSTEM}"
             assert all(p.startswith("$ORIGIN") for entry in search_paths for p in entry.split(":")), \
                 f"{path.name} has a non-relative search path {search_paths}"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import psutil
-
 from release_support import ReleaseHome, ServerClient, streamed_text
 
 PROMPT = "how do I install it?"

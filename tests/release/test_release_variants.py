@@ -10,11 +10,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from elftools.elf.dynamic import DynamicSection
-from elftools.elf.elffile import ELFFile
 from release_support import (
-    RELEASE_DIR, TARBALL_NAME, BuiltReleases, ReleaseHome, ServerClient, free_port, snapshot, streamed_text,
-    tar_bytes, tar_members,
+    RELEASE_DIR,
+    TARBALL_NAME,
+    BuiltReleases,
+    ReleaseHome,
+    ServerClient,
+    elf_dynamic,
+    free_port,
+    snapshot,
+    streamed_text,
+    tar_bytes,
+    tar_members,
 )
 
 TABLE = tomllib.loads((RELEASE_DIR / "variants.toml").read_text())["variant"]
@@ -42,7 +49,9 @@ def _changed(built: BuiltReleases, label: str) -> set[str]:
 
 
 def test_table_covers_the_built_variants(built: BuiltReleases) -> None:
-    assert set(VARIANTS) == set(built.manifest["releases"]) - {"good"}  # type: ignore[operator]
+    releases = built.manifest["releases"]
+    assert isinstance(releases, dict)
+    assert set(VARIANTS) == set(releases) - {"good"}
     assert len(VARIANTS) >= 6
     for row in TABLE:
         assert row["caught_by"] and row["stage"] in {"static", "install", "serve", "completions"}
@@ -78,10 +87,7 @@ def test_foreign_library_needs_a_library_nobody_ships(built: BuiltReleases, tmp_
     name = "server/_native.cpython-311-x86_64-linux-gnu.so"
     extension = tmp_path / "native.so"
     extension.write_bytes(tar_bytes(built.tarball("foreign_library"), name))
-    with extension.open("rb") as handle:
-        dynamic = ELFFile(handle).get_section_by_name(".dynamic")
-        assert isinstance(dynamic, DynamicSection)
-        needed = {t.needed for t in dynamic.iter_tags() if t.entry.d_tag == "DT_NEEDED"}
+    needed, _ = elf_dynamic(extension)
     assert "libyaml-0.so.2" in needed
     assert not [m for m in tar_members(built.tarball("foreign_library")) if "libyaml" in m]
     assert "from . import _native" in tar_bytes(built.tarball("foreign_library"), "server/main.py").decode()

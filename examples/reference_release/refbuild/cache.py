@@ -14,7 +14,7 @@ from . import log
 DONE_MARKER = ".complete"
 
 
-def cached_dir(path: Path, what: str, produce: Callable[[Path], None]) -> Path:
+def cached_dir(path: Path, what: str, produce: Callable[[Path], object]) -> Path:
     """Return `path`, producing it with `produce(tmp_dir)` unless a complete copy exists."""
     if (path / DONE_MARKER).exists():
         log.info(f"{what}: cached ({path})")

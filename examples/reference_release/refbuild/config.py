@@ -30,7 +30,7 @@ class ReleaseIdentity:
         return f"{self.name}-v{self.version}-{self.arch}-{self.os}.tar.gz"
 
     @classmethod
-    def current(cls) -> "ReleaseIdentity":
+    def current(cls) -> ReleaseIdentity:
         epoch = int(os.environ.get("SOURCE_DATE_EPOCH", DEFAULT_SOURCE_DATE_EPOCH))
         return cls(RELEASE_NAME, RELEASE_VERSION, platform.machine(), platform.system().lower(), PLATFORM, epoch)
 
@@ -44,7 +44,7 @@ class BuildPaths:
     out: Path
 
     @classmethod
-    def default(cls, out: Path | None = None) -> "BuildPaths":
+    def default(cls, out: Path | None = None) -> BuildPaths:
         root = Path(__file__).resolve().parent.parent
         build = Path(os.environ.get("REFAPP_BUILD_DIR", root / "build")).resolve()
         return cls(root=root, build=build, out=(out or root / "dist").resolve())

@@ -31,7 +31,7 @@ class Patchelf:
     executable: Path
 
     def _run(self, *args: str) -> str:
-        result = subprocess.run([str(self.executable), *args], capture_output=True, text=True)
+        result = subprocess.run([str(self.executable), *args], capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise BuildError(f"patchelf {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout

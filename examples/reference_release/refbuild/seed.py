@@ -46,7 +46,7 @@ def seed_source() -> Path:
             f"install one (e.g. `pyenv install {PYTHON_VERSION}`) or set {SOURCE_ENV} to its prefix",
         )
     version = subprocess.run([str(python), "-c", "import platform; print(platform.python_version())"],
-                             capture_output=True, text=True).stdout.strip()
+                             capture_output=True, text=True, check=False).stdout.strip()
     if version != PYTHON_VERSION:
         raise BuildError(f"{python} is Python {version or '?'}, the stack declares cpython@{PYTHON_VERSION}",
                          f"point {SOURCE_ENV} at a CPython {PYTHON_VERSION} prefix")
@@ -132,7 +132,7 @@ def build_seed(dest: Path, patchelf: Patchelf) -> Seed:
     set_runpaths(dest, patchelf)
     check = subprocess.run([str(dest / "bin" / "python3"), "-I", "-B", "-c",
                             "import ssl, sqlite3, ctypes, lzma, bz2, zlib, uuid, json, decimal"],
-                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+                           capture_output=True, text=True, check=False, env={"PATH": "/usr/bin:/bin"})
     if check.returncode != 0:
         raise BuildError(f"the seeded interpreter at {dest} does not start: {check.stderr.strip()}")
     normalise_mtimes(dest, SEED_MTIME)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import gzip
-import os
 import io
+import os
 import tarfile
 from pathlib import Path, PurePosixPath
 
@@ -46,7 +46,7 @@ def write_tarball(tree: ReleaseTree, target: Path, mtime: int) -> None:
                                 io.BytesIO(member.data))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    with tmp.open("wb") as handle:
-        with gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0, compresslevel=6) as gz:
-            gz.write(raw.getvalue())
+    with tmp.open("wb") as handle, gzip.GzipFile(filename="", mode="wb", fileobj=handle, mtime=0,
+                                                   compresslevel=6) as gz:
+        gz.write(raw.getvalue())
     tmp.replace(target)

@@ -16,7 +16,7 @@ PINS_MARKER = ".refapp-tool-pins"
 
 def run(cmd: list[str], what: str, log_file: Path | None = None, **kwargs: object) -> subprocess.CompletedProcess[str]:
     """Run a build command; on failure raise a BuildError carrying the tail of its output."""
-    result = subprocess.run(cmd, capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         log_file.write_text(f"$ {' '.join(cmd)}\n{result.stdout}\n{result.stderr}")

@@ -15,9 +15,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from server.chat import render_turn  # noqa: E402
-from server.model import CharMLP, ModelConfig, save_weights  # noqa: E402
-from server.tokenizer import CharTokenizer, END_OF_TURN, context_window  # noqa: E402
+from server.chat import render_turn
+from server.model import CharMLP, ModelConfig, save_weights
+from server.tokenizer import END_OF_TURN, CharTokenizer, context_window
 
 SEED = 20240611
 CONFIG = ModelConfig(name="refchar", context=32, embed_dim=16, hidden_dim=192, vocab_size=97)

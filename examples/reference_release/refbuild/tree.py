@@ -29,7 +29,7 @@ class ReleaseTree:
     raw_members: dict[str, Member] = field(default_factory=dict)
     checksum_override: str | None = None
 
-    def with_member(self, name: str, member: Member) -> "ReleaseTree":
+    def with_member(self, name: str, member: Member) -> ReleaseTree:
         return replace(self, members={**self.members, name: member})
 
     def text(self, name: str) -> str:
@@ -37,12 +37,12 @@ class ReleaseTree:
             raise BuildError(f"release has no member {name}")
         return self.members[name].data.decode("utf-8")
 
-    def edit_text(self, name: str, old: str, new: str) -> "ReleaseTree":
+    def edit_text(self, name: str, old: str, new: str) -> ReleaseTree:
         """Replace exactly one occurrence of `old` in member `name` (fails loudly if it drifted)."""
         return self.with_member(name, Member(_replace_once(self.text(name), old, new, name).encode(),
                                              self.members[name].mode))
 
-    def edit_installer(self, old: str, new: str) -> "ReleaseTree":
+    def edit_installer(self, old: str, new: str) -> ReleaseTree:
         return replace(self, installer=_replace_once(self.installer, old, new, "install.sh"))
 
     def digest(self) -> str:

@@ -29,7 +29,7 @@ class ModelConfig:
         return json.dumps(self.__dict__, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelConfig":
+    def from_json(cls, text: str) -> ModelConfig:
         return cls(**json.loads(text))
 
 
@@ -56,7 +56,7 @@ class CharMLP:
         return matvec(hidden, self.w2) + self.b2
 
     @classmethod
-    def load(cls, path: Path) -> "CharMLP":
+    def load(cls, path: Path) -> CharMLP:
         raw = path.read_bytes()
         with np.load(path, allow_pickle=False) as data:
             config = ModelConfig.from_json(str(data["config"]))
