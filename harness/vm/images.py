@@ -62,7 +62,7 @@ class Recipe:
     initrd_must_contain: tuple[str, ...]
 
     @classmethod
-    def load(cls, name: str, directory: Path) -> "Recipe":
+    def load(cls, name: str, directory: Path) -> Recipe:
         path = directory / RECIPE_FILE
         try:
             data = tomllib.loads(path.read_text())["image"]
@@ -151,7 +151,7 @@ class BuiltImage:
         return sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
 
     @classmethod
-    def load(cls, directory: Path) -> "BuiltImage | None":
+    def load(cls, directory: Path) -> BuiltImage | None:
         """The build in ``directory``, or None when it is incomplete or not a build at all."""
         try:
             manifest = json.loads((directory / MANIFEST_FILE).read_text())
@@ -265,4 +265,4 @@ class ImageStore:
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

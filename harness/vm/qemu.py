@@ -106,6 +106,11 @@ class QemuLaunch:
         return self.options.pcap_path or self.vm_dir / "traffic.pcap"
 
 
+def option_path(path: Path) -> str:
+    """A path inside a QEMU ``key=value,...`` option: a literal comma is written twice."""
+    return str(path).replace(",", ",,")
+
+
 def qemu_command(qemu: str, launch: QemuLaunch) -> list[str]:
     """The QEMU argv. Runs with cwd = the VM directory (the QMP socket path is relative to it)."""
     netdev = (f"user,id=n0,restrict=on,"
@@ -114,11 +119,11 @@ def qemu_command(qemu: str, launch: QemuLaunch) -> list[str]:
         qemu, "-name", f"guest={launch.name}", *launch.accel_args,
         "-smp", str(launch.options.cpus), "-m", str(launch.options.memory_mb),
         "-nodefaults", "-display", "none", "-no-reboot",
-        "-serial", f"file:{launch.serial_log}",
+        "-serial", f"file:{option_path(launch.serial_log)}",
         "-kernel", str(launch.kernel), "-initrd", str(launch.initrd),
         "-append", launch.kernel_cmdline,
         # cache=unsafe: the overlay is thrown away, so flushes buy nothing but time.
-        "-drive", f"file={launch.overlay},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
+        "-drive", f"file={option_path(launch.overlay)},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
         "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
         "-device", "virtio-rng-pci",
         "-chardev", "socket,id=qmp,path=qmp.sock,server=on,wait=off",
@@ -126,7 +131,7 @@ def qemu_command(qemu: str, launch: QemuLaunch) -> list[str]:
     ]
     argv += launch.extra_args
     if launch.pcap is not None:
-        argv += ["-object", f"filter-dump,id=dump0,netdev=n0,file={launch.pcap}"]
+        argv += ["-object", f"filter-dump,id=dump0,netdev=n0,file={option_path(launch.pcap)}"]
     return argv
 
 

@@ -32,7 +32,7 @@ from qemu_e2e_support import (  # noqa: F401  (fixtures)
 from harness.vm.accel import choose_accel
 from harness.vm.host_tools import require_tool
 from harness.vm.images import BuiltImage
-from harness.vm.provider import SSHEndpoint, VMName
+from harness.vm.provider import SSHEndpoint, VMName, VMOptions
 from harness.vm.qemu import QemuProvider, read_ssh_banner
 from harness.vm.slots import SlotPool
 
@@ -80,7 +80,7 @@ def booted(provider: QemuProvider, base_image: BuiltImage) -> Iterator[Booted]:
     with SlotPool(PATHS.slots, HOST_VM_CAP).acquire(timeout_s=BOOT_TIMEOUT_S * 2, label=f"test_qemu {RUN_ID}"):
         try:
             started = time.monotonic()
-            provider.clone(IMAGE, name)
+            provider.clone(IMAGE, name, VMOptions(capture_traffic=True))
             provider.start(name)
             endpoint = provider.wait_ready(name, BOOT_TIMEOUT_S)
             yield Booted(provider, name, endpoint, time.monotonic() - started, base_image)
@@ -137,6 +137,30 @@ def test_guest_writes_leave_the_base_image_untouched(booted: Booted) -> None:
     booted.ssh("dd if=/dev/urandom of=/home/tester/blob bs=1M count=32 status=none && sync")
     assert overlay.stat().st_size >= before + 32 * 2**20  # the writes landed in the overlay ...
     assert sha256_of(booted.base.disk) == booted.base.manifest["image_sha256"]  # ... not in the base
+
+
+def _udp_destination_ports(pcap: Path) -> list[int]:
+    """Destination ports of the IPv4/UDP frames in a classic little-endian pcap file."""
+    data = pcap.read_bytes()
+    assert data[:4] == b"\xd4\xc3\xb2\xa1", "not a pcap file"
+    ports, offset = [], 24
+    while offset + 16 <= len(data):
+        captured = int.from_bytes(data[offset + 8:offset + 12], "little")
+        frame = data[offset + 16:offset + 16 + captured]
+        offset += 16 + captured
+        if len(frame) >= 42 and frame[12:14] == b"\x08\x00" and frame[23] == 17:  # IPv4, UDP
+            header = (frame[14] & 0x0F) * 4
+            ports.append(int.from_bytes(frame[14 + header + 2:14 + header + 4], "big"))
+    return ports
+
+
+def test_traffic_capture_records_what_the_guest_sent(booted: Booted) -> None:
+    pcap = booted.provider.traffic_pcap(booted.name)
+    assert pcap == booted.provider.vm_dir(booted.name) / "traffic.pcap"
+    booted.ssh("getent hosts harness-egress-probe.invalid || true")  # a lookup that must leave the guest
+    ports = _udp_destination_ports(pcap)
+    assert 67 in ports, "the guest's DHCP request is missing from the capture"
+    assert 53 in ports, "the guest's DNS query is missing from the capture"
 
 
 def test_graceful_stop_powers_the_guest_off(booted: Booted) -> None:

@@ -74,6 +74,14 @@ def test_command_line_captures_traffic_when_asked(tmp_path: Path) -> None:
     assert _option(sized, "-smp") == ["1"] and _option(sized, "-m") == ["4096"]
 
 
+def test_commas_in_paths_are_escaped_for_qemu_options(tmp_path: Path) -> None:
+    odd = _launch(tmp_path / "a,b", VMOptions(capture_traffic=True))
+    argv = qemu_command("qemu", odd)
+    assert _option(argv, "-drive")[0].startswith(f"file={tmp_path}/a,,b/vm/overlay.qcow2,if=virtio")
+    assert _option(argv, "-serial") == [f"file:{tmp_path}/a,,b/vm/serial.log"]
+    assert _option(argv, "-object")[0].endswith(f"file={tmp_path}/a,,b/vm/traffic.pcap")
+
+
 def test_free_port_is_bindable() -> None:
     port = free_loopback_port()
     with socket.socket() as sock:
