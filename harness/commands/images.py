@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from harness.config import HostPaths
 from harness.vm.images import ImageStore
+from harness.vm.qemu import QemuProvider
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,27 +17,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = actions.add_parser("build", help="build an image unless its current recipe is built already")
     build.add_argument("name", help="image name, e.g. linux-debian12 (see 'harness images list')")
     build.add_argument("--force", action="store_true", help="rebuild even if the current recipe is built")
-    actions.add_parser("list", help="show built images: name, hash, size, date, current or stale")
+    actions.add_parser("list", help="show built images: name, hash, size, date, current or stale, in use")
     actions.add_parser("prune", help="delete stale builds that no VM uses any more")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    store = ImageStore(HostPaths.from_env())
+    paths = HostPaths.from_env()
+    store = ImageStore(paths)
     if args.images_action == "build":
-        built = store.ensure(args.name, force=args.force, progress=lambda msg: print(msg, file=sys.stderr))
+        built = store.ensure(args.name, force=args.force, progress=lambda msg: print(msg, file=sys.stderr),
+                             in_use=QemuProvider(paths).backing_files_in_use)
         print(f"{built.name} {built.content_hash} {built.directory}")
         return 0
     if args.images_action == "prune":
-        from harness.vm.qemu import QemuProvider
-
-        for image in store.prune(in_use=QemuProvider(HostPaths.from_env()).backing_files_in_use()):
+        for image in store.prune(in_use=QemuProvider(paths).backing_files_in_use()):
             print(f"removed {image.name} {image.content_hash}")
         return 0
-    return _print_listing(store)
+    return _print_listing(store, QemuProvider(paths).backing_files_in_use())
 
 
-def _print_listing(store: ImageStore) -> int:
+def _print_listing(store: ImageStore, in_use: set[Path]) -> int:
     rows = store.listings()
     known = ", ".join(store.known())
     if not rows:
@@ -45,6 +47,6 @@ def _print_listing(store: ImageStore) -> int:
     print(f"{'NAME':<18} {'HASH':<16} {'SIZE':>9} {'BUILT (UTC)':<25} STATUS")
     for row in rows:
         size = f"{row.image.size_bytes / 2**20:.0f} MiB"
-        status = "current" if row.current else "stale"
+        status = ("current" if row.current else "stale") + (", in use by VMs" if row.image.disk in in_use else "")
         print(f"{row.image.name:<18} {row.image.content_hash:<16} {size:>9} {row.built_at:<25} {status}")
     return 0

@@ -216,8 +216,13 @@ class ImageStore:
         root.mkdir(parents=True, exist_ok=True)
         return FileLock(str(root / ".build.lock"), timeout=BUILD_LOCK_TIMEOUT_S)
 
-    def ensure(self, name: str, force: bool = False, progress: Progress | None = None) -> BuiltImage:
-        """The current build of ``name``, building it first if needed (one builder at a time)."""
+    def ensure(self, name: str, force: bool = False, progress: Progress | None = None,
+               in_use: Callable[[], set[Path]] | None = None) -> BuiltImage:
+        """The current build of ``name``, building it first if needed (one builder at a time).
+
+        ``force`` rebuilds the current hash in place, so it refuses while a VM (whose overlay reads
+        that base disk) still exists: ``in_use`` says which base disks VMs point at.
+        """
         # Imported here: building pulls in the whole build pipeline, looking up does not.
         from harness.vm.image_build import build_image
 
@@ -228,8 +233,14 @@ class ImageStore:
         try:
             with lock:
                 # Another builder may have finished while we waited for the lock.
-                if not force and (built := self.find(name, recipe.content_hash)) is not None:
-                    return built
+                existing = self.find(name, recipe.content_hash)
+                if existing is not None and not force:
+                    return existing
+                if existing is not None and in_use is not None and existing.disk in in_use():
+                    raise UsageError(
+                        f"cannot rebuild {name} {existing.content_hash}: VMs still use it as their base disk",
+                        hint="delete those VMs first ('harness gc'), or change the recipe to build a new image",
+                    )
                 return build_image(recipe, self.image_root(name), progress or (lambda _msg: None))
         except Timeout as exc:
             raise UsageError(

@@ -129,6 +129,17 @@ def test_ensure_builds_under_the_lock_when_the_recipe_changed(built_tiny: FakeIm
     assert calls == [image.content_hash]
 
 
+def test_forced_rebuild_refuses_while_vms_use_the_image(built_tiny: FakeImages, monkeypatch: pytest.MonkeyPatch) -> None:
+    def must_not_build(*args: object) -> None:
+        raise AssertionError("an image in use must not be rebuilt in place")
+
+    monkeypatch.setattr(image_build, "build_image", must_not_build)
+    current = built_tiny.store.current("linux-tiny")
+    with pytest.raises(UsageError, match="VMs still use it"):
+        built_tiny.store.ensure("linux-tiny", force=True, in_use=lambda: {current.disk})
+    assert current.disk.exists()
+
+
 def test_listing_marks_current_and_stale(built_tiny: FakeImages) -> None:
     fake_build(built_tiny.store, "linux-tiny", "0123456789abcdef", built_at="2024-01-01T00:00:00+00:00")
     (built_tiny.paths.images / "linux-tiny" / ".build-half-done").mkdir()  # never listed
@@ -253,8 +264,15 @@ def test_cli_list_shows_current_and_stale(cli_env: FakeImages, capsys: pytest.Ca
     assert cli.main(["images", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:3] == ["NAME", "HASH", "SIZE"]
-    statuses = {line.split()[1]: line.split()[-1] for line in lines[1:]}
+    statuses = {line.split()[1]: line.split(maxsplit=5)[-1] for line in lines[1:]}
     assert statuses == {recipe_hash(cli_env.recipe_dir()): "current", "0123456789abcdef": "stale"}
+
+
+def test_cli_list_marks_builds_that_vms_use(cli_env: FakeImages, capsys: pytest.CaptureFixture[str]) -> None:
+    fake_build(cli_env.store, "linux-tiny", recipe_hash(cli_env.recipe_dir()))
+    QemuProvider(cli_env.paths, cli_env.store).clone("linux-tiny", VMName.new("unit"))
+    assert cli.main(["images", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].endswith("current, in use by VMs")
 
 
 def test_cli_list_with_nothing_built_says_what_to_do(cli_env: FakeImages, capsys: pytest.CaptureFixture[str]) -> None:
