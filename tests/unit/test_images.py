@@ -24,6 +24,8 @@ from harness.vm.image_build import (
     remove_build_dir,
 )
 from harness.vm.images import (
+from harness.vm.provider import VMName
+from harness.vm.qemu import QemuProvider
     Recipe,
     default_recipes_root,
     discover_recipes,
