@@ -24,13 +24,13 @@ from harness.vm.image_build import (
     remove_build_dir,
 )
 from harness.vm.images import (
-from harness.vm.provider import VMName
-from harness.vm.qemu import QemuProvider
     Recipe,
     default_recipes_root,
     discover_recipes,
     recipe_hash,
 )
+from harness.vm.provider import VMName
+from harness.vm.qemu import QemuProvider
 
 REAL_RECIPES = Path(__file__).resolve().parents[2] / "vm_images"
 
