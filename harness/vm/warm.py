@@ -287,8 +287,9 @@ class SnapshotStore:
 
     def _build(self, root: Path, key: SnapshotKey, build: Builder) -> Snapshot:
         final = root / key.digest
+        for leftover in root.glob(f".building-{key.digest}-*"):  # builders that died; we hold the lock
+            self._discard(leftover)
         work = root / f".building-{key.digest}-{os.getpid()}"
-        shutil.rmtree(work, ignore_errors=True)
         work.mkdir()
         started = time.monotonic()
         try:
@@ -380,7 +381,8 @@ class WarmPlan:
     snapshot: str = ""  # directory of the snapshot a clone restores
     key: str = ""
     reason: str = ""  # why a warm start became a cold one
-    host_key: str = ""  # the clone's own host key, as its agent reported it
+    host_key: str = ""  # the clone's own SSH host public key, made by the host
+    machine_id: str = ""  # the clone's /etc/machine-id
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -493,12 +495,12 @@ class WarmStarts:
         timings: dict[str, float] = {}
         started = time.monotonic()
         personal = Personalization.new()
+        # The check of the state file overlaps with loading and personalising; the guest runs
+        # meanwhile, but nobody can log in before it has passed.
+        checksum = BackgroundChecksum(snapshot.state)
         try:
             with connect_unix(vm_dir / AGENT_SOCKET, timeout_s=5.0) as agent, \
                     QMPClient(vm_dir / "qmp.sock", timeout_s=10.0) as qmp:
-                # The check of the state file overlaps with loading and personalising; the guest
-                # runs meanwhile, but nobody can log in before it has passed.
-                checksum = BackgroundChecksum(snapshot.state)
                 qmp.execute("migrate-incoming", uri=f"exec:cat {shlex.quote(str(snapshot.state))}")
                 _wait_loaded(qmp, process, LOAD_TIMEOUT_S)
                 timings["loaded_s"] = round(time.monotonic() - started, 3)
@@ -507,20 +509,28 @@ class WarmStarts:
                 check_agent_reply(_read_reply(agent, process, AGENT_TIMEOUT_S))
                 timings["personalized_s"] = round(time.monotonic() - started, 3)
                 if checksum.result(LOAD_TIMEOUT_S) != snapshot.state_crc32:
-                    self.store.quarantine(snapshot)
-                    raise WarmRestoreFailed(f"state file {snapshot.state} does not match its checksum "
-                                            "(damaged); the snapshot was taken out of use")
+                    raise WarmRestoreFailed("checksum mismatch")
                 timings["verified_s"] = round(time.monotonic() - started, 3)
-        except WarmRestoreFailed:
-            raise
         except (OSError, ValueError, HarnessError) as exc:
-            if process.poll() is not None:
-                self.store.quarantine(snapshot)
-                raise WarmRestoreFailed(f"QEMU refused the saved state (exit {process.returncode}): "
-                                        f"{_tail(vm_dir / 'qemu.log')}") from exc
-            raise WarmRestoreFailed(f"restoring failed: {exc}") from exc
+            raise WarmRestoreFailed(self._diagnose(snapshot, checksum, process, vm_dir, exc)) from exc
         WarmPlan(role="clone", snapshot=plan.snapshot, key=plan.key, host_key=personal.host_key_public,
-                 timings=timings).save(vm_dir)
+                 machine_id=personal.machine_id, timings=timings).save(vm_dir)
+
+    def _diagnose(self, snapshot: Snapshot, checksum: BackgroundChecksum, process: subprocess.Popen[bytes],
+                  vm_dir: Path, exc: BaseException) -> str:
+        """Why a restore failed; a snapshot at fault is taken out of use so the next clone rebuilds."""
+        try:
+            damaged = checksum.result(LOAD_TIMEOUT_S) != snapshot.state_crc32
+        except WarmRestoreFailed:
+            damaged = True
+        if damaged:
+            self.store.quarantine(snapshot)
+            return f"state file {snapshot.state} does not match its checksum (damaged); snapshot taken out of use"
+        if process.poll() is not None:
+            self.store.quarantine(snapshot)
+            return f"QEMU refused the saved state (exit {process.returncode}): {_tail(vm_dir / 'qemu.log')}"
+        message = exc.message if isinstance(exc, HarnessError) else f"{type(exc).__name__}: {exc}"
+        return f"restoring failed: {message}"
 
     def fall_back(self, vm_dir: Path, base_disk: Path, reason: str) -> None:
         """Put a clone on the clean base image instead of the snapshot (QEMU already gone)."""
