@@ -6,7 +6,6 @@ no file. One VM for the whole module, inside the host's shared slot cap.
 # ruff: noqa: F811  (pytest fixtures imported from qemu_e2e_support are parameters here)
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -31,20 +30,13 @@ from qemu_e2e_support import (  # noqa: F401  (fixtures)
 
 from harness.vm.accel import choose_accel
 from harness.vm.host_tools import require_tool
+from harness.vm.image_build import sha256_file
 from harness.vm.images import BuiltImage
 from harness.vm.provider import SSHEndpoint, VMName, VMOptions
 from harness.vm.qemu import QemuProvider, read_ssh_banner
 from harness.vm.slots import SlotPool
 
 pytestmark = pytest.mark.vm
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- one booted VM for the module
@@ -136,7 +128,7 @@ def test_guest_writes_leave_the_base_image_untouched(booted: Booted) -> None:
     before = overlay.stat().st_size
     booted.ssh("dd if=/dev/urandom of=/home/tester/blob bs=1M count=32 status=none && sync")
     assert overlay.stat().st_size >= before + 32 * 2**20  # the writes landed in the overlay ...
-    assert sha256_of(booted.base.disk) == booted.base.manifest["image_sha256"]  # ... not in the base
+    assert sha256_file(booted.base.disk) == booted.base.manifest["image_sha256"]  # ... not in the base
 
 
 def _udp_destination_ports(pcap: Path) -> list[int]:
