@@ -210,6 +210,18 @@ def test_step_timeout_is_reported(tmp_path: Path) -> None:
         log.run("mkfs.ext4", ["sleep", "5"], timeout_s=0.2)
 
 
+def test_failed_build_leaves_no_work_dir_and_keeps_the_log(fake_images: FakeImages, monkeypatch: pytest.MonkeyPatch) -> None:
+    tools = {"debootstrap": "false", "chroot": "chroot", "mkfs.ext4": "mkfs.ext4", "qemu-img": "qemu-img"}
+    monkeypatch.setattr(image_build, "check_can_build", lambda: tools)
+    monkeypatch.setenv("HARNESS_DEBIAN_MIRROR", "http://mirror.invalid/debian")
+    with pytest.raises(InfrastructureError, match="image build step 'debootstrap'"):
+        fake_images.store.ensure("linux-tiny")
+    image_root = fake_images.paths.images / "linux-tiny"
+    assert list(image_root.glob(".build-*")) == []
+    assert "=== debootstrap: false --variant=minbase" in (image_root / "last-failed-build.log").read_text()
+    assert fake_images.store.listings() == []
+
+
 def test_missing_tool_names_the_apt_package(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(host_tools.shutil, "which", lambda *args, **kwargs: None)
     for program, package in (("debootstrap", "debootstrap"), ("qemu-img", "qemu-utils"),
