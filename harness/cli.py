@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -38,6 +39,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         kind = "usage error" if isinstance(exc, UsageError) else "error"
         print(f"harness: {kind}: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
+    except BrokenPipeError:
+        # The reader went away (`harness images list | head`): not an error of ours.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps the interpreter's final flush quiet
+        return 0
     except KeyboardInterrupt:
         print("harness: interrupted; VMs started by this run were stopped and removed", file=sys.stderr)
         return 130
