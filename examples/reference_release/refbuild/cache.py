@@ -41,3 +41,10 @@ def exclusive(lock_file: Path) -> Iterator[None]:
             log.info(f"another build holds {lock_file}; waiting for it")
             fcntl.flock(handle, fcntl.LOCK_EX)
         yield
+
+
+def prune_siblings(kept: Path) -> None:
+    """Drop the other cache entries of the same step (older inputs), keeping the one in use."""
+    for sibling in kept.parent.iterdir():
+        if sibling != kept and sibling.is_dir():
+            shutil.rmtree(sibling, ignore_errors=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import log
 from .assemble import good_release
-from .cache import exclusive
+from .cache import exclusive, prune_siblings
 from .config import BuildPaths, ReleaseIdentity
 from .errors import BuildError
 from .model_build import ensure_modelfiles
@@ -87,6 +87,8 @@ def build_locked(args: argparse.Namespace, paths: BuildPaths, specs: list[Varian
     tools_python = ensure_tools(paths)
     stack = ensure_stack(paths, tools_python)
     modelfiles = ensure_modelfiles(paths, tools_python)
+    for entry in (stack.root.parent, modelfiles.parent):
+        prune_siblings(entry)
     good = good_release(paths, identity, stack, modelfiles)
     built = [publish("good", good, paths.out, identity)]
     inputs = VariantInputs(paths, stack)
