@@ -35,6 +35,8 @@ from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, MissingToolError, UsageError
 from harness.vm.macos_login import RunKey, ensure_key_login, probe_ssh
 from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMOptions, VMState
+from harness.vm.tart_warm import TartWarmStarts, is_template
+from harness.vm.warm import StartMode
 
 VM_LIMIT_TEXT = "number of VMs exceeds the system limit"
 EXIT_NOT_FOUND_OR_STATE = 2  # tart: "does not exist" / "not running" / "already running"
@@ -191,6 +193,7 @@ class TartProvider:
         self.paths = paths
         self.cli = TartCLI(settings.binary, paths.state / "tart-commands.log")
         self._runs: dict[str, subprocess.Popen[bytes]] = {}
+        self.warm = TartWarmStarts(paths.state / "tart-warm", settings.max_running)  # issue 8 [WARM]
 
     @classmethod
     def from_env(cls, paths: HostPaths | None = None) -> "TartProvider":
@@ -239,6 +242,7 @@ class TartProvider:
         return sorted(
             str(e.get("Name")) for e in self._list_raw()
             if e.get("Source", "local") == "local" and VMName.parse(str(e.get("Name", ""))) is None
+            and not is_template(str(e.get("Name", "")))
         )
 
     def foreign_running_count(self) -> int:
@@ -267,7 +271,12 @@ class TartProvider:
                 hint="run `harness gc` to remove leftovers of dead runs",
             )
         self.vm_dir(name).mkdir(parents=True, exist_ok=True)
-        result = self.cli("clone", image, str(name), timeout_s=self.settings.clone_timeout_s)
+        cpu, memory = self.settings.cpu, self.settings.memory_mb
+        if options is not None:
+            cpu, memory = max(cpu, options.cpus), max(memory, options.memory_mb)
+        # Warm: clone a suspended template (harness.vm.tart_warm) and resume it. [WARM]
+        template = self.warm.source_for_clone(self, image, name, cpu, memory) if options and options.warm else None
+        result = self.cli("clone", template or image, str(name), timeout_s=self.settings.clone_timeout_s)
         if result.returncode != 0:
             raise InfrastructureError(
                 f"`tart clone {image} {name}` failed (exit {result.returncode})",
@@ -275,9 +284,8 @@ class TartProvider:
                 "build a clean image with vm_images/macos/README.md",
                 detail=result.message,
             )
-        cpu, memory = self.settings.cpu, self.settings.memory_mb
-        if options is not None:
-            cpu, memory = max(cpu, options.cpus), max(memory, options.memory_mb)
+        if template is not None:
+            return  # `tart set` would change what the saved machine was made with: it keeps its own
         set_args = ["set", str(name), "--random-mac", "--cpu", str(cpu), "--memory", str(memory)]
         result = self.cli(*set_args, timeout_s=self.settings.command_timeout_s)
         if result.returncode != 0:
@@ -294,6 +302,7 @@ class TartProvider:
             "--no-graphics", "--no-audio", "--no-clipboard",
             *self.settings.softnet.run_flags(),
             *self.settings.extra_run_args,
+            *(["--suspendable"] if self.warm.suspendable(self.vm_dir(name)) else []),
         ]
 
     def start(self, name: VMName) -> None:
@@ -377,16 +386,20 @@ class TartProvider:
                 time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
                 continue
             ensure_key_login(address, self.settings.ssh_port, self.settings.user, self.settings.password, key, step_timeout)
-            return SSHEndpoint(
+            return self.warm.after_ready(self, name, SSHEndpoint(
                 host=address, port=self.settings.ssh_port, user=self.settings.user,
                 key_path=key.private_path, password=self.settings.password,
-            )
+            ))
         raise BootTimeout(
             f"tart VM {name} did not answer SSH within {timeout_s:.0f} s: {last_problem}",
             hint="raise the boot timeout, check that the image enables Remote Login (vm_images/macos/README.md) "
             "and that macOS's Local Network privacy setting lets the host reach the VM",
             detail=self.console_tail(name),
         )
+
+    def start_mode(self, name: VMName | str) -> StartMode:
+        """Whether ``name`` resumed from a suspended template or booted (and why)."""
+        return self.warm.mode(self.vm_dir(name), requested=False)
 
     def stop(self, name: VMName, timeout_s: float = 30.0) -> None:
         result = self.cli("stop", str(name), "--timeout", str(int(timeout_s)), timeout_s=timeout_s + self.settings.command_timeout_s)

@@ -383,6 +383,7 @@ class WarmPlan:
     reason: str = ""  # why a warm start became a cold one
     host_key: str = ""  # the clone's own SSH host public key, made by the host
     machine_id: str = ""  # the clone's /etc/machine-id
+    resumed: bool = False  # the clone really started from the saved machine
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -514,7 +515,7 @@ class WarmStarts:
         except (OSError, ValueError, HarnessError) as exc:
             raise WarmRestoreFailed(self._diagnose(snapshot, checksum, process, vm_dir, exc)) from exc
         WarmPlan(role="clone", snapshot=plan.snapshot, key=plan.key, host_key=personal.host_key_public,
-                 machine_id=personal.machine_id, timings=timings).save(vm_dir)
+                 machine_id=personal.machine_id, resumed=True, timings=timings).save(vm_dir)
 
     def _diagnose(self, snapshot: Snapshot, checksum: BackgroundChecksum, process: subprocess.Popen[bytes],
                   vm_dir: Path, exc: BaseException) -> str:
@@ -556,7 +557,7 @@ class WarmStarts:
 
     def mode(self, vm_dir: Path, requested: bool) -> StartMode:
         plan = WarmPlan.load(vm_dir)
-        if plan is not None and plan.role == "clone" and plan.host_key:
+        if plan is not None and plan.role == "clone" and plan.resumed:
             return StartMode("warm", requested=True, detail=f"snapshot {plan.key}")
         if plan is not None and plan.role == "fallback":
             return StartMode("cold", requested=True, detail=plan.reason)

@@ -79,6 +79,8 @@ def cmd_clone(home: TartHome, args: argparse.Namespace) -> int:
     target = home.vm(args.new_name)
     # tart replaces an existing target without asking: so does the stand-in (the contract's point).
     home.create_vm(target, source.config(), source.disk_gb() or DEFAULT_DISK_GB)
+    if source.state_path.exists():  # tart copies a suspended VM's state (and keeps its MAC)
+        shutil.copyfile(source.state_path, target.state_path)
     return 0
 
 
@@ -112,7 +114,9 @@ def cmd_set(home: TartHome, args: argparse.Namespace) -> int:
 
 
 def _state(vm: VMDir) -> str:
-    return "running" if vm.running() else "stopped"
+    if vm.running():
+        return "running"
+    return "suspended" if vm.state_path.exists() else "stopped"
 
 
 def cmd_list(home: TartHome, args: argparse.Namespace) -> int:
@@ -211,8 +215,28 @@ def cmd_run(home: TartHome, args: argparse.Namespace) -> int:
 
     vm = _existing(home, args.name)
     rules = _softnet_rules(args)
+    # tart's Run.validate(): a suspended VM runs suspendable; only macOS VMs can be, without --dir.
+    suspendable = bool(args.suspendable or vm.state_path.exists())
+    if suspendable and vm.config().get("os", "linux") != "darwin":
+        raise StandinError("You can only suspend macOS VMs", EXIT_USAGE)
+    if suspendable and args.dir:
+        raise StandinError("Suspending VMs with shared directories is not supported", EXIT_USAGE)
     limit = _settings_int("TART_STANDIN_VM_LIMIT", 2)
-    return run_vm(home, vm, rules, limit=limit, ssh_port=ssh_port(), limit_message=VM_LIMIT_MESSAGE)
+    return run_vm(home, vm, rules, limit=limit, ssh_port=ssh_port(), limit_message=VM_LIMIT_MESSAGE,
+                  suspendable=suspendable)
+
+
+def cmd_suspend(home: TartHome, args: argparse.Namespace) -> int:
+    """tart's Suspend.swift: SIGUSR1 to the `run` process, which saves and exits; returns at once."""
+    vm = _existing(home, args.name)
+    pid = int(vm.run_state().get("pid", 0))
+    if not pid:
+        raise StandinError(f'VM "{args.name}" is not running', EXIT_STATE)
+    try:
+        os.kill(pid, signal.SIGUSR1)
+    except ProcessLookupError:
+        raise StandinError(f'failed to send SIGUSR1 signal to the "tart run" process running VM "{args.name}"') from None
+    return 0
 
 
 def cmd_stop(home: TartHome, args: argparse.Namespace) -> int:
@@ -331,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--net-softnet-block", action="append")
     p.add_argument("--net-softnet-allow", action="append")
     p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("suspend")
+    p.add_argument("name")
+    p.set_defaults(handler=cmd_suspend)
 
     p = sub.add_parser("stop")
     p.add_argument("name")

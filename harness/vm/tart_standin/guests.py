@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import paramiko
 
-from harness.vm.provider import Provider, VMName
+from harness.vm.provider import Provider, VMName, VMOptions
 from harness.vm.tart_standin.home import StandinError
 
 STANDIN_RUN_ID = "standin"
@@ -77,9 +77,10 @@ def _provision_command(user: str, password: str) -> str:
 class QemuGuest:
     """A Linux guest from the QEMU provider, owned by this ``run`` process (its pid is in the name)."""
 
-    def __init__(self, provider: Provider, backing_image: str, user: str, password: str) -> None:
+    def __init__(self, provider: Provider, backing_image: str, user: str, password: str, warm: bool = False) -> None:
         self.provider = provider
         self.backing_image = backing_image
+        self.warm = warm
         self.name = VMName.new(STANDIN_RUN_ID)
         self.user = user
         self.password = password
@@ -87,7 +88,7 @@ class QemuGuest:
         self._running = False
 
     def start(self) -> None:
-        self.provider.clone(self.backing_image, self.name)
+        self.provider.clone(self.backing_image, self.name, VMOptions(warm=self.warm))
         self._cloned = True
         self.provider.start(self.name)
         self._running = True
@@ -133,7 +134,7 @@ class QemuGuest:
         return self.provider.console_tail(self.name)
 
 
-def make_guest(config: dict[str, Any]) -> Guest:
+def make_guest(config: dict[str, Any], warm: bool = False) -> Guest:
     backend = os.environ.get("TART_STANDIN_BACKEND", "qemu")
     user = os.environ.get("TART_STANDIN_USER", "admin")
     password = os.environ.get("TART_STANDIN_PASSWORD", "admin")
@@ -150,7 +151,7 @@ def make_guest(config: dict[str, Any]) -> Guest:
     backing = config.get("standinBacking")
     if not backing:
         raise StandinError("this VM has no backing QEMU image (create golden VMs with `standin-import`)")
-    return QemuGuest(get_provider("qemu"), str(backing), user=user, password=password)
+    return QemuGuest(get_provider("qemu"), str(backing), user=user, password=password, warm=warm)
 
 
 def wait_while_alive(guest: Guest, poll_s: float = 1.0) -> None:

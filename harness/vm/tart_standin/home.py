@@ -5,6 +5,8 @@ Layout (tart's, where tart has one):
     $TART_HOME/vms/<name>/disk.img         sparse file of the VM's disk size (the stand-in's guest
                                            disk is a QEMU overlay made at ``run`` time instead)
     $TART_HOME/vms/<name>/nvram.bin
+    $TART_HOME/vms/<name>/state.vzvmsave   a suspended VM's saved state (the stand-in saves the
+                                           config it was made with; its guest resumes warm)
     $TART_HOME/cache/OCIs/<host>/<path>/<tag>/   pulled images
 Stand-in only:
     $TART_HOME/vms/<name>/standin-run.lock  flock held by the ``run`` process: "running" means held
@@ -90,6 +92,10 @@ class VMDir:
     @property
     def run_path(self) -> Path:
         return self.path / "standin-run.json"
+
+    @property
+    def state_path(self) -> Path:
+        return self.path / "state.vzvmsave"
 
     def exists(self) -> bool:
         return self.config_path.is_file()

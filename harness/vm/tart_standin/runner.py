@@ -9,6 +9,7 @@ becomes reachable on ``<lease>:<ssh port>`` unless Softnet blocks the host gatew
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import signal
 import sys
@@ -16,7 +17,7 @@ import time
 from types import FrameType
 
 from harness.vm.tart_standin.guests import Guest, make_guest, wait_while_alive
-from harness.vm.tart_standin.home import StandinError, TartHome, VMDir
+from harness.vm.tart_standin.home import StandinError, TartHome, VMDir, random_mac
 from harness.vm.tart_standin.network import Relay, SoftnetRules
 
 EXIT_STATE = 2
@@ -29,6 +30,41 @@ def _say(text: str) -> None:
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+class _Suspend(BaseException):
+    """`tart suspend` asked this `run` process to save the VM and exit."""
+
+
+def _suspend(signum: int, frame: FrameType | None) -> None:
+    raise _Suspend
+
+
+def _saved_config(config: dict[str, object]) -> dict[str, object]:
+    """What a saved machine must match to be restored (Virtualization.framework checks it)."""
+    return {k: config.get(k) for k in ("macAddress", "cpuCount", "memorySize")}
+
+
+def _restore_or_discard(home: TartHome, vm: VMDir) -> bool:
+    """tart's Run: a MAC in use by another running VM gets a new MAC and loses the saved state;
+    otherwise a saved state is restored (and deleted). True when the VM resumes."""
+    if not vm.state_path.exists():
+        return False
+    config = vm.config()
+    mac = str(config.get("macAddress", ""))
+    if any(o.name != vm.name and o.running() and o.config().get("macAddress") == mac for o in home.local_vms()):
+        _say("There is already a running VM with the same MAC address!")
+        _say("Resetting VM to assign a new MAC address...")
+        vm.write_config({**config, "macAddress": random_mac()})
+        vm.state_path.unlink(missing_ok=True)
+        return False
+    saved = json.loads(vm.state_path.read_text() or "{}")
+    if saved.get("config") != _saved_config(config):
+        raise StandinError("Failed to restore the VM's state: the configuration changed since it was saved")
+    _say("restoring VM state from a snapshot...")
+    vm.state_path.unlink()
+    _say("resuming VM...")
+    return True
 
 
 def _take_run_lock(home: TartHome, vm: VMDir, limit: int, limit_message: str) -> int:
@@ -87,13 +123,22 @@ def _serve(home: TartHome, vm: VMDir, guest: Guest, rules: SoftnetRules, ssh_por
     return relay
 
 
-def run_vm(home: TartHome, vm: VMDir, rules: SoftnetRules, *, limit: int, ssh_port: int, limit_message: str) -> int:
+def run_vm(home: TartHome, vm: VMDir, rules: SoftnetRules, *, limit: int, ssh_port: int, limit_message: str,
+           suspendable: bool = False) -> int:
     lock_fd = _take_run_lock(home, vm, limit, limit_message)
     # Explicitly: a shell's `&` starts background jobs with SIGINT ignored, and tart's contract
     # is that SIGINT stops the VM.
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    guest = make_guest(vm.config())
+    signal.signal(signal.SIGUSR1, _suspend)
+    try:
+        resumed = _restore_or_discard(home, vm)
+    except StandinError:
+        os.close(lock_fd)
+        raise
+    # A restored stand-in guest is a warm QEMU clone: fast, like a resume (its memory is the
+    # backing image's saved boot, not this VM's: the stand-in keeps no per-VM guest state).
+    guest = make_guest(vm.config(), warm=resumed)
     relay: Relay | None = None
     code = 0
     try:
@@ -102,12 +147,22 @@ def run_vm(home: TartHome, vm: VMDir, rules: SoftnetRules, *, limit: int, ssh_po
         _say("guest powered off")
     except KeyboardInterrupt:
         _say("stopping (SIGINT)")
+    except _Suspend:
+        if not suspendable:  # tart: validateSaveRestoreSupport() fails, the process exits 1
+            print("Error: failed to suspend: the VM was not started with --suspendable", file=sys.stderr, flush=True)
+            code = 1
+        else:
+            _say("pausing VM to take a snapshot...")
+            _say("creating a snapshot...")
+            vm.state_path.write_text(json.dumps({"config": _saved_config(vm.config()), "saved": time.time()}))
+            _say("snapshot created successfully! shutting down the VM...")
     except Exception as exc:  # noqa: BLE001 - tart reports any failure as text and exit 1
         print(f"Error: {exc}\n{guest.console_tail()}", file=sys.stderr, flush=True)
         code = 1
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the clean-up
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         if relay is not None:
             relay.close()
         try:
