@@ -52,14 +52,16 @@ def all_same(labelled: Sequence[tuple[str, Completion]]) -> list[str]:
     base_label, base = labelled[0]
     problems = []
     for label, other in labelled[1:]:
-        for diff in differences(base, other):
-            problems.append(f"{label} vs {base_label}: {diff}")
+        found = differences(base, other)
+        if found:
+            problems.append(f"{label} vs {base_label}: {'; '.join(found)}")
     return problems
 
 
 def seeds_behave(first: Completion, again: Completion, other_seed: Completion) -> list[str]:
     """With sampling on, the same seed repeats its answer and a different seed changes it."""
-    problems = [f"same seed {first.request.seed}, two requests: {d}" for d in differences(first, again)]
+    drift = differences(first, again)
+    problems = [f"same seed {first.request.seed}, two requests: {'; '.join(drift)}"] if drift else []
     if not differences(first, other_seed):
         problems.append(
             f"seeds {first.request.seed} and {other_seed.request.seed} gave the same answer at "

@@ -35,7 +35,7 @@ def test_determinism_restart(deployment: Deployment, client: CompletionClient, r
     after = ask_all(client, profile)
     report.attach_json(evidence([(f"{p.id} before", c) for p, c in before] + [(f"{p.id} after", c) for p, c in after]),
                        "completions around a restart")
-    problems = [f"{p.id}: {d}" for (p, a), (_, b) in zip(before, after) for d in differences(a, b)]
+    problems = [f"{p.id}: {'; '.join(found)}" for (p, a), (_, b) in zip(before, after) if (found := differences(a, b))]
     expect_none(problems, "answers changed across a server restart")
 
 
@@ -50,7 +50,8 @@ def test_stream_matches_nonstream(deployment: Deployment, client: CompletionClie
         plain = ask(client, profile, prompt, stream=False)
         streamed = ask(client, profile, prompt, stream=True)
         pairs += [(f"{prompt.id} json", plain), (f"{prompt.id} stream", streamed)]
-        problems += [f"{prompt.id}: streamed vs non-streamed: {d}" for d in differences(plain, streamed)]
+        if found := differences(plain, streamed):
+            problems.append(f"{prompt.id}: streamed vs non-streamed: {'; '.join(found)}")
     report.attach_json(evidence(pairs), "streamed and non-streamed completions")
     expect_none(problems, "streamed answers differ from non-streamed ones")
 
@@ -64,8 +65,8 @@ def test_determinism_concurrent(deployment: Deployment, client: CompletionClient
     report.attach_json(evidence([(f"{p.id} sequential", c) for p, c in zip(prompts, sequential)]
                                 + [(f"{p.id} concurrent", c) for p, c in zip(prompts, concurrent)]),
                        "sequential and concurrent completions")
-    problems = [f"{p.id}: concurrent vs sequential: {d}"
-                for p, a, b in zip(prompts, sequential, concurrent) for d in differences(a, b)]
+    problems = [f"{p.id}: concurrent vs sequential: {'; '.join(found)}"
+                for p, a, b in zip(prompts, sequential, concurrent) if (found := differences(a, b))]
     expect_none(problems, "answers to concurrent requests differ from sequential ones")
 
 
