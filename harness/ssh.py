@@ -24,6 +24,7 @@ from typing import BinaryIO, Self
 import paramiko
 
 from harness.errors import HarnessError, InfrastructureError, RemoteTimeout
+from harness.ssh_trace import BusyClock, OperationTrace
 from harness.vm.provider import SSHEndpoint
 
 # Large windows and packets keep the pipe full: the guest (often under software emulation)
@@ -233,6 +234,8 @@ class SSHTransport:
         self.log = log
         self._transport = transport
         self._sftp: paramiko.SFTPClient | None = None
+        # Off unless HARNESS_SSH_TRACE is set (bench/bench_warm.py replays the run's guest work).
+        self.trace = OperationTrace.from_env(f"{endpoint.host}-{endpoint.port}")
 
     # -- connecting -------------------------------------------------------------------------
 
@@ -325,7 +328,7 @@ class SSHTransport:
         extra = "".join(
             ([f"  [cwd={cwd}]"] if cwd else []) + ([f"  [env={','.join(env)}]"] if env else [])
         )
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         chan = self._open_session(timeout)
         output = _Output()
         try:
@@ -338,6 +341,8 @@ class SSHTransport:
             self._kill_group(output.pid)
             out, err = output.text()
             self.log.command(cmd, None, extra + f"  [TIMED OUT after {timeout} s; killed]")
+            if self.trace is not None:
+                self.trace.command(cmd, env, cwd, stdin, wall, time.monotonic() - started, None)
             raise RemoteTimeout(
                 f"command ran past its {timeout:g} s timeout in the guest and was killed: {cmd}",
                 hint="raise the timeout if the step is legitimately slow; "
@@ -349,6 +354,8 @@ class SSHTransport:
         out, err = output.text()
         result = CommandResult(cmd, exit_code, out, err, time.monotonic() - started)
         self.log.command(cmd, result, extra)
+        if self.trace is not None:
+            self.trace.command(cmd, env, cwd, stdin, wall, result.duration_s, exit_code)
         if check and not result.ok:
             raise RemoteCommandFailed(result)
         return result
@@ -460,6 +467,9 @@ class SSHTransport:
                 sftp.chmod(remote, mode)
         transfer = Transfer(str(local), remote, size, digest.hexdigest(),
                             time.monotonic() - started)
+        if self.trace is not None:
+            self.trace.record("put", time.time() - transfer.duration_s, transfer.duration_s,
+                              local=str(local), remote=remote, mode=mode, size=size)
         self._verify(transfer, remote, max(deadline - time.monotonic(), 30.0))
         return transfer
 
@@ -476,6 +486,9 @@ class SSHTransport:
                 sftp.getfo(remote, sink, max_concurrent_prefetch_requests=SFTP_PREFETCH_REQUESTS)
         transfer = Transfer(remote, str(local), sink.size, sink.digest.hexdigest(),
                             time.monotonic() - started)
+        if self.trace is not None:
+            self.trace.record("get", time.time() - transfer.duration_s, transfer.duration_s,
+                              remote=remote, size=sink.size)
         self._verify(transfer, remote, max(started + timeout - time.monotonic(), 30.0))
         return transfer
 
@@ -514,7 +527,7 @@ class SSHTransport:
     @contextmanager
     def forward(self, guest_port: int, guest_host: str = "127.0.0.1") -> Iterator[int]:
         """Forward ``guest_host:guest_port`` (as seen from the guest) to 127.0.0.1:<yielded port>."""
-        forward = _PortForward(self._transport, guest_host, guest_port, self.log)
+        forward = _PortForward(self._transport, guest_host, guest_port, self.log, self.trace)
         try:
             yield forward.local_port
         finally:
@@ -612,9 +625,11 @@ class _PortForward:
     """A listener on 127.0.0.1:<ephemeral> whose connections go to the guest via direct-tcpip."""
 
     def __init__(
-        self, transport: paramiko.Transport, guest_host: str, guest_port: int, log: CommandLog
+        self, transport: paramiko.Transport, guest_host: str, guest_port: int, log: CommandLog,
+        trace: OperationTrace | None = None,
     ) -> None:
         self._transport = transport
+        self._trace = trace
         self._target = (guest_host, guest_port)
         self._log = log
         self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -661,6 +676,7 @@ class _PortForward:
             pump.start()
 
     def _pump(self, client: socket.socket, chan: paramiko.Channel) -> None:
+        clock, opened = BusyClock(), time.time()
         try:
             while not self._closing.is_set():
                 ready, _, _ = select.select([client, chan], [], [], 0.5)
@@ -668,17 +684,23 @@ class _PortForward:
                     data = client.recv(1 << 16)
                     if not data:
                         break
+                    clock.sent()
                     chan.sendall(data)
                 if chan in ready:
                     data = chan.recv(1 << 16)
                     if not data:
                         break
+                    clock.received()
                     client.sendall(data)
         except (OSError, paramiko.SSHException, EOFError):
             pass
         finally:
             chan.close()
             client.close()
+            clock.finish()
+            if self._trace is not None:
+                self._trace.record("forward", opened, clock.busy_s, guest_port=self._target[1],
+                                   requests=clock.requests)
 
     def close(self) -> None:
         self._closing.set()
