@@ -384,6 +384,7 @@ class WarmPlan:
     host_key: str = ""  # the clone's own SSH host public key, made by the host
     machine_id: str = ""  # the clone's /etc/machine-id
     resumed: bool = False  # the clone really started from the saved machine
+    base_disk: str = ""  # the clean image a clone falls back to
     timings: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -469,13 +470,21 @@ class WarmStarts:
         except HarnessError as exc:
             self.record_fallback(vm_dir, f"no warm snapshot: {exc.message}")
             return built.disk
-        WarmPlan(role="clone", snapshot=str(snapshot.directory), key=key.digest).save(vm_dir)
+        WarmPlan(role="clone", snapshot=str(snapshot.directory), key=key.digest, base_disk=str(built.disk)).save(vm_dir)
         return snapshot.disk
 
     # -- start --------------------------------------------------------------------------------
 
     def launch_args(self, vm_dir: Path) -> tuple[str, ...]:
+        """QEMU arguments for this VM's next start. A clone whose snapshot went away since it was
+        cloned (quarantined by another clone, pruned) is moved onto the base image first."""
         plan = WarmPlan.load(vm_dir)
+        if plan is not None and plan.role == "clone" and plan.base_disk:
+            snapshot = Snapshot.load(Path(plan.snapshot))
+            problem = "it is gone" if snapshot is None else snapshot.problem()
+            if problem is not None:
+                self.fall_back(vm_dir, Path(plan.base_disk), f"snapshot {plan.key} unusable: {problem}")
+                return ()
         if plan is None or plan.role == "fallback":
             return ()
         if plan.role == "template":
@@ -515,7 +524,7 @@ class WarmStarts:
         except (OSError, ValueError, HarnessError) as exc:
             raise WarmRestoreFailed(self._diagnose(snapshot, checksum, process, vm_dir, exc)) from exc
         WarmPlan(role="clone", snapshot=plan.snapshot, key=plan.key, host_key=personal.host_key_public,
-                 machine_id=personal.machine_id, resumed=True, timings=timings).save(vm_dir)
+                 machine_id=personal.machine_id, resumed=True, base_disk=plan.base_disk, timings=timings).save(vm_dir)
 
     def _diagnose(self, snapshot: Snapshot, checksum: BackgroundChecksum, process: subprocess.Popen[bytes],
                   vm_dir: Path, exc: BaseException) -> str:

@@ -303,3 +303,16 @@ def test_the_sign_off_shows_how_vms_started() -> None:
     model = build_model([{"kind": "meta", "target": "linux-debian12", "data": data}])
     assert "vm start (linux-debian12): warm" in render_markdown(model)
     assert "vm start (linux-debian12): warm" in render_html(model)
+
+
+def test_a_clone_whose_snapshot_vanished_starts_on_the_base_image(built: BuiltImage, tmp_path: Path) -> None:
+    store = SnapshotStore()
+    snapshot = store.ensure(built, KEY, CountingBuilder())
+    vm_dir = tmp_path / "vm"
+    vm_dir.mkdir()
+    WarmPlan(role="clone", snapshot=str(snapshot.directory), key=KEY.digest, base_disk=str(built.disk)).save(vm_dir)
+    assert WarmStarts(store).launch_args(vm_dir)[-1] == "defer"
+    store.quarantine(snapshot)
+    with pytest.warns(WarmStartWarning, match="gone"):
+        assert WarmStarts(store).launch_args(vm_dir) == ()
+    assert WarmStarts(store).mode(vm_dir, requested=True).used == "cold"
