@@ -33,9 +33,16 @@ _STATUS: dict[str, str] = {
 
 
 def add_test_labels(
-    identity: CheckIdentity, labels: Mapping[str, str], volatile: Mapping[str, str]
+    identity: CheckIdentity,
+    labels: Mapping[str, str],
+    volatile: Mapping[str, str],
+    shown: Mapping[str, str] | None = None,
 ) -> None:
-    """Call while the test is open in allure (before its teardown ends)."""
+    """Call while the test is open in allure (before its teardown ends).
+
+    ``shown`` replaces the displayed value of existing parameters (a target object's repr is
+    unreadable); allure keeps hashing the original value, so history ids do not move.
+    """
     hook = allure_commons.plugin_manager.hook
     hook.add_label(label_type=LabelType.PARENT_SUITE, labels=[identity.target])
     hook.add_label(label_type=LabelType.SUITE, labels=[identity.area])
@@ -45,6 +52,8 @@ def add_test_labels(
         hook.add_label(label_type=name, labels=[value])
     for name, value in volatile.items():
         hook.add_parameter(name=name, value=value, excluded=True, mode=None)
+    for name, value in (shown or {}).items():
+        hook.add_parameter(name=name, value=value, excluded=False, mode=None)
 
 
 def hand_over_outcome(outcome: Outcome, area: str) -> None:

@@ -69,6 +69,15 @@ def area_from_module(module_stem: str) -> str:
     return AREA_ALIASES.get(stem, stem)
 
 
+def target_objects(item: pytest.Item) -> list[str]:
+    """Target parameters whose value is an object (shown by its target name, not its repr)."""
+    return [
+        name
+        for name, value in _params(item).items()
+        if name in TARGET_PARAMS and not isinstance(value, str)
+    ]
+
+
 def _explicit_target(item: pytest.Item) -> str | None:
     bound = item.stash.get(bound_target_key, None)
     if bound:
@@ -111,8 +120,11 @@ def identify(item: pytest.Item) -> CheckIdentity:
 
 
 def identify_nodeid(nodeid: str) -> CheckIdentity:
-    """Best effort for a test we only know by node id (a crashed xdist worker's test)."""
+    """Best effort for a test known only by node id (its xdist worker died): a bracketed parameter
+    id is taken for the target, as the suite names its parameters after their targets."""
     path, _, rest = nodeid.partition("::")
-    name = rest.rsplit("::", 1)[-1].split("[", 1)[0].removeprefix("test_") or nodeid
+    function, _, param = rest.rsplit("::", 1)[-1].partition("[")
+    name = function.removeprefix("test_") or nodeid
     area = area_from_module(path.rsplit("/", 1)[-1].removesuffix(".py"))
-    return CheckIdentity(name, area, TARBALL_TARGET if area == STATIC_AREA else DEFAULT_TARGET)
+    fallback = TARBALL_TARGET if area == STATIC_AREA else DEFAULT_TARGET
+    return CheckIdentity(name, area, param.removesuffix("]") or fallback)

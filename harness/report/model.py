@@ -202,6 +202,14 @@ class SignoffModel:
         """Pipeline order; prefixed phases (``twin_boot``) after the plain ones; ``total`` last."""
         return sorted({p.phase for p in self.phases}, key=_phase_rank)
 
+    def main_phases(self) -> list[str]:
+        """The pipeline's own steps (boot ... teardown), without ``total`` and finer-grained detail."""
+        return [n for n in self.phase_names() if n in PHASE_ORDER]
+
+    def detail_phases(self) -> list[str]:
+        """Finer steps other areas time (``vm_slot_wait``, ``twin_install`` ...)."""
+        return [n for n in self.phase_names() if n not in PHASE_ORDER and n != TOTAL_PHASE]
+
     def phase(self, target: str, name: str) -> PhaseTiming | None:
         return next((p for p in self.phases if p.target == target and p.phase == name), None)
 
@@ -395,16 +403,26 @@ def _as_outcome(text: str) -> Outcome:
     return "broken"
 
 
+def junit_key(nodeid: str) -> str:
+    """How pytest's JUnit writer names a node id (``classname::name``), to match the two up."""
+    path, _, params = nodeid.partition("[")
+    names = path.split("::")
+    names[0] = names[0].replace("/", ".").removesuffix(".py")
+    names[-1] += f"[{params}" if params else ""
+    return "::".join(part for part in (".".join(names[:-1]), names[-1]) if part)
+
+
 def _lost_checks(
     cases: Iterable[JUnitCase], known_nodes: set[str]
 ) -> tuple[list[CheckResult], list[str]]:
     """JUnit cases the journal does not know: harness-tagged ones become checks, the rest problems."""
     checks: list[CheckResult] = []
     problems: list[str] = []
+    known_keys = {junit_key(n) for n in known_nodes}
     for case in cases:
         props = case.properties
         nodeid = props.get("harness.nodeid", "")
-        if nodeid and nodeid in known_nodes:
+        if (nodeid and nodeid in known_nodes) or case.nodeid_hint in known_keys:
             continue
         if "harness.outcome" in props:
             outcome = props["harness.outcome"]
@@ -424,6 +442,15 @@ def _lost_checks(
         elif case.status == "error":
             problems.append(f"{case.nodeid_hint}: {case.message or 'error outside any check'}")
     return checks, problems
+
+
+def _unreported(records: list[Mapping[str, Any]]) -> list[str]:
+    nodeids = sorted({n for r in records for n in (r.get("data") or {}).get("nodeids", [])})
+    if not nodeids:
+        return []
+    shown = ", ".join(nodeids[:5]) + (f" and {len(nodeids) - 5} more" if len(nodeids) > 5 else "")
+    cause = "a worker died or the run stopped early"
+    return [f"{_plural(len(nodeids), 'collected test')} never reported a result ({cause}): {shown}"]
 
 
 def _plural(count: int, noun: str) -> str:
@@ -490,6 +517,7 @@ def build_model(
     checks = _checks(by_kind["check"], evidence)
     lost, problems = _lost_checks(junit_cases, {c.nodeid for c in checks if c.nodeid})
     checks.extend(lost)
+    problems += _unreported(by_kind["unreported"])
     phases = _phases(by_kind["phase"])
     footprints = _footprints(by_kind["footprint"])
     digests = _digests(by_kind["digest"])

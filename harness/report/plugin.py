@@ -24,7 +24,7 @@ from harness.report.allure_files import write_allure_extras
 from harness.report.facts import HostFacts, facts_from_records
 from harness.report.formatting import first_lines
 from harness.report.history import HistoryStore
-from harness.report.identity import CHECK_MARKER, identify, identify_nodeid
+from harness.report.identity import CHECK_MARKER, identify, identify_nodeid, target_objects
 from harness.report.layout import ResultsLayout, ResultsLock, clean_for_new_run
 from harness.report.model import SignoffModel
 from harness.report.outcome import classify_phase, combine, failure_message
@@ -126,6 +126,8 @@ class ReportSession:
         self.run_id = os.environ.get("HARNESS_RUN_ID") or secrets.token_hex(4)
         self.model: SignoffModel | None = None
         self.signoff_error: str = ""
+        self.expected: set[str] = set()  # controller: collected node ids
+        self.reported: set[str] = set()  # controller: node ids that reached a final report
         self._lock: ResultsLock | None = None
 
     # -- controller: the results directory ------------------------------------------------------
@@ -187,7 +189,10 @@ class ReportSession:
         # Labels and excluded parameters must be in place before allure computes the history id.
         identity = identify(item)
         allure_glue.add_test_labels(
-            identity, self._release_labels(), self.state.volatile.get(identity.target, {})
+            identity,
+            self._release_labels(),
+            self.state.volatile.get(identity.target, {}),
+            shown={name: identity.target for name in target_objects(item)},
         )
         return (yield)
 
@@ -250,8 +255,10 @@ class ReportSession:
                     nodeid=report.nodeid,
                 )
             )
+            self.reported.add(report.nodeid)
         elif report.when not in ("setup", "call", "teardown"):
             # xdist's report for a test whose worker died: the test never reached its teardown.
+            self.reported.add(report.nodeid)
             identity = identify_nodeid(report.nodeid)
             message = f"InfrastructureError: {first_lines(str(report.longrepr), 5)}"
             self.journal.write(
@@ -266,10 +273,22 @@ class ReportSession:
             )
             allure_glue.report_lost_test(report.nodeid, identity, message)
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not self.worker:
+            self.expected.update(item.nodeid for item in session.items)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """xdist: what the workers will run, so that a test that never reports is not forgotten."""
+        self.expected.update(ids)
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         if self.worker or self._lock is None:
             return
+        unreported = sorted(self.expected - self.reported)
+        if unreported:
+            self.journal.write(GenericRecord(kind="unreported", data={"nodeids": unreported}))
         self.journal.write(
             GenericRecord(
                 kind="run_end", data={"finished_at": time.time(), "exitstatus": int(exitstatus)}

@@ -192,15 +192,9 @@ def _matrix(model: SignoffModel) -> str:
     return f'<section id="matrix"><h2>Checks × images</h2>{_table(head, rows)}</section>'
 
 
-def _timings(model: SignoffModel) -> str:
-    if not model.phases:
-        return ""
-    steps = [p for p in model.phases if p.phase != TOTAL_PHASE]
-    longest = max((p.total_s for p in steps), default=0.0) or 1.0
+def _timing_rows(model: SignoffModel, names: list[str], longest: float) -> list[str]:
     rows = []
-    for name in model.phase_names():
-        if name == TOTAL_PHASE:
-            continue
+    for name in names:
         cells = []
         for target in model.targets:
             timing = model.phase(target, name)
@@ -212,19 +206,38 @@ def _timings(model: SignoffModel) -> str:
             bar = f'<div class="bar{"" if timing.ok else " bad"}" style="width:{width:.0f}%"></div>'
             cells.append(f'<td class="num">{seconds(timing.total_s)}{times}{bar}</td>')
         rows.append(f"<tr><td>{escape(name)}</td>{''.join(cells)}</tr>")
+    return rows
+
+
+def _total_row(model: SignoffModel) -> str:
     measured = TOTAL_PHASE in model.phase_names()
-    totals = []
+    cells = []
     for target in model.targets:
         if measured:
             timing = model.phase(target, TOTAL_PHASE)
             total = timing.total_s if timing is not None else None
         else:
-            total = sum(p.total_s for p in steps if p.target == target)
-        totals.append(f'<td class="num"><strong>{seconds(total)}</strong></td>')
+            total = sum(
+                p.total_s
+                for p in model.phases
+                if p.target == target and p.phase in model.main_phases()
+            )
+        cells.append(f'<td class="num"><strong>{seconds(total)}</strong></td>')
     label = "total (wall time)" if measured else "sum of phases"
-    rows.append(f"<tr><td><strong>{label}</strong></td>{''.join(totals)}</tr>")
+    return f"<tr><td><strong>{label}</strong></td>{''.join(cells)}</tr>"
+
+
+def _timings(model: SignoffModel) -> str:
+    if not model.phases:
+        return ""
+    longest = max((p.total_s for p in model.phases if p.phase != TOTAL_PHASE), default=0.0) or 1.0
     head = ["Phase"] + [escape(t) for t in model.targets]
-    return f'<section id="timings"><h2>Phase timings</h2>{_table(head, rows)}</section>'
+    main = _table(head, [*_timing_rows(model, model.main_phases(), longest), _total_row(model)])
+    details = ""
+    if model.detail_phases():
+        table = _table(head, _timing_rows(model, model.detail_phases(), longest))
+        details = f"<details><summary>finer steps ({len(model.detail_phases())})</summary>{table}</details>"
+    return f'<section id="timings"><h2>Phase timings</h2>{main}{details}</section>'
 
 
 def _static(model: SignoffModel) -> str:

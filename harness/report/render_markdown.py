@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.report.formatting import NOT_RUN, SYMBOLS, seconds, short_sha, size
-from harness.report.model import SignoffModel
+from harness.report.model import TOTAL_PHASE, SignoffModel
 
 EMOJI = {"passed": "✅", "failed": "❌", "broken": "⚠️", "skipped": "➖"}
 MESSAGE_CHARS = 300
@@ -35,7 +35,11 @@ def render_markdown(model: SignoffModel) -> str:
         f"{len(model.targets)} image(s): {', '.join(model.targets)}" if model.targets else "",
         f"took {seconds(model.facts.duration_s)}" if model.facts.duration_s is not None else "",
         # How the VMs started (--warm/--cold), journaled by harness.vm.fixtures. [WARM]
-        *(f"{_cell(k)}: {_cell(v)}" for k, v in sorted(model.facts.extra.items()) if k.startswith("vm start")),
+        *(
+            f"{_cell(k)}: {_cell(v)}"
+            for k, v in sorted(model.facts.extra.items())
+            if k.startswith("vm start")
+        ),
     ]
     counts = ", ".join(f"{n} {k}" for k, n in model.counts().items() if n)
     lines += ["", " · ".join(f for f in facts if f), "", f"Checks: {counts or 'none'}", ""]
@@ -100,7 +104,7 @@ def render_markdown(model: SignoffModel) -> str:
     if model.phases:
         lines += ["### Phase timings", ""]
         rows = []
-        for name in model.phase_names():
+        for name in [*model.main_phases(), *[n for n in model.phase_names() if n == TOTAL_PHASE]]:
             row = [name]
             for target in model.targets:
                 timing = model.phase(target, name)

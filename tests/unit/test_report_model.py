@@ -287,3 +287,35 @@ def test_phases_in_pipeline_order_with_twin_phases_after_and_total_last() -> Non
         "twin_install",
         "total",
     ]
+
+
+def test_junit_keys_match_what_pytest_writes() -> None:
+    from harness.report.model import junit_key
+
+    assert junit_key("tests/portability/test_install.py::test_install_offline[linux-debian12]") == (
+        "tests.portability.test_install::test_install_offline[linux-debian12]"
+    )
+    assert junit_key("tests/a/test_b.py::TestC::test_d[x/y]") == "tests.a.test_b.TestC::test_d[x/y]"
+
+
+def test_a_crashed_test_known_to_the_journal_is_not_also_a_problem() -> None:
+    crash = CheckRecord(
+        "linux-debian12",
+        "health",
+        "broken",
+        "worker crashed",
+        area="server",
+        nodeid="sample/test_server.py::test_health[linux-debian12]",
+    )
+    case = JUnitCase("sample.test_server", "test_health[linux-debian12]", "error", "crashed", {})
+    model = build_model(records(*passing_run(), crash), [case])
+    assert model.problems == ()
+
+
+def test_tests_that_never_reported_block_the_release() -> None:
+    lost = GenericRecord("unreported", {"nodeids": [f"t.py::test_{i}" for i in range(7)]})
+    model = build_model(records(*passing_run(), lost))
+    assert not model.verdict.ship
+    [problem] = model.problems
+    assert problem.startswith("7 collected tests never reported a result (a worker died or the run")
+    assert problem.endswith("t.py::test_3, t.py::test_4 and 2 more")
