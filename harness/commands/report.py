@@ -71,6 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "into <results>/screenshots/",
     )
     parser.add_argument(
+        "--prepare",
+        action="store_true",
+        help="only install Allure's command line (npm) into the cache and check Java and Chromium: "
+        "the step a CI set-up runs once",
+    )
+    parser.add_argument(
         "--fail-on-regression", action="store_true", help="exit 1 when a regression is found"
     )
     parser.add_argument(
@@ -165,7 +171,17 @@ def serve_forever(report_dir: Path, port: int) -> None:
         server.server_close()
 
 
+def prepare() -> int:
+    """Fetch and check the report tools now, so that a run never waits on npm."""
+    allure = AllureCommandLine.from_cache().ensure()
+    print(f"allure command line: {allure}")
+    print(f"chromium: {HeadlessChromium.find().executable}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.prepare:
+        return prepare()
     if args.serve and not args.open:
         raise UsageError("--serve needs --open", hint="harness report --open --serve")
     layout = ResultsLayout(args.results.absolute())
