@@ -6,6 +6,7 @@ screenshots are kept under the outer run's ``<results>/screenshots/`` as CI arti
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -179,3 +180,25 @@ def test_real_run_of_the_reference_release_renders_its_verdict(
     assert "updates.refapp.invalid" in page[failures:]
     assert "Install defect" in allure.text["allure-categories"]
     assert "updates.refapp.invalid" in allure.text["allure-failure"]
+
+
+def test_allure_history_carries_from_one_run_to_the_next(
+    tmp_path: Path, allure_ready: Path
+) -> None:
+    results = tmp_path / "results"
+    for brk in ("", "drift"):
+        run_sample(tmp_path, results, brk=brk)
+        done = harness_report("--results", str(results), "--open", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+    trend = json.loads(
+        (results / "allure-report" / "history" / "history-trend.json").read_text(encoding="utf-8")
+    )
+    assert [point["data"]["failed"] for point in trend] == [1, 0]
+    assert [point["buildOrder"] for point in trend] == [2, 1]
+    history = json.loads(
+        (results / "allure-report" / "history" / "history.json").read_text(encoding="utf-8")
+    )
+    repeat = next(
+        entry for entry in history.values() if any(i["status"] == "failed" for i in entry["items"])
+    )
+    assert [item["status"] for item in repeat["items"]] == ["failed", "passed"]
