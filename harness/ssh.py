@@ -183,14 +183,16 @@ def _wrap(cmd: str, env: Mapping[str, str] | None, cwd: str | None) -> str:
     """A shell line that reports its pid (the session's process group) before running ``cmd``.
 
     sshd starts each session in a fresh session (setsid), so the pid printed is also the process
-    group to kill when the command overruns its timeout. ``exec`` keeps that pid for ``sh``.
+    group to kill when the command overruns its timeout. ``cmd`` runs through ``eval`` in the
+    login shell, as ``ssh host cmd`` would run it: no extra shell to exec, which costs tens of
+    milliseconds per command in an emulated guest.
     """
     steps = [f"printf '{_PID_MARKER}%s\\n' \"$$\""]
     if cwd is not None:
         steps.append(f"cd -- {shlex.quote(cwd)}")
     if env:
         steps.append("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()))
-    steps.append(f"exec /bin/sh -c {shlex.quote(cmd)}")
+    steps.append(f"eval {shlex.quote(cmd)}")
     return " && ".join(steps)
 
 
@@ -321,7 +323,7 @@ class SSHTransport:
         check: bool = False,
         stdin: bytes | None = None,
     ) -> CommandResult:
-        """Run ``cmd`` with ``/bin/sh -c`` in the guest; raise RemoteTimeout past ``timeout`` s.
+        """Run ``cmd`` in the guest user's login shell; raise RemoteTimeout past ``timeout`` s.
 
         On timeout the command's whole process group is killed (TERM, then KILL) before raising.
         """

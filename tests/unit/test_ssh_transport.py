@@ -51,6 +51,15 @@ def test_run_honours_env_cwd_and_stdin(ssh: SSHTransport, tmp_path: Path) -> Non
     assert result.stdout == f"it's a \"quoted\" $value|{tmp_path}|from stdin"
 
 
+def test_run_keeps_the_command_whole(ssh: SSHTransport, tmp_path: Path) -> None:
+    # Operators, quotes and several lines stay one command; a bad cwd stops it before it runs.
+    script = "false || echo 'fall back'\nfor x in a b; do printf '%s;' \"$x\"; done\nexit 4"
+    result = ssh.run(script, timeout=20, cwd=str(tmp_path))
+    assert (result.exit_code, result.stdout) == (4, "fall back\na;b;")
+    missing = ssh.run("echo ran", timeout=20, cwd=str(tmp_path / "absent"))
+    assert missing.exit_code != 0 and "ran" not in missing.stdout
+
+
 def test_run_check_raises_with_the_result(ssh: SSHTransport) -> None:
     with pytest.raises(RemoteCommandFailed) as caught:
         ssh.run("echo broken >&2; false", timeout=20, check=True)
