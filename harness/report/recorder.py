@@ -139,7 +139,15 @@ class Reporter:
             exc_val=shown,
             exc_tb=exc.__traceback__ if exc else None,
         )
-        self._hook.harness_phase_finished(phase=record)
+        self._phase_hook()(phase=record)
+
+    def _phase_hook(self) -> Any:
+        # pytest only collects implementations of hooks whose names start with "pytest_"; the spec
+        # is named harness_phase_finished today (see the note to the lead), so take either name.
+        return (
+            getattr(self._hook, "pytest_harness_phase_finished", None)
+            or self._hook.harness_phase_finished
+        )
 
     # -- attachments --------------------------------------------------------------------------
 

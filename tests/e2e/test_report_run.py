@@ -41,6 +41,14 @@ SAMPLE_SUITE: dict[str, str] = {
         INSTALL_S = float(os.environ.get("SAMPLE_INSTALL_S", "0.05"))
 
 
+        @pytest.hookimpl
+        def harness_phase_finished(phase):
+            log = os.environ.get("SAMPLE_PHASE_LOG")
+            if log:
+                with open(log, "a", encoding="utf-8") as fh:
+                    fh.write(f"{phase.target} {phase.phase} {phase.ok}\\n")
+
+
         # Named "platform", not "image": the VM plugin parametrizes "image" fixtures from --image.
         @pytest.fixture(scope="session", params=IMAGES)
         def platform(request, report):
@@ -296,6 +304,26 @@ def test_outcomes_agree_across_allure_junit_journal_and_signoff(tmp_path: Path, 
     signoff = run.signoff()
     assert signoff["verdict"]["ship"] is (not brk)
     assert (f"sign-off: {'SHIP' if not brk else 'DO NOT SHIP'}") in run.process.stdout
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pytest 8 registers hook implementations only when their name starts with pytest_: "
+    "harness/hookspecs.py must rename harness_phase_finished (lead)",
+)
+def test_phases_reach_the_hook(tmp_path: Path) -> None:
+    log = tmp_path / "phases.log"
+    run_sample(tmp_path, tmp_path / "results", brk="boot", extra_env={"SAMPLE_PHASE_LOG": str(log)})
+    assert log.read_text(encoding="utf-8").splitlines() == ["linux-debian12 boot False"]
+
+
+def test_phases_reach_the_journal_and_allure(tmp_path: Path) -> None:
+    run = run_sample(tmp_path, tmp_path / "results", brk="boot")
+    [phase] = run.journal("phase")
+    assert (phase["target"], phase["phase"], phase["ok"]) == ("linux-debian12", "boot", False)
+    steps = [s for c in _containers(run) for b in c.get("befores", []) for s in b.get("steps", [])]
+    boot = next(s for s in steps if s["name"] == "boot [linux-debian12]")
+    assert boot["status"] == "broken" and "BootTimeout" in boot["statusDetails"]["message"]
 
 
 def test_labels_parameters_and_allure_extras(tmp_path: Path) -> None:
