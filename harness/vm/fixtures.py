@@ -234,8 +234,10 @@ class VMFactory:
         self.default_image = default_image
         self.machines: list[Machine] = []
 
-    def __call__(self, image: str | None = None, *, keep: KeepPolicy | None = None) -> Machine:
-        machine = self.environment.machine(image or self.default_image, keep=keep)
+    def __call__(self, image: str | None = None, *, keep: KeepPolicy | None = None,
+                 options: VMOptions | None = None) -> Machine:
+        machine = self.environment.machine(image or self.default_image, keep=keep,
+                                           options=options)
         self.machines.append(machine)
         return machine.start()
 
