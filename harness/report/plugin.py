@@ -90,12 +90,12 @@ def pytest_configure(config: pytest.Config) -> None:
         except HarnessError as exc:
             raise pytest.UsageError(str(exc)) from None
     # Must run before allure-pytest's own pytest_configure reads these options.
-    if getattr(config.option, "allure_report_dir", "") is None:
+    if active and getattr(config.option, "allure_report_dir", "") is None:
         config.option.allure_report_dir = str(layout.allure_results)
     if worker and getattr(config.option, "clean_alluredir", False):
         # Each worker would empty the folder its siblings are writing to; the controller cleans once.
         config.option.clean_alluredir = False
-    if hasattr(config.option, "xmlpath") and not config.option.xmlpath:
+    if active and hasattr(config.option, "xmlpath") and not config.option.xmlpath:
         config.option.xmlpath = str(layout.junit)
     config.stash[session_key] = session
     config.pluginmanager.register(session, "harness-report-session")

@@ -494,9 +494,12 @@ def test_collect_only_leaves_the_results_alone(tmp_path: Path) -> None:
     results = tmp_path / "results"
     results.mkdir()
     (results / "signoff.html").write_text("earlier run", encoding="utf-8")
+    (results / "junit.xml").write_text("earlier junit", encoding="utf-8")
     run = run_sample(tmp_path, results, "--collect-only", "-q")
     assert run.process.returncode == 0, run.output
     assert (results / "signoff.html").read_text(encoding="utf-8") == "earlier run"
+    assert (results / "junit.xml").read_text(encoding="utf-8") == "earlier junit"
+    assert sorted(p.name for p in results.iterdir()) == ["junit.xml", "signoff.html"]
 
 
 def harness_report(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
