@@ -33,7 +33,6 @@ import json
 import re
 import shlex
 import time
-import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -44,7 +43,13 @@ from filelock import FileLock, Timeout
 
 from harness.errors import HarnessError, InfrastructureError
 from harness.vm.provider import SSHEndpoint, VMName
-from harness.vm.warm import Personalization, StartMode, WarmPlan, WarmStartWarning
+from harness.vm.warm import (
+    Personalization,
+    StartMode,
+    WarmPlan,
+    planned_start_mode,
+    record_fallback,
+)
 
 if TYPE_CHECKING:
     from harness.vm.tart import TartProvider
@@ -122,14 +127,14 @@ class TartWarmStarts:
         vm_dir = provider.vm_dir(name)
         if (os_name := _guest_os(provider, image)) not in ("darwin", None):
             # Not a failure: warm starts are not available here. Recorded, not warned about.
-            WarmPlan(role="fallback", reason=f"tart suspends only macOS VMs ({image} is {os_name})").save(vm_dir)
+            record_fallback(vm_dir, f"tart suspends only macOS VMs ({image} is {os_name})", warn=False)
             return None
         try:
             key = self.key(provider, image, cpu, memory_mb)
             template = self._free_template(provider, key)
             self._ensure_template(provider, image, key, template)
         except HarnessError as exc:
-            self._fall_back(vm_dir, f"no suspended template: {exc.message}")
+            record_fallback(vm_dir, f"no suspended template: {exc.message}")
             return None
         WarmPlan(role="clone", snapshot=template, key=key.digest).save(vm_dir)
         return template
@@ -224,7 +229,7 @@ class TartWarmStarts:
         if plan is None or plan.role != "clone":
             return endpoint
         if RESTORED_TEXT not in provider.console_tail(name, lines=10_000):
-            self._fall_back(vm_dir, "tart booted the clone instead of resuming it (its saved state was "
+            record_fallback(vm_dir, "tart booted the clone instead of resuming it (its saved state was "
                                     "discarded, e.g. for a MAC address already in use)")
             return endpoint
         personal = Personalization.new()
@@ -238,18 +243,8 @@ class TartWarmStarts:
         return replace(endpoint, host_key=host_key or None)
 
     @staticmethod
-    def _fall_back(vm_dir: Path, reason: str) -> None:
-        WarmPlan(role="fallback", reason=reason).save(vm_dir)
-        warnings.warn(WarmStartWarning(f"{vm_dir.name}: booting cold: {reason}"), stacklevel=3)
-
-    @staticmethod
     def mode(vm_dir: Path, requested: bool) -> StartMode:
-        plan = WarmPlan.load(vm_dir)
-        if plan is not None and plan.role == "clone" and plan.resumed:
-            return StartMode("warm", requested=True, detail=f"template {plan.snapshot}")
-        if plan is not None and plan.role == "fallback":
-            return StartMode("cold", requested=True, detail=plan.reason)
-        return StartMode("cold", requested=requested)
+        return planned_start_mode(vm_dir, requested)
 
 
 def _guest_os(provider: TartProvider, image: str) -> str | None:

@@ -415,6 +415,23 @@ class StartMode:
         return f"cold (warm start failed: {self.detail})" if self.requested else "cold"
 
 
+def record_fallback(vm_dir: Path, reason: str, warn: bool = True) -> None:
+    """A warm start asked for, a cold boot made: say why in the VM's plan (and as a warning)."""
+    WarmPlan(role="fallback", reason=reason).save(vm_dir)
+    if warn:
+        warnings.warn(WarmStartWarning(f"{vm_dir.name}: booting cold: {reason}"), stacklevel=3)
+
+
+def planned_start_mode(vm_dir: Path, requested: bool) -> StartMode:
+    """How the VM in ``vm_dir`` started, from its plan (no plan: a cold boot as asked)."""
+    plan = WarmPlan.load(vm_dir)
+    if plan is not None and plan.role == "clone" and plan.resumed:
+        return StartMode("warm", requested=True, detail=f"saved machine {plan.key}")
+    if plan is not None and plan.role == "fallback":
+        return StartMode("cold", requested=True, detail=plan.reason)
+    return StartMode("cold", requested=requested)
+
+
 def start_mode(provider: object, name: VMName | str) -> StartMode:
     """How ``name`` started; providers without warm starts always boot cold."""
     describe = getattr(provider, "start_mode", None)
@@ -555,8 +572,7 @@ class WarmStarts:
 
     @staticmethod
     def record_fallback(vm_dir: Path, reason: str) -> None:
-        WarmPlan(role="fallback", reason=reason).save(vm_dir)
-        warnings.warn(WarmStartWarning(f"{vm_dir.name}: booting cold: {reason}"), stacklevel=3)
+        record_fallback(vm_dir, reason)
 
     @staticmethod
     def host_key(vm_dir: Path) -> str | None:
@@ -564,13 +580,9 @@ class WarmStarts:
         plan = WarmPlan.load(vm_dir)
         return plan.host_key if plan is not None and plan.host_key else None
 
-    def mode(self, vm_dir: Path, requested: bool) -> StartMode:
-        plan = WarmPlan.load(vm_dir)
-        if plan is not None and plan.role == "clone" and plan.resumed:
-            return StartMode("warm", requested=True, detail=f"snapshot {plan.key}")
-        if plan is not None and plan.role == "fallback":
-            return StartMode("cold", requested=True, detail=plan.reason)
-        return StartMode("cold", requested=requested)
+    @staticmethod
+    def mode(vm_dir: Path, requested: bool) -> StartMode:
+        return planned_start_mode(vm_dir, requested)
 
 
 def _wait_loaded(qmp: QMPClient, process: subprocess.Popen[bytes], timeout_s: float) -> None:
