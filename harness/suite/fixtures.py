@@ -102,12 +102,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(TARGET_FIXTURE, specs, indirect=True, scope="session", ids=[s.name for s in specs])
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's worker turns xdist_group marks into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         spec = _spec_of(item)
         if spec is not None:
             # With --dist loadgroup every check of one target runs in one worker, on one VM.
-            item.add_marker(pytest.mark.xdist_group(name=spec.name))
+            # xdist reads the group back from the node id after its last "@": keep names plain.
+            item.add_marker(pytest.mark.xdist_group(name=_safe(spec.name).replace(".", "_")))
 
 
 def _spec_of(item: pytest.Item) -> TargetSpec | None:

@@ -162,3 +162,27 @@ def test_uninstall_check(case: str, built_release: Path, tmp_path: Path) -> None
     else:
         assert record["outcome"] == "failed", f"{case}: expected a failure, got {record['outcome']}"
         assert re.search(leftover, record["message"]), record["message"][:800]
+
+
+def test_matrix_runs_two_vms_at_once(built_release: Path, tmp_path: Path) -> None:
+    """`-n 2` over two releases: one worker and one VM per target, both VMs up at the same time,
+    and each target's verdict is its own (the good one passes, the broken one fails)."""
+    broken = variant_release("stream_mismatch", REPO)
+    assert broken is not None
+    results = tmp_path / "matrix"
+    argv = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q", "-n", "2",
+            "--release", str(built_release), "--release", str(broken), "--results-dir", str(results),
+            "-k", "stream_matches_nonstream or install_offline"]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    records = list(read_journal(results))
+    checks = {(r["target"], r["check"]): r["outcome"] for r in records if r.get("kind") == "check"}
+    good, bad = (t for t in sorted({t for t, _ in checks}))  # "...-linux" sorts before "...@stream_mismatch"
+    assert checks == {(good, "install_offline"): "passed", (good, "stream_matches_nonstream"): "passed",
+                      (bad, "install_offline"): "passed", (bad, "stream_matches_nonstream"): "failed"}, done.stdout[-3000:]
+    phases = {(r["target"], r["phase"]): r for r in records if r.get("kind") == "phase"}
+    up = {}  # each target's VM: from booted to the start of its teardown
+    for target_name in (good, bad):
+        boot, teardown = phases[(target_name, "boot")], phases[(target_name, "teardown")]
+        up[target_name] = (boot["started_at"] + boot["duration_s"], teardown["started_at"])
+    (a_up, a_down), (b_up, b_down) = up.values()
+    assert max(a_up, b_up) < min(a_down, b_down), f"the two targets' VMs were never up at the same time: {up}"
