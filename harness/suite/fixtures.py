@@ -25,6 +25,7 @@ from harness.errors import UsageError
 from harness.install import Installed
 from harness.journal import Journal, read_journal
 from harness.profile import Profile, load_profile
+from harness.release import parse_release_name
 from harness.server import Server, ServerFailed
 from harness.suite.deployment import Deployment, TwinResult, open_deployment, run_twin
 from harness.suite.reference import default_release
@@ -67,6 +68,27 @@ def pytest_configure(config: pytest.Config) -> None:
         # worker, each booting and installing its own VM. "loadgroup" keeps a target's checks
         # together and spreads everything else exactly as "load" does.
         config.option.dist = "loadgroup"
+    check_inputs(config)
+
+
+def check_inputs(config: pytest.Config) -> None:
+    """A bad --profile or --release stops the run at once with the reason (exit code 4), instead
+    of turning every check into an error after collection."""
+    if config.option.help or getattr(config.option, "version", False):
+        return
+    try:
+        profile = load_profile(config.getoption("profile") or DEFAULT_PROFILE)
+        for path in config.getoption("release") or []:
+            release = Path(path).expanduser()
+            if not release.is_file():
+                raise UsageError(f"release tarball {release} does not exist",
+                                 hint="pass the path of a built .tar.gz with --release")
+            found = parse_release_name(release.name)
+            if found.product != profile.release.product:
+                raise UsageError(f"{release.name} is a {found.product!r} release but the {profile.name} "
+                                 f"profile expects {profile.release.product!r}", hint="pick the matching --profile")
+    except UsageError as exc:
+        raise pytest.UsageError(f"harness: {exc}") from None
 
 
 def _dist_given(config: pytest.Config) -> bool:
