@@ -316,3 +316,21 @@ def test_a_clone_whose_snapshot_vanished_starts_on_the_base_image(built: BuiltIm
     with pytest.warns(WarmStartWarning, match="gone"):
         assert WarmStarts(store).launch_args(vm_dir) == ()
     assert WarmStarts(store).mode(vm_dir, requested=True).used == "cold"
+
+
+def test_the_key_is_worked_out_once_per_vm_shape(built_tiny: FakeImages, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARNESS_ACCEL", "tcg")
+    asked: list[str] = []
+
+    def version(binary: str) -> str:
+        asked.append(binary)
+        return "7.2.22"
+
+    monkeypatch.setattr("harness.vm.accel.qemu_version", version)
+    provider = QemuProvider(built_tiny.paths, built_tiny.store)
+    built = built_tiny.store.current("linux-tiny")
+    first = provider.warm.snapshot_key(provider, built, VMOptions())
+    assert provider.warm.snapshot_key(provider, built, VMOptions()) == first and len(asked) == 1
+    bigger = provider.warm.snapshot_key(provider, built, VMOptions(memory_mb=4096))
+    assert bigger.launch_signature != first.launch_signature and len(asked) == 2
+    assert (first.image, first.image_hash, first.qemu_version, first.accel) == ("linux-tiny", built.content_hash, "7.2.22", "tcg")
