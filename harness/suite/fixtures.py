@@ -288,8 +288,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if not rows:
         return
     terminalreporter.section("per-phase timings (s)")
-    header = f"{'target':<28}" + "".join(f"{label:>15}" for _, label in TIMING_COLUMNS)
-    terminalreporter.write_line(header)
+    width = max(len("target"), *(len(name) for name in rows)) + 2
+    terminalreporter.write_line(f"{'target':<{width}}" + "".join(f"{label:>15}" for _, label in TIMING_COLUMNS))
     for target_name, phases in sorted(rows.items()):
         cells = "".join(f"{phases[name]:>15.1f}" if name in phases else f"{'-':>15}" for name, _ in TIMING_COLUMNS)
-        terminalreporter.write_line(f"{target_name:<28}{cells}")
+        terminalreporter.write_line(f"{target_name:<{width}}{cells}")
