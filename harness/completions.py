@@ -20,7 +20,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -50,7 +50,7 @@ class Usage:
     total_tokens: int | None
 
     @classmethod
-    def from_json(cls, data: Any) -> "Usage | None":
+    def from_json(cls, data: Any) -> Usage | None:
         if not isinstance(data, dict):
             return None
         return cls(*(data.get(k) if isinstance(data.get(k), int) else None
@@ -196,7 +196,7 @@ class CompletionClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> "CompletionClient":
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

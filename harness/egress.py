@@ -261,7 +261,7 @@ SLIRP_GATEWAY = "10.0.2.2"
 SLIRP_NETWORK_PREFIX = "10.0.2."
 
 
-def make_attempts_visible(guest: "Guest") -> str:
+def make_attempts_visible(guest: Guest) -> str:
     """Give a slirp guest a default route, so a connection to any address leaves a SYN in the capture.
 
     With ``restrict=on`` slirp's DHCP hands out neither a router nor a DNS server, so a connect to

@@ -37,7 +37,7 @@ class GoldenEntry:
     completion_tokens: int | None
 
     @classmethod
-    def of(cls, completion: Completion) -> "GoldenEntry":
+    def of(cls, completion: Completion) -> GoldenEntry:
         return cls(completion.text, text_sha256(completion.text), completion.completion_tokens)
 
 

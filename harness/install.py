@@ -15,7 +15,7 @@ import fnmatch
 import posixpath
 import shlex
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +35,9 @@ VOLATILE_PATHS: tuple[str, ...] = (
     "/System/Volumes",
 )
 SNAPSHOT_TIMEOUT_S = 600.0
+
+# Times a named phase and records it (the suite passes the report's phase recorder).
+PhaseTimer = Callable[[str], AbstractContextManager[None]]
 
 
 class Guest(Protocol):
@@ -389,7 +392,7 @@ def snapshot_exclusions(profile: Profile, context: Mapping[str, str]) -> tuple[s
 
 
 def install_release(guest: Guest, profile: Profile, release: Release, facts: GuestFacts,
-                    phase: "PhaseTimer") -> Installed:
+                    phase: PhaseTimer) -> Installed:
     context = facts.context(profile, release)
     excluded = snapshot_exclusions(profile, context)
     with phase("copy"):
@@ -402,12 +405,6 @@ def install_release(guest: Guest, profile: Profile, release: Release, facts: Gue
     manifest = take_manifest(guest, facts.os, roots, profile.install.manifest_ignore)
     allowed = tuple(profile.render(p, context, "install.writes") for p in profile.install.writes)
     return Installed(release, facts, dict(context), installer, before, after, manifest, allowed, roots, copy_s)
-
-
-class PhaseTimer(Protocol):
-    """Times a named phase and records it (the suite's journal writer provides one)."""
-
-    def __call__(self, phase: str) -> AbstractContextManager[None]: ...
 
 
 def leftovers(before: Snapshot, after: Snapshot, leaves: Sequence[str], writes: Sequence[str]) -> list[Change]:

@@ -172,7 +172,7 @@ class Profile:
         """The ``[layout]`` table as plain data (this profile's OS overrides applied)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(self.layout).items()}
 
-    def for_os(self, os_name: str) -> "Profile":
+    def for_os(self, os_name: str) -> Profile:
         """This profile with its ``[os.<os_name>]`` overrides merged in (a no-op without them)."""
         return parse_profile(self.raw, self.source, os_name)
 
@@ -278,46 +278,46 @@ class _Table:
             raise self.fail(name, f"must be {_TYPE_NAMES[kind]}, got {type(value).__name__} {value!r}")
         return value  # type: ignore[no-any-return]
 
-    def str(self, name: str, default: Any = _MISSING) -> str:
+    def text(self, name: str, default: Any = _MISSING) -> str:
         return self._get(name, str, default)
 
-    def int(self, name: str, default: Any = _MISSING, minimum: int | None = None) -> int:
+    def integer(self, name: str, default: Any = _MISSING, minimum: int | None = None) -> int:
         value = self._get(name, int, default)
         if minimum is not None and value < minimum:
             raise self.fail(name, f"must be at least {minimum}, got {value}")
         return value
 
-    def float(self, name: str, default: Any = _MISSING, positive: bool = False) -> float:
+    def number(self, name: str, default: Any = _MISSING, positive: bool = False) -> float:
         value = self._get(name, float, default)
         if positive and value <= 0:
             raise self.fail(name, f"must be a positive number of seconds, got {value}")
         return value
 
-    def bool(self, name: str, default: Any = _MISSING) -> bool:
+    def flag(self, name: str, default: Any = _MISSING) -> bool:
         return self._get(name, bool, default)
 
-    def str_list(self, name: str, default: Any = _MISSING) -> tuple[str, ...]:
+    def texts(self, name: str, default: Any = _MISSING) -> tuple[str, ...]:
         value = self._get(name, list, default)
         for index, item in enumerate(value):
             if not isinstance(item, str):
                 raise self.fail(f"{name}[{index}]", f"must be a string, got {type(item).__name__} {item!r}")
         return tuple(value)
 
-    def str_map(self, name: str) -> Mapping[str, str]:
+    def text_map(self, name: str) -> Mapping[str, str]:
         table = self.table(name, required=False)
         for key, value in table.data.items():
             if not isinstance(value, str):
                 raise table.fail(key, f"must be a string, got {type(value).__name__} {value!r}")
         return MappingProxyType(dict(table.data))
 
-    def table(self, name: str, required: bool = True) -> "_Table":
+    def table(self, name: str, required: bool = True) -> _Table:
         value = self._get(name, dict, _MISSING if required else {})
         return _Table(value, self.source, f"{self.key(name)}.")
 
     def has(self, name: str) -> bool:
         return name in self.data
 
-    def tables(self, name: str) -> list["_Table"]:
+    def tables(self, name: str) -> list[_Table]:
         value = self._get(name, list, [])
         out = []
         for index, item in enumerate(value):
@@ -363,10 +363,10 @@ def parse_profile(data: Mapping[str, Any], source: Path, os_name: str | None = N
     root.only(SECTIONS)
     meta = root.table("profile")
     meta.only(["name", "description"])
-    paths = root.str_map("paths")
+    paths = root.text_map("paths")
     profile = Profile(
-        name=meta.str("name"),
-        description=meta.str("description", ""),
+        name=meta.text("name"),
+        description=meta.text("description", ""),
         source=source,
         release=_release(root.table("release")),
         layout=_layout(root.table("layout")),
@@ -386,15 +386,15 @@ def parse_profile(data: Mapping[str, Any], source: Path, os_name: str | None = N
 
 def _release(t: _Table) -> ReleaseSpec:
     t.only(["product", "checksums", "suffixes", "platforms"])
-    platforms = t.str_list("platforms", ["linux-x86_64"])
+    platforms = t.texts("platforms", ["linux-x86_64"])
     for index, platform in enumerate(platforms):
         os_name, _, arch = platform.partition("-")
         if os_name not in ("linux", "darwin") or not arch:
             raise t.fail(f"platforms[{index}]", f"must look like 'linux-x86_64' or 'darwin-arm64', got {platform!r}")
     return ReleaseSpec(
-        product=t.str("product"),
-        checksums=t.str("checksums", "checksums.txt"),
-        suffixes=t.str_list("suffixes", []),
+        product=t.text("product"),
+        checksums=t.text("checksums", "checksums.txt"),
+        suffixes=t.texts("suffixes", []),
         platforms=platforms,
     )
 
@@ -403,38 +403,38 @@ def _layout(t: _Table) -> Layout:
     t.only(["cli", "server", "layers_dir", "modelfiles", "layers", "app_layer", "runtime_layer",
             "launch_module", "required_paths", "forbidden_paths"])
     return Layout(
-        cli=t.str("cli"),
-        server=t.str("server"),
-        layers_dir=t.str("layers_dir"),
-        modelfiles=t.str("modelfiles", ""),
-        layers=t.str_list("layers", []),
-        app_layer=t.str("app_layer", ""),
-        runtime_layer=t.str("runtime_layer", ""),
-        launch_module=t.str("launch_module", ""),
-        required_paths=t.str_list("required_paths", []),
-        forbidden_paths=t.str_list("forbidden_paths", []),
+        cli=t.text("cli"),
+        server=t.text("server"),
+        layers_dir=t.text("layers_dir"),
+        modelfiles=t.text("modelfiles", ""),
+        layers=t.texts("layers", []),
+        app_layer=t.text("app_layer", ""),
+        runtime_layer=t.text("runtime_layer", ""),
+        launch_module=t.text("launch_module", ""),
+        required_paths=t.texts("required_paths", []),
+        forbidden_paths=t.texts("forbidden_paths", []),
     )
 
 
 def _install(t: _Table) -> InstallSpec:
     t.only(["command", "env", "files", "timeout_s", "writes", "tree", "volatile", "manifest_ignore"])
-    writes = t.str_list("writes")
+    writes = t.texts("writes")
     return InstallSpec(
-        command=t.str("command"),
-        env=t.str_map("env"),
-        files=t.str_list("files", []),
-        timeout_s=t.float("timeout_s", 600.0, positive=True),
+        command=t.text("command"),
+        env=t.text_map("env"),
+        files=t.texts("files", []),
+        timeout_s=t.number("timeout_s", 600.0, positive=True),
         writes=writes,
-        tree=t.str_list("tree", list(writes)),
-        volatile=t.str_list("volatile", []),
-        manifest_ignore=t.str_list("manifest_ignore", list(InstallSpec.manifest_ignore)),
+        tree=t.texts("tree", list(writes)),
+        volatile=t.texts("volatile", []),
+        manifest_ignore=t.texts("manifest_ignore", list(InstallSpec.manifest_ignore)),
     )
 
 
 def _server(t: _Table) -> ServerSpec:
     t.only(["start", "stop", "status", "cwd", "env", "port", "health_path", "ready_timeout_s",
             "stop_timeout_s", "pid_file", "logs", "writes", "load"])
-    port = t.int("port", 6969, minimum=1)
+    port = t.integer("port", 6969, minimum=1)
     if port > 65535:
         raise t.fail("port", f"must be a TCP port (1-65535), got {port}")
     load = None
@@ -442,46 +442,46 @@ def _server(t: _Table) -> ServerSpec:
         lt = t.table("load")
         lt.only(["method", "path", "json", "timeout_s"])
         load = LoadRequest(
-            method=lt.str("method", "POST").upper(),
-            path=lt.str("path"),
+            method=lt.text("method", "POST").upper(),
+            path=lt.text("path"),
             json=MappingProxyType(dict(lt.table("json", required=False).data)),
-            timeout_s=lt.float("timeout_s", 120.0, positive=True),
+            timeout_s=lt.number("timeout_s", 120.0, positive=True),
         )
-    health = t.str("health_path", "/health")
+    health = t.text("health_path", "/health")
     if not health.startswith("/"):
         raise t.fail("health_path", f"must start with '/', got {health!r}")
     return ServerSpec(
-        start=t.str("start"),
-        stop=t.str("stop"),
-        status=t.str("status", ""),
-        cwd=t.str("cwd", "{home}"),
-        env=t.str_map("env"),
+        start=t.text("start"),
+        stop=t.text("stop"),
+        status=t.text("status", ""),
+        cwd=t.text("cwd", "{home}"),
+        env=t.text_map("env"),
         port=port,
         health_path=health,
-        ready_timeout_s=t.float("ready_timeout_s", 60.0, positive=True),
-        stop_timeout_s=t.float("stop_timeout_s", 20.0, positive=True),
-        pid_file=t.str("pid_file"),
-        logs=t.str_list("logs", []),
-        writes=t.str_list("writes", []),
+        ready_timeout_s=t.number("ready_timeout_s", 60.0, positive=True),
+        stop_timeout_s=t.number("stop_timeout_s", 20.0, positive=True),
+        pid_file=t.text("pid_file"),
+        logs=t.texts("logs", []),
+        writes=t.texts("writes", []),
         load=load,
     )
 
 
 def _api(t: _Table) -> ApiSpec:
     t.only(["flavour", "path", "model", "extra", "timeout_s", "supports_seed", "supports_stream", "supports_non_stream"])
-    flavour = t.str("flavour")
+    flavour = t.text("flavour")
     if flavour not in FLAVOURS:
         raise t.fail("flavour", f"must be one of {', '.join(FLAVOURS)}, got {flavour!r}")
     stream_only = flavour == "tiles-sse"
     api = ApiSpec(
         flavour=flavour,  # type: ignore[arg-type]
-        path=t.str("path", "/v1/chat/completions"),
-        model=t.str("model"),
+        path=t.text("path", "/v1/chat/completions"),
+        model=t.text("model"),
         extra=MappingProxyType(dict(t.table("extra", required=False).data)),
-        timeout_s=t.float("timeout_s", 60.0, positive=True),
-        supports_seed=t.bool("supports_seed", True),
-        supports_stream=t.bool("supports_stream", flavour != "openai"),
-        supports_non_stream=t.bool("supports_non_stream", not stream_only),
+        timeout_s=t.number("timeout_s", 60.0, positive=True),
+        supports_seed=t.flag("supports_seed", True),
+        supports_stream=t.flag("supports_stream", flavour != "openai"),
+        supports_non_stream=t.flag("supports_non_stream", not stream_only),
     )
     if not (api.supports_stream or api.supports_non_stream):
         raise t.fail("supports_stream", "and supports_non_stream cannot both be false: nothing could be requested")
@@ -494,11 +494,11 @@ def _determinism(t: _Table) -> DeterminismSpec:
     if len(seeds) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or seeds[0] == seeds[1]:
         raise t.fail("seeds", f"must be two different integers, got {seeds!r}")
     return DeterminismSpec(
-        repeats=t.int("repeats", 5, minimum=2),
-        temperature=t.float("temperature", 0.0),
-        seeded_temperature=t.float("seeded_temperature", 0.9, positive=True),
+        repeats=t.integer("repeats", 5, minimum=2),
+        temperature=t.number("temperature", 0.0),
+        seeded_temperature=t.number("seeded_temperature", 0.9, positive=True),
         seeds=(seeds[0], seeds[1]),
-        max_tokens=t.int("max_tokens", 32, minimum=1),
+        max_tokens=t.integer("max_tokens", 32, minimum=1),
     )
 
 
@@ -507,22 +507,22 @@ def _prompts(root: _Table) -> tuple[Prompt, ...]:
     seen: set[str] = set()
     for t in root.tables("prompts"):
         t.only(["id", "prompt", "system", "messages", "max_tokens"])
-        prompt_id = t.str("id")
+        prompt_id = t.text("id")
         if prompt_id in seen:
             raise t.fail("id", f"repeats prompt id {prompt_id!r}; ids name golden entries and must be unique")
         seen.add(prompt_id)
         if t.has("messages") == t.has("prompt"):
             raise t.fail("prompt", "or 'messages' must be given (exactly one of them)")
         if t.has("prompt"):
-            messages = [Message("user", t.str("prompt"))]
+            messages = [Message("user", t.text("prompt"))]
             if t.has("system"):
-                messages.insert(0, Message("system", t.str("system")))
+                messages.insert(0, Message("system", t.text("system")))
         else:
             messages = []
             for m in t.tables("messages"):
                 m.only(["role", "content"])
-                messages.append(Message(m.str("role"), m.str("content")))
-        max_tokens = t.int("max_tokens", 0, minimum=1) if t.has("max_tokens") else None
+                messages.append(Message(m.text("role"), m.text("content")))
+        max_tokens = t.integer("max_tokens", 0, minimum=1) if t.has("max_tokens") else None
         prompts.append(Prompt(prompt_id, tuple(messages), max_tokens))
     if not prompts:
         raise root.fail("prompts", "must hold at least one [[prompts]] entry (id and prompt)")
@@ -532,10 +532,10 @@ def _prompts(root: _Table) -> tuple[Prompt, ...]:
 def _uninstall(t: _Table) -> UninstallSpec:
     t.only(["command", "env", "timeout_s", "leaves"])
     return UninstallSpec(
-        command=t.str("command"),
-        env=t.str_map("env"),
-        timeout_s=t.float("timeout_s", 120.0, positive=True),
-        leaves=t.str_list("leaves", []),
+        command=t.text("command"),
+        env=t.text_map("env"),
+        timeout_s=t.number("timeout_s", 120.0, positive=True),
+        leaves=t.texts("leaves", []),
     )
 
 

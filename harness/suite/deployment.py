@@ -23,8 +23,8 @@ from harness.completions import Completion, CompletionClient
 from harness.egress import make_attempts_visible
 from harness.errors import HarnessError
 from harness.install import (
-    InstallerRun,
     Installed,
+    InstallerRun,
     Snapshot,
     install_release,
     probe_guest,

@@ -11,7 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.profile import Profile
-from harness.release import ImagePlatform, Release, check_release_fits, image_platform, load_release, pin_release
+from harness.release import (
+    ImagePlatform,
+    Release,
+    check_release_fits,
+    image_platform,
+    load_release,
+    pin_release,
+)
 
 # The QEMU provider runs guests of the host's own architecture (software emulation of another
 # architecture is far too slow to be useful here).

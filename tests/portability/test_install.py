@@ -11,7 +11,13 @@ from harness.errors import InfrastructureError
 from harness.install import Installed, manifest_differences, outside
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment, TwinResult
-from harness.suite.interpreters import check_paths_exist, foreign_interpreters, not_found_lines, runnable, scan_shebangs
+from harness.suite.interpreters import (
+    check_paths_exist,
+    foreign_interpreters,
+    not_found_lines,
+    runnable,
+    scan_shebangs,
+)
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]
 

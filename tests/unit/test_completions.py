@@ -13,8 +13,7 @@ import pytest
 
 from harness.completions import CompletionClient, CompletionError, parse_sse_lines
 from harness.determinism import all_same, counts_agree, differences, seeds_behave, usage_problems
-from harness.profile import load_profile
-from harness.profile import Message
+from harness.profile import Message, load_profile
 
 HELLO = (Message("user", "hello"),)
 
@@ -22,7 +21,7 @@ HELLO = (Message("user", "hello"),)
 class Canned(BaseHTTPRequestHandler):
     """Answers like a chat server would; what it says is set per test through ``server.reply``."""
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         length = int(self.headers["Content-Length"])
         body = json.loads(self.rfile.read(length))
         self.server.requests.append(body)  # type: ignore[attr-defined]

@@ -16,7 +16,6 @@ from harness.install import (
     snapshot_command,
 )
 
-
 NUL = "\x00"
 
 
