@@ -56,7 +56,8 @@ def allure_ready() -> Path:
 def artifacts(pytestconfig: pytest.Config, request: pytest.FixtureRequest) -> Path:
     """Where the screenshots stay after the test: the outer run's results directory."""
     variant = request.node.callspec.id
-    folder = reporter_for(pytestconfig).layout.screenshots / f"report-sample-{variant}"
+    kind = "reference" if "real_run" in request.node.originalname else "sample"
+    folder = reporter_for(pytestconfig).layout.screenshots / f"report-{kind}-{variant}"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
