@@ -138,7 +138,8 @@ def test_two_pytest_processes_share_the_slot_cap(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupt_mid_boot_leaves_nothing(tmp_path: Path, sig: signal.Signals) -> None:
-    run = InnerRun.start(tmp_path, "--keep-vm", "always")
+    # --cold: a warm start could reach SSH before the signal lands; a cold boot takes 30 s+.
+    run = InnerRun.start(tmp_path, "--keep-vm", "always", "--cold")
     vm_dir = run.wait_for_boot()
     qemu = _qemu_pid(vm_dir)
     assert qemu is not None and psutil.pid_exists(qemu)
@@ -147,6 +148,7 @@ def test_an_interrupt_mid_boot_leaves_nothing(tmp_path: Path, sig: signal.Signal
     code = run.wait(timeout_s=180)
     assert code != 0, run.output()
     _assert_nothing_left(run.run_id, [qemu])
+    assert "KeyboardInterrupt" in run.output(), "the signal should have interrupted the boot"
     assert "kept VM" not in run.output(), "an interrupted run must not keep its VM"
 
 
