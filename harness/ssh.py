@@ -623,6 +623,18 @@ class _HashingWriter:
         return self.raw.write(data)
 
 
+def _relay(
+    read: Callable[[int], bytes], write: Callable[[bytes], object], tick: Callable[[], object]
+) -> bool:
+    """Move one chunk from ``read`` to ``write``; False once the reading side is closed."""
+    data = read(1 << 16)
+    if not data:
+        return False
+    tick()
+    write(data)
+    return True
+
+
 class _PortForward:
     """A listener on 127.0.0.1:<ephemeral> whose connections go to the guest via direct-tcpip."""
 
@@ -682,18 +694,10 @@ class _PortForward:
         try:
             while not self._closing.is_set():
                 ready, _, _ = select.select([client, chan], [], [], 0.5)
-                if client in ready:
-                    data = client.recv(1 << 16)
-                    if not data:
-                        break
-                    clock.sent()
-                    chan.sendall(data)
-                if chan in ready:
-                    data = chan.recv(1 << 16)
-                    if not data:
-                        break
-                    clock.received()
-                    client.sendall(data)
+                if client in ready and not _relay(client.recv, chan.sendall, clock.sent):
+                    break
+                if chan in ready and not _relay(chan.recv, client.sendall, clock.received):
+                    break
         except (OSError, paramiko.SSHException, EOFError):
             pass
         finally:

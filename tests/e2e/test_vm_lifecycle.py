@@ -11,12 +11,12 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 import pytest
+from qemu_e2e_support import wait_for
 
 from harness.config import HostPaths
 from harness.vm.leases import LeaseBook
@@ -57,14 +57,6 @@ def _qemu_pid(vm_dir: Path) -> int | None:
         return None
 
 
-def _wait(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
-        time.sleep(0.2)
-
-
 @dataclass
 class InnerRun:
     """A pytest process of its own, running ``INNER_TEST`` with the harness plugin."""
@@ -102,7 +94,7 @@ class InnerRun:
 
     def wait_for_boot(self) -> Path:
         """The run's VM directory once its QEMU runs; fails if the run ends before that."""
-        _wait(lambda: any(_qemu_pid(d) for d in _vm_dirs(self.run_id))
+        wait_for(lambda: any(_qemu_pid(d) for d in _vm_dirs(self.run_id))
               or self.process.poll() is not None, 900, "the inner run's VM to start booting")
         if self.process.poll() is not None:
             pytest.fail(f"inner pytest {self.run_id} ended before booting:\n{self.output()}")
@@ -209,7 +201,7 @@ def test_the_reaper_removes_a_vm_whose_owner_was_killed(tmp_path: Path) -> None:
     run_id = _run_id()
     owner = subprocess.Popen([sys.executable, "-c", OWNER, run_id, str(tmp_path)])
     try:
-        _wait(lambda: any(_qemu_pid(d) for d in _vm_dirs(run_id)) or owner.poll() is not None,
+        wait_for(lambda: any(_qemu_pid(d) for d in _vm_dirs(run_id)) or owner.poll() is not None,
               900, "the owner's VM to start")
         assert owner.poll() is None, "the owner ended before its VM booted (see its stderr above)"
     finally:
