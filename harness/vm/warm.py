@@ -308,17 +308,18 @@ class SnapshotStore:
         except BaseException:
             shutil.rmtree(work, ignore_errors=True)
             raise
-        self._prune_other_versions(root, key)
+        self._prune_unloadable(root, key)
         loaded = Snapshot.load(final)
         assert loaded is not None
         return loaded
 
-    def _prune_other_versions(self, root: Path, key: SnapshotKey) -> None:
-        """Snapshots made by another QEMU version can never be restored again: remove them.
-        (Running clones keep their backing file open, so removing the name does not hurt them.)"""
+    def _prune_unloadable(self, root: Path, key: SnapshotKey) -> None:
+        """Snapshots of another QEMU version or snapshot format will never be restored by this
+        host's QEMU and harness again: remove them. Running clones keep their backing file open,
+        and a clone not started yet boots cold (``launch_args``)."""
         for directory in root.iterdir():
             other = Snapshot.load(directory) if directory.is_dir() else None
-            if other is not None and other.key.qemu_version != key.qemu_version:
+            if other is not None and (other.key.qemu_version, other.key.format) != (key.qemu_version, key.format):
                 self._discard(directory)
 
     def quarantine(self, snapshot: Snapshot) -> None:

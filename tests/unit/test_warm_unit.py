@@ -334,3 +334,10 @@ def test_the_key_is_worked_out_once_per_vm_shape(built_tiny: FakeImages, monkeyp
     bigger = provider.warm.snapshot_key(provider, built, VMOptions(memory_mb=4096))
     assert bigger.launch_signature != first.launch_signature and len(asked) == 2
     assert (first.image, first.image_hash, first.qemu_version, first.accel) == ("linux-tiny", built.content_hash, "7.2.22", "tcg")
+
+
+def test_snapshots_of_an_older_format_are_removed_by_the_next_build(built: BuiltImage) -> None:
+    store, builder = SnapshotStore(), CountingBuilder()
+    old = store.ensure(built, replace(KEY, format="0-old"), builder)
+    store.ensure(built, KEY, builder)
+    assert not old.directory.exists()
