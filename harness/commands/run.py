@@ -38,6 +38,7 @@ class RunPlan:
     update_goldens: bool
     select: str | None
     pytest_args: tuple[str, ...]
+    warm: bool = True  # --warm/--cold (harness.vm.warm) [WARM]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="run N targets at once in N pytest-xdist workers (each target on its own VMs)")
     parser.add_argument("--keep-vm", default="never", choices=("never", "on-failure", "always"),
                         help="keep VMs after the run for a look inside (default: never)")
+    parser.add_argument("--warm", dest="warm", action="store_true", default=True,
+                        help="start VMs from a saved, booted machine where the provider can (default)")
+    parser.add_argument("--cold", dest="warm", action="store_false", help="boot every VM from scratch")
     parser.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
                         help="where results go (default: ./results)")
     parser.add_argument("--update-goldens", action="store_true", help="record golden answers instead of comparing")
@@ -89,7 +93,7 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
         suite=suite, releases=tuple(releases), profile=profile_name,
         images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
         results_dir=args.results_dir, update_goldens=args.update_goldens, select=args.select,
-        pytest_args=tuple(args.pytest_args),
+        pytest_args=tuple(args.pytest_args), warm=args.warm,
     )
 
 
@@ -119,7 +123,7 @@ def prepare(plan: RunPlan) -> None:
 
 def pytest_argv(plan: RunPlan) -> list[str]:
     argv = [sys.executable, "-m", "pytest", str(plan.suite), "-p", "no:cacheprovider", "-rA",
-            "--profile", plan.profile, "--keep-vm", plan.keep_vm]
+            "--profile", plan.profile, "--keep-vm", plan.keep_vm, "--warm" if plan.warm else "--cold"]
     for release in plan.releases:
         argv += ["--release", str(release)]
     for image in plan.images:

@@ -39,6 +39,8 @@ from harness.vm.warm import (
     warm_devices,
 )
 
+pytest_plugins = ["pytester"]
+
 KEY = SnapshotKey(image="linux-tiny", image_hash="aaaa", qemu_version="7.2.22", accel="tcg",
                   launch_signature="sig")
 
@@ -341,3 +343,30 @@ def test_snapshots_of_an_older_format_are_removed_by_the_next_build(built: Built
     old = store.ensure(built, replace(KEY, format="0-old"), builder)
     store.ensure(built, KEY, builder)
     assert not old.directory.exists()
+
+
+def test_harness_run_hands_warm_or_cold_to_pytest(tmp_path: Path) -> None:
+    from harness.cli import build_parser
+    from harness.commands.run import make_plan, pytest_argv
+
+    release = tmp_path / "refapp-v0.1.0-x86_64-linux.tar.gz"
+    release.write_bytes(b"not really a tarball")
+
+    def argv(*extra: str) -> list[str]:
+        return pytest_argv(make_plan(build_parser().parse_args(["run", "--release", str(release), *extra])))
+
+    assert "--warm" in argv() and "--cold" not in argv()
+    assert "--cold" in argv("--cold") and "--warm" not in argv("--cold")
+
+
+def test_the_pytest_option_reaches_the_vms(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        def test_env(vm_environment):
+            options = vm_environment.machine().settings.options
+            print("WARM", vm_environment.warm, options.warm)
+        """
+    )
+    for flag, expected in (("--warm", "WARM True True"), ("--cold", "WARM False False"), (None, "WARM True True")):
+        result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", *([flag] if flag else []))
+        assert expected in result.stdout.str(), result.stdout.str()
