@@ -34,6 +34,7 @@ from harness.suite.target import Target, TargetSpec, matrix, resolve
 DEFAULT_PROFILE = "reference"
 DEFAULT_IMAGE = "linux-debian12"
 TARGET_FIXTURE = "target"
+LOADGROUP_KEY = "harness_loadgroup"
 
 _failed_targets = pytest.StashKey[set[str]]()
 _targets = pytest.StashKey[dict[TargetSpec, Target]]()
@@ -68,7 +69,16 @@ def pytest_configure(config: pytest.Config) -> None:
         # worker, each booting and installing its own VM. "loadgroup" keeps a target's checks
         # together and spreads everything else exactly as "load" does.
         config.option.dist = "loadgroup"
+    if getattr(config, "workerinput", {}).get(LOADGROUP_KEY):
+        # A worker parses the original command line (plain -n), so it must be told.
+        config.option.loadgroup = True
     check_inputs(config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: tell each worker when it turned plain ``-n`` into loadgroup."""
+    node.workerinput[LOADGROUP_KEY] = node.config.option.dist == "loadgroup"
 
 
 def check_inputs(config: pytest.Config) -> None:
