@@ -96,13 +96,17 @@ class TemplateKey:
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
-    def template(self, index: int) -> str:
-        slug = re.sub(r"[^0-9a-z]+", "-", self.image.lower()).strip("-")[:40]
-        return f"{TEMPLATE_PREFIX}{slug}-{self.digest}-{index}"
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^0-9a-z]+", "-", self.image.lower()).strip("-")[:40]
 
-    def family(self) -> str:
-        """Name prefix shared by every key of this image (for removing outdated templates)."""
-        return self.template(0).rsplit("-", 2)[0] + "-"
+    def template(self, index: int) -> str:
+        return f"{TEMPLATE_PREFIX}{self.slug}-{self.digest}-{index}"
+
+    def outdated(self, name: str) -> bool:
+        """A template of this image made with another key (another tart, CPU count, ...)."""
+        match = re.fullmatch(rf"{re.escape(TEMPLATE_PREFIX + self.slug)}-([0-9a-f]{{12}})-\d+", name)
+        return match is not None and match.group(1) != self.digest
 
 
 class TartWarmStarts:
@@ -171,9 +175,8 @@ class TartWarmStarts:
 
     @staticmethod
     def _remove_outdated(provider: TartProvider, key: TemplateKey, states: Mapping[str, str]) -> None:
-        current = key.template(0).rsplit("-", 1)[0]
         for name, state in states.items():
-            if name.startswith(key.family()) and not name.startswith(current) and state != "running":
+            if key.outdated(name) and state != "running":
                 provider.delete(cast(VMName, name))
 
     def _build(self, provider: TartProvider, image: str, key: TemplateKey, template: str) -> None:

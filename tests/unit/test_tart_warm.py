@@ -211,3 +211,14 @@ def test_the_macos_personalisation_sets_clock_and_a_fresh_host_key(tmp_path: Pat
     assert (keys / "ssh_host_ed25519_key").read_text().strip() == personal.host_key_private.strip()
     assert (keys / "ssh_host_ed25519_key.pub").read_text().strip() == personal.host_key_public
     assert stat.S_IMODE((keys / "ssh_host_ed25519_key").stat().st_mode) == 0o600
+
+
+def test_only_this_images_other_templates_are_outdated() -> None:
+    from harness.vm.tart_warm import TemplateKey
+
+    key = TemplateKey(image="mac", tart_version="2.30", cpu=4, memory_mb=8192, run_flags=())
+    other = TemplateKey(image="mac", tart_version="2.31", cpu=4, memory_mb=8192, run_flags=())
+    sibling = TemplateKey(image="mac-2", tart_version="2.30", cpu=4, memory_mb=8192, run_flags=())
+    assert key.outdated(other.template(1)) and not key.outdated(key.template(1))
+    assert not key.outdated(sibling.template(0)), "another image's template is not ours to delete"
+    assert not key.outdated("mac") and not key.outdated(f"{key.template(0)}x")
