@@ -31,7 +31,7 @@ from harness.vm.provider import Provider, VMName, VMOptions
 from harness.vm.reaper import reap
 from harness.vm.registry import available_providers, provider_for_image
 from harness.vm.slots import SlotPool
-from harness.vm.warm import start_mode, start_mode_record_data
+from harness.vm.warm_plan import start_mode, start_mode_record_data
 
 DEFAULT_IMAGE = "linux-debian12"
 RUN_ID_LENGTH = 10

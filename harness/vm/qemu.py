@@ -38,7 +38,8 @@ from harness.vm.host_tools import require_tool
 from harness.vm.images import BuiltImage, ImageStore, utc_now
 from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMOptions, VMState
 from harness.vm.qmp import QMPClient
-from harness.vm.warm import StartMode, WarmRestoreFailed, WarmStarts
+from harness.vm.warm import WarmStarts
+from harness.vm.warm_plan import StartMode, WarmRestoreFailed
 
 PROVIDER_NAME = "qemu"
 LOOPBACK = "127.0.0.1"

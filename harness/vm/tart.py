@@ -36,7 +36,7 @@ from harness.errors import BootTimeout, InfrastructureError, MissingToolError, U
 from harness.vm.macos_login import RunKey, ensure_key_login, probe_ssh
 from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMOptions, VMState
 from harness.vm.tart_warm import TartWarmStarts, is_template
-from harness.vm.warm import StartMode
+from harness.vm.warm_plan import StartMode
 
 VM_LIMIT_TEXT = "number of VMs exceeds the system limit"
 EXIT_NOT_FOUND_OR_STATE = 2  # tart: "does not exist" / "not running" / "already running"

@@ -43,13 +43,8 @@ from filelock import FileLock, Timeout
 
 from harness.errors import HarnessError, InfrastructureError
 from harness.vm.provider import SSHEndpoint, VMName
-from harness.vm.warm import (
-    Personalization,
-    StartMode,
-    WarmPlan,
-    planned_start_mode,
-    record_fallback,
-)
+from harness.vm.warm_agent import Personalization
+from harness.vm.warm_plan import StartMode, WarmPlan, planned_start_mode, record_fallback
 
 if TYPE_CHECKING:
     from harness.vm.tart import TartProvider

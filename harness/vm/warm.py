@@ -29,428 +29,46 @@ it, a silent agent) ends in a cold boot of the same clone with a ``WarmStartWarn
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import secrets
 import shlex
-import shutil
 import socket
 import subprocess
-import threading
 import time
-import uuid
-import warnings
-import zlib
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from filelock import FileLock, Timeout
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError, InfrastructureError
 from harness.vm.host_tools import require_tool
-from harness.vm.images import BuiltImage, utc_now
+from harness.vm.images import BuiltImage
 from harness.vm.provider import VMName, VMOptions
 from harness.vm.qmp import QMPClient, connect_unix
+from harness.vm.warm_agent import (
+    AGENT_SCRIPT,
+    AGENT_SOCKET,
+    TEMPLATE_PREPARE,
+    Personalization,
+    check_agent_reply,
+    warm_devices,
+)
+from harness.vm.warm_plan import (
+    StartMode,
+    WarmPlan,
+    WarmRestoreFailed,
+    planned_start_mode,
+    record_fallback,
+)
+from harness.vm.warm_snapshots import BackgroundChecksum, Snapshot, SnapshotKey, SnapshotStore
 
 if TYPE_CHECKING:
     from harness.vm.qemu import QemuProvider
 
-# Part of every snapshot key: bump when the snapshot layout changes (the scripts below are
-# hashed into the key as well, so editing them invalidates old snapshots by itself).
-WARM_LAYOUT = "2"
-SNAPSHOTS_DIR = "warm"
-SNAPSHOT_FILE = "snapshot.json"
-PLAN_FILE = "warm.json"
-AGENT_SOCKET = "warm.sock"
-AGENT_PORT = "org.portability-harness.warm"
-AGENT_PATH = "/run/harness-warm/agent.sh"
-PEM_END = "-----END OPENSSH PRIVATE KEY-----"
 TEMPLATE_RUN_ID = "warm"
-
 TEMPLATE_BOOT_TIMEOUT_S = 900.0
 TEMPLATE_PREPARE_TIMEOUT_S = 300.0
 SAVE_TIMEOUT_S = 180.0
 LOAD_TIMEOUT_S = 60.0
 AGENT_TIMEOUT_S = 60.0
-BUILD_LOCK_TIMEOUT_S = 45 * 60.0
 POLL_S = 0.02
-HASH_BLOCK = 4 * 2**20
-
-Role = Literal["template", "clone", "fallback"]
-
-
-class WarmStartWarning(UserWarning):
-    """A warm start was asked for but the VM booted cold (the warning says why)."""
-
-
-class WarmRestoreFailed(InfrastructureError):
-    """Restoring a clone from its snapshot failed; the caller boots the clone cold instead."""
-
-
-# ---------------------------------------------------------------- the guest side
-
-# POSIX sh (the image's /bin/sh is dash), builtins only but for `date`: under software emulation
-# every exec costs tens of milliseconds. The port reads end-of-file while no host is connected,
-# hence the retry; the host normally connects before the guest runs, so the read just blocks.
-# Request: "<epoch> <machine-id> <seed>", the clone's SSH host key (OpenSSH PEM lines), its public
-# line. Answer: "done" or "error <why>". The port is a private host<->guest channel, not a network.
-AGENT_SCRIPT = f"""#!/bin/sh
-# portability-harness warm-start agent: makes a resumed clone its own machine, then exits.
-exec 3<> /dev/virtio-ports/{AGENT_PORT}
-until read -r epoch machine_id seed <&3; do sleep 0.1; done
-case "$epoch$machine_id$seed" in ""|*[!0-9a-f.]*) echo "error malformed request" >&3; exit 1;; esac
-date -u -s "@$epoch" > /dev/null
-printf '%s\\n' "$machine_id" > /etc/machine-id
-printf '%s' "$seed" > /dev/urandom
-key=/etc/ssh/ssh_host_ed25519_key
-umask 077
-: > "$key"
-while read -r line <&3; do
-  printf '%s\\n' "$line" >> "$key"
-  [ "$line" = "{PEM_END}" ] && break
-done
-read -r public <&3
-case "$public" in ssh-ed25519\\ *) ;; *) echo "error no host key" >&3; exit 1;; esac
-umask 022
-printf '%s\\n' "$public" > "$key.pub"
-echo done >&3
-rm -f "$0"
-"""
-
-# Run as root in the template, once it has booted, right before the save.
-TEMPLATE_PREPARE = f"""set -eu
-timeout 240 systemctl is-system-running --wait > /dev/null || true
-install -d -m 0700 {os.path.dirname(AGENT_PATH)}
-cat > {AGENT_PATH}
-systemd-run --quiet --collect --unit=harness-warm-agent /bin/sh {AGENT_PATH}
-rm -f /etc/ssh/ssh_host_*key /etc/ssh/ssh_host_*key.pub
-systemctl is-active --quiet harness-warm-agent
-"""
-
-
-def warm_format() -> str:
-    """The snapshot format: layout version plus what runs in the guest before and after the save."""
-    scripts = hashlib.sha256((AGENT_SCRIPT + TEMPLATE_PREPARE).encode()).hexdigest()[:12]
-    return f"{WARM_LAYOUT}-{scripts}"
-
-
-def warm_devices() -> tuple[str, ...]:
-    """QEMU arguments every warm VM (template and clone alike) carries: the agent's channel and
-    the VM generation id that tells the guest kernel it was forked."""
-    return (
-        "-device", "vmgenid,guid=auto",
-        "-device", "virtio-serial-pci",
-        "-chardev", f"socket,id=warm,path={AGENT_SOCKET},server=on,wait=off",
-        "-device", f"virtserialport,chardev=warm,name={AGENT_PORT}",
-    )
-
-
-@dataclass(frozen=True)
-class Personalization:
-    """What makes one clone its own machine. The host key is made here, not in the guest: an
-    ed25519 key costs microseconds on the host against an exec of ssh-keygen under emulation, and
-    the host then knows the key to expect before the first connection (no trust on first use)."""
-
-    machine_id: str
-    seed: str
-    host_key_private: str  # OpenSSH PEM
-    host_key_public: str  # "ssh-ed25519 AAAA..."
-
-    @classmethod
-    def new(cls) -> Personalization:
-        key = Ed25519PrivateKey.generate()
-        private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                    serialization.NoEncryption()).decode()
-        public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                               serialization.PublicFormat.OpenSSH).decode()
-        return cls(machine_id=uuid.uuid4().hex, seed=secrets.token_hex(32),
-                   host_key_private=private, host_key_public=public)
-
-    def request(self, epoch: float) -> bytes:
-        return (f"{epoch:.6f} {self.machine_id} {self.seed}\n{self.host_key_private.rstrip()}\n"
-                f"{self.host_key_public}\n").encode()
-
-
-def check_agent_reply(text: str) -> None:
-    """The agent's answer must be ``done``; anything else is a failed personalisation."""
-    if text.strip() != "done":
-        raise WarmRestoreFailed(f"the warm-start agent answered {text.strip()[:200]!r} instead of 'done'")
-
-
-# ---------------------------------------------------------------- snapshots
-
-
-@dataclass(frozen=True)
-class SnapshotKey:
-    """Everything a saved machine depends on; any change means a new snapshot."""
-
-    image: str
-    image_hash: str
-    qemu_version: str
-    accel: str
-    launch_signature: str
-    format: str = field(default_factory=lambda: warm_format())
-
-    @property
-    def digest(self) -> str:
-        text = json.dumps(asdict(self), sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A finished snapshot; its files are never modified after it was renamed into place."""
-
-    directory: Path
-    key: SnapshotKey
-    state_crc32: str
-    state_bytes: int
-    disk_bytes: int
-    built_at: str
-    build_seconds: float
-
-    @property
-    def disk(self) -> Path:
-        return self.directory / "disk.qcow2"
-
-    @property
-    def state(self) -> Path:
-        return self.directory / "state"
-
-    @classmethod
-    def load(cls, directory: Path) -> Snapshot | None:
-        try:
-            data = json.loads((directory / SNAPSHOT_FILE).read_text())
-            return cls(directory=directory, key=SnapshotKey(**data.pop("key")), **data)
-        except (OSError, ValueError, TypeError, KeyError):
-            return None
-
-    def save(self) -> None:
-        data = asdict(self)
-        data.pop("directory")
-        (self.directory / SNAPSHOT_FILE).write_text(json.dumps(data, indent=2) + "\n")
-
-    def problem(self) -> str | None:
-        """Why this snapshot cannot be used (files gone or resized), or None."""
-        for path, size in ((self.state, self.state_bytes), (self.disk, self.disk_bytes)):
-            try:
-                actual = path.stat().st_size
-            except OSError:
-                return f"{path} is missing"
-            if actual != size:
-                return f"{path} is {actual} bytes, {size} when it was made"
-        return None
-
-
-Builder = Callable[[Path], None]
-"""Fills a directory with ``disk.qcow2`` and ``state``."""
-
-
-class SnapshotStore:
-    """Snapshots next to the image build they belong to; one builder per key at a time."""
-
-    def __init__(self, root: Callable[[BuiltImage], Path] | None = None,
-                 lock_timeout_s: float = BUILD_LOCK_TIMEOUT_S) -> None:
-        self._root = root or (lambda built: built.directory / SNAPSHOTS_DIR)
-        self.lock_timeout_s = lock_timeout_s
-
-    def root(self, built: BuiltImage) -> Path:
-        return self._root(built)
-
-    def find(self, built: BuiltImage, key: SnapshotKey) -> Snapshot | None:
-        snapshot = Snapshot.load(self.root(built) / key.digest)
-        if snapshot is None or snapshot.key != key or snapshot.problem() is not None:
-            return None
-        return snapshot
-
-    def ensure(self, built: BuiltImage, key: SnapshotKey, build: Builder) -> Snapshot:
-        """The snapshot for ``key``, built first if needed; concurrent callers wait on a file lock."""
-        if (found := self.find(built, key)) is not None:
-            return found
-        root = self.root(built)
-        root.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(root / f"{key.digest}.lock"), timeout=self.lock_timeout_s)
-        try:
-            with lock:
-                if (found := self.find(built, key)) is not None:
-                    return found  # another builder finished while we waited
-                return self._build(root, key, build)
-        except Timeout as exc:
-            raise InfrastructureError(
-                f"waited {self.lock_timeout_s:.0f}s for another process to build warm snapshot {key.digest}",
-                hint=f"look for a hung builder holding {lock.lock_file}; --cold skips warm starts",
-            ) from exc
-
-    def _build(self, root: Path, key: SnapshotKey, build: Builder) -> Snapshot:
-        final = root / key.digest
-        for leftover in root.glob(f".building-{key.digest}-*"):  # builders that died; we hold the lock
-            self._discard(leftover)
-        work = root / f".building-{key.digest}-{os.getpid()}"
-        work.mkdir()
-        started = time.monotonic()
-        try:
-            build(work)
-            snapshot = Snapshot(
-                directory=work, key=key, state_crc32=crc32_file(work / "state"),
-                state_bytes=(work / "state").stat().st_size, disk_bytes=(work / "disk.qcow2").stat().st_size,
-                built_at=utc_now(), build_seconds=round(time.monotonic() - started, 1),
-            )
-            snapshot.save()
-            (work / "disk.qcow2").chmod(0o444)  # clones' overlays read it; nothing may write it
-            (work / "state").chmod(0o444)
-            if final.exists():  # damaged or stale leftovers of the same key
-                self._discard(final)
-            work.rename(final)
-        except BaseException:
-            shutil.rmtree(work, ignore_errors=True)
-            raise
-        self._prune_unloadable(root, key)
-        loaded = Snapshot.load(final)
-        assert loaded is not None
-        return loaded
-
-    def _prune_unloadable(self, root: Path, key: SnapshotKey) -> None:
-        """Snapshots of another QEMU version or snapshot format will never be restored by this
-        host's QEMU and harness again: remove them. Running clones keep their backing file open,
-        and a clone not started yet boots cold (``launch_args``)."""
-        for directory in root.iterdir():
-            other = Snapshot.load(directory) if directory.is_dir() else None
-            if other is not None and (other.key.qemu_version, other.key.format) != (key.qemu_version, key.format):
-                self._discard(directory)
-
-    def quarantine(self, snapshot: Snapshot) -> None:
-        """Take a snapshot that failed to restore out of use; the next warm clone builds a new one."""
-        try:
-            snapshot.directory.rename(snapshot.directory.with_name(f".bad-{snapshot.directory.name}-{os.getpid()}"))
-        except OSError:
-            pass  # already gone: another clone quarantined it first
-
-    @staticmethod
-    def _discard(directory: Path) -> None:
-        for path in directory.iterdir():
-            path.chmod(0o644)
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def crc32_file(path: Path) -> str:
-    """CRC-32 of a file: catches a damaged or truncated state file at a third of sha256's cost
-    (the cache is ours, so accidents are the threat, not forgery)."""
-    crc = 0
-    with path.open("rb") as handle:
-        while block := handle.read(HASH_BLOCK):
-            crc = zlib.crc32(block, crc)
-    return f"{crc:08x}"
-
-
-class BackgroundChecksum:
-    """``crc32_file`` computed in a thread (zlib releases the GIL), to overlap with QEMU's work."""
-
-    def __init__(self, path: Path) -> None:
-        self._result: str | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(path,), name="warm-state-hash", daemon=True)
-        self._thread.start()
-
-    def _run(self, path: Path) -> None:
-        try:
-            self._result = crc32_file(path)
-        except BaseException as exc:  # noqa: BLE001 - reported by result()
-            self._error = exc
-
-    def result(self, timeout_s: float) -> str:
-        self._thread.join(timeout_s)
-        if self._thread.is_alive():
-            raise WarmRestoreFailed(f"checksumming the state file took longer than {timeout_s:.0f}s")
-        if self._error is not None:
-            raise WarmRestoreFailed(f"cannot read the state file: {self._error}")
-        assert self._result is not None
-        return self._result
-
-
-# ---------------------------------------------------------------- per-VM plan
-
-
-@dataclass(frozen=True)
-class WarmPlan:
-    """``warm.json`` in a VM's directory: how this VM starts and how its start went."""
-
-    role: Role
-    snapshot: str = ""  # directory of the snapshot a clone restores
-    key: str = ""
-    reason: str = ""  # why a warm start became a cold one
-    host_key: str = ""  # the clone's own SSH host public key, made by the host
-    machine_id: str = ""  # the clone's /etc/machine-id
-    resumed: bool = False  # the clone really started from the saved machine
-    base_disk: str = ""  # the clean image a clone falls back to
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, vm_dir: Path) -> WarmPlan | None:
-        try:
-            return cls(**json.loads((vm_dir / PLAN_FILE).read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def save(self, vm_dir: Path) -> None:
-        partial = vm_dir / f"{PLAN_FILE}.tmp"
-        partial.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        partial.replace(vm_dir / PLAN_FILE)
-
-
-@dataclass(frozen=True)
-class StartMode:
-    """How a VM actually started, for the journal and the report."""
-
-    used: Literal["warm", "cold"]
-    requested: bool
-    detail: str = ""
-
-    @property
-    def label(self) -> str:
-        if self.used == "warm":
-            return "warm"
-        return f"cold (warm start failed: {self.detail})" if self.requested else "cold"
-
-
-def record_fallback(vm_dir: Path, reason: str, warn: bool = True) -> None:
-    """A warm start asked for, a cold boot made: say why in the VM's plan (and as a warning)."""
-    WarmPlan(role="fallback", reason=reason).save(vm_dir)
-    if warn:
-        warnings.warn(WarmStartWarning(f"{vm_dir.name}: booting cold: {reason}"), stacklevel=3)
-
-
-def planned_start_mode(vm_dir: Path, requested: bool) -> StartMode:
-    """How the VM in ``vm_dir`` started, from its plan (no plan: a cold boot as asked)."""
-    plan = WarmPlan.load(vm_dir)
-    if plan is not None and plan.role == "clone" and plan.resumed:
-        return StartMode("warm", requested=True, detail=f"saved machine {plan.key}")
-    if plan is not None and plan.role == "fallback":
-        return StartMode("cold", requested=True, detail=plan.reason)
-    return StartMode("cold", requested=requested)
-
-
-def start_mode(provider: object, name: VMName | str) -> StartMode:
-    """How ``name`` started; providers without warm starts always boot cold."""
-    describe = getattr(provider, "start_mode", None)
-    if describe is None:
-        return StartMode("cold", requested=False)
-    mode: StartMode = describe(name)
-    return mode
-
-
-def start_mode_record_data(mode: StartMode, vm_name: str, image: str) -> dict[str, Any]:
-    """``meta`` journal data: the report lists ``extra`` items among the run's facts."""
-    extra: dict[str, str] = {f"vm start ({image})": mode.used}
-    if mode.requested and mode.used == "cold":
-        extra[f"warm start fell back to cold ({vm_name})"] = mode.detail
-    return {"vm_start": {"vm": vm_name, **asdict(mode)}, "extra": extra}
-
-
-# ---------------------------------------------------------------- QEMU integration
 
 
 class WarmStarts:

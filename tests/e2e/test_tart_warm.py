@@ -20,7 +20,7 @@ from harness.vm.tart import TartProvider, TartSettings
 from harness.vm.tart_standin.guests import STANDIN_RUN_ID
 from harness.vm.tart_standin.testing import StandinHome
 from harness.vm.tart_warm import RESTORED_TEXT, is_template
-from harness.vm.warm import WarmPlan
+from harness.vm.warm_plan import WarmPlan
 
 pytestmark = [pytest.mark.vm]
 

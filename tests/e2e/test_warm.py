@@ -30,15 +30,9 @@ from harness.vm.machine import Machine
 from harness.vm.provider import VMName, VMOptions
 from harness.vm.qemu import QemuProvider
 from harness.vm.slots import SlotPool
-from harness.vm.warm import (
-    Snapshot,
-    SnapshotStore,
-    WarmPlan,
-    WarmStarts,
-    WarmStartWarning,
-    build_snapshot,
-    start_mode,
-)
+from harness.vm.warm import WarmStarts, build_snapshot
+from harness.vm.warm_plan import WarmPlan, WarmStartWarning, start_mode
+from harness.vm.warm_snapshots import Snapshot, SnapshotStore
 
 pytestmark = pytest.mark.vm
 

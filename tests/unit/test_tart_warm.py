@@ -18,7 +18,8 @@ from harness.vm.provider import VMName, VMOptions
 from harness.vm.tart import TartProvider, TartSettings
 from harness.vm.tart_standin.testing import StandinHome
 from harness.vm.tart_warm import PERSONALIZE, RESTORED_TEXT, is_template
-from harness.vm.warm import Personalization, WarmStartWarning
+from harness.vm.warm_agent import Personalization
+from harness.vm.warm_plan import WarmStartWarning
 
 EX_USAGE = 64
 

@@ -19,24 +19,28 @@ from harness.errors import InfrastructureError
 from harness.vm.images import BuiltImage
 from harness.vm.provider import VMName, VMOptions
 from harness.vm.qemu import QemuLaunch, QemuProvider, qemu_command
-from harness.vm.warm import (
+from harness.vm.warm import WarmStarts
+from harness.vm.warm_agent import (
     AGENT_SCRIPT,
     PEM_END,
-    BackgroundChecksum,
     Personalization,
-    Snapshot,
-    SnapshotKey,
-    SnapshotStore,
+    check_agent_reply,
+    warm_devices,
+)
+from harness.vm.warm_plan import (
     StartMode,
     WarmPlan,
     WarmRestoreFailed,
-    WarmStarts,
     WarmStartWarning,
-    check_agent_reply,
-    crc32_file,
     start_mode,
     start_mode_record_data,
-    warm_devices,
+)
+from harness.vm.warm_snapshots import (
+    BackgroundChecksum,
+    Snapshot,
+    SnapshotKey,
+    SnapshotStore,
+    crc32_file,
 )
 
 pytest_plugins = ["pytester"]
