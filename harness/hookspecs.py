@@ -12,7 +12,7 @@ import pytest
 
 
 @pytest.hookspec(firstresult=False)
-def harness_phase_finished(phase: Any) -> None:
+def pytest_harness_phase_finished(phase: Any) -> None:
     """Called after every timed phase (boot, copy, install, serve, complete, teardown).
 
     ``phase`` is a :class:`harness.journal.PhaseRecord`.
@@ -20,5 +20,5 @@ def harness_phase_finished(phase: Any) -> None:
 
 
 @pytest.hookspec(firstresult=False)
-def harness_vm_ready(vm: Any) -> None:
+def pytest_harness_vm_ready(vm: Any) -> None:
     """Called when a VM answers SSH; ``vm`` is the live VM handle."""

@@ -47,18 +47,13 @@ class AllureCommandLine:
         _require_java()
         if self.executable.is_file():
             return self.executable
-        npm = shutil.which("npm")
-        if npm is None:
-            raise MissingToolError(
-                "npm is not installed; it fetches Allure's command line",
-                hint="apt-get install -y npm (or install Node.js 18+)",
-            )
+        npm = _npm_command()
         self.home.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.home / ".install.lock"), timeout=INSTALL_TIMEOUT_S):
             if self.executable.is_file():
                 return self.executable
             command = [
-                npm,
+                *npm,
                 "install",
                 "--no-audit",
                 "--no-fund",
@@ -105,6 +100,22 @@ class AllureCommandLine:
                 detail=_tail(done.stdout + done.stderr),
             )
         return index
+
+
+def _npm_command() -> list[str]:
+    """npm on PATH, else the copy Node.js ships beside itself (some Node installs link no npm)."""
+    npm = shutil.which("npm")
+    if npm is not None:
+        return [npm]
+    node = shutil.which("node")
+    if node is not None:
+        bundled = Path(node).resolve().parent.parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+        if bundled.is_file():
+            return [node, str(bundled)]
+    raise MissingToolError(
+        "npm is not installed; it fetches Allure's command line",
+        hint="apt-get install -y npm (or install Node.js 18+, which ships npm)",
+    )
 
 
 def _require_java() -> None:

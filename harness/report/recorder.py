@@ -10,7 +10,7 @@ Reached through the session fixture ``report``::
 
 Every call lands in three places at once: the allure result of the running test (a step or an
 attachment), the run journal (what the sign-off and trends read) and, for phases, the
-``harness_phase_finished`` hook. Files are copied under ``<results>/evidence/<target>/`` so that
+``pytest_harness_phase_finished`` hook. Files are copied under ``<results>/evidence/<target>/`` so that
 the sign-off can link them with relative paths.
 """
 
@@ -139,15 +139,7 @@ class Reporter:
             exc_val=shown,
             exc_tb=exc.__traceback__ if exc else None,
         )
-        self._phase_hook()(phase=record)
-
-    def _phase_hook(self) -> Any:
-        # pytest only collects implementations of hooks whose names start with "pytest_"; the spec
-        # is named harness_phase_finished today (see the note to the lead), so take either name.
-        return (
-            getattr(self._hook, "pytest_harness_phase_finished", None)
-            or self._hook.harness_phase_finished
-        )
+        self._hook.pytest_harness_phase_finished(phase=record)
 
     # -- attachments --------------------------------------------------------------------------
 

@@ -214,13 +214,13 @@ class VMEnvironment:
         hook = self.config.hook
 
         def phase_finished(record: PhaseRecord) -> None:
-            hook.harness_phase_finished(phase=record)
+            hook.pytest_harness_phase_finished(phase=record)
 
         def vm_ready(machine: Machine) -> None:
             mode = start_mode(machine.provider, machine.name)
             journal.write(GenericRecord(kind="meta", target=machine.image,
                                         data=start_mode_record_data(mode, str(machine.name), machine.image)))
-            hook.harness_vm_ready(vm=machine)
+            hook.pytest_harness_vm_ready(vm=machine)
 
         return Machine(provider, settings, slots=self.slots(provider), paths=self.paths,
                        journal=self.journal, on_phase=phase_finished, on_ready=vm_ready, say=say)

@@ -58,3 +58,18 @@ def test_a_cache_install_is_reused_without_npm(
     cli.executable.write_text("#!/bin/sh\n", encoding="utf-8")
     monkeypatch.setenv("PATH", str(_bin_with(tmp_path, "java")))
     assert cli.ensure() == cli.executable
+
+
+def test_the_npm_node_ships_is_used_when_none_is_on_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.report.allure_cli import _npm_command
+
+    prefix = tmp_path / "node-prefix"
+    prefix.mkdir()
+    node = _bin_with(prefix, "node") / "node"
+    cli = prefix / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
+    cli.parent.mkdir(parents=True)
+    cli.write_text("// npm\n", encoding="utf-8")
+    monkeypatch.setenv("PATH", str(node.parent))
+    assert _npm_command() == [str(node), str(cli)]
