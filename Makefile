@@ -20,7 +20,9 @@ test-fast: setup
 	$(VENV)/bin/pytest tests -m "not vm" $(PYTEST_ARGS)
 
 bench: setup
-	$(VENV)/bin/python bench/run_all.py
+	$(VENV)/bin/python bench/bench_inspect.py
+	$(VENV)/bin/python bench/bench_vm.py
+	$(VENV)/bin/python bench/bench_warm.py
 
 clean-results:
 	rm -rf results

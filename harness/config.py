@@ -27,7 +27,7 @@ class HostPaths:
         return self.state / "vms"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "HostPaths":
+    def from_env(cls, environ: dict[str, str] | None = None) -> HostPaths:
         env = os.environ if environ is None else environ
         home = Path(env.get("HOME", "/root"))
         cache = Path(env.get("HARNESS_CACHE") or Path(env.get("XDG_CACHE_HOME", home / ".cache")) / "portability-harness")

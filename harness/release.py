@@ -8,7 +8,6 @@ present, must list it with the right sha256.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -16,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UsageError
+from harness.hashing import sha256_file
 from harness.profile import ReleaseSpec
 
 # uname -m spellings that mean the same machine.
@@ -101,13 +101,6 @@ def parse_release_name(filename: str) -> ReleaseName:
     arch = ARCH_ALIASES.get(match["arch"], match["arch"])
     return ReleaseName(match["product"], match["version"], arch, match["os"], match["suffix"] or "")
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_checksums(path: Path) -> dict[str, str]:

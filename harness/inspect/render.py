@@ -37,8 +37,8 @@ def _footprint(footprint: dict[str, Any]) -> list[str]:
     if footprint["duplicates"]:
         rows = [[human_bytes(d["wasted_bytes"]), str(len(d["paths"])), ", ".join(d["layers"]), d["paths"][0]]
                 for d in footprint["duplicates"][:10]]
-        out += ["", f"Identical files in several layers: {footprint['duplicate_groups_total']} group(s), "
-                    f"{human_bytes(footprint['wasted_bytes'])} wasted",
+        out += ["", (f"Identical files in several layers: {footprint['duplicate_groups_total']} group(s), "
+                     f"{human_bytes(footprint['wasted_bytes'])} wasted"),
                 table(rows, ["wasted", "copies", "layers", "first copy"])]
     return out
 
@@ -47,9 +47,9 @@ def render_report(report: Report) -> str:
     data = report.to_dict()
     counts = data["counts"]
     out = [f"Release: {report.release}", f"Target:  {report.target} ({report.stats.get('target_source', '')})",
-           f"Read:    {report.stats.get('files', 0)} files, {report.stats.get('elf_binaries', 0)} ELF, "
-           f"{report.stats.get('macho_binaries', 0)} Mach-O, {report.stats.get('scripts', 0)} scripts "
-           f"in {report.stats.get('duration_s', 0)} s"]
+           (f"Read:    {report.stats.get('files', 0)} files, {report.stats.get('elf_binaries', 0)} ELF, "
+            f"{report.stats.get('macho_binaries', 0)} Mach-O, {report.stats.get('scripts', 0)} scripts "
+            f"in {report.stats.get('duration_s', 0)} s")]
     out += _footprint(report.footprint)
     out += ["", f"Findings: {counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"]
     if report.findings:

@@ -11,7 +11,12 @@ from harness.inspect.archive_safety import check_archive_safety
 from harness.inspect.elf import ElfCollector, check_elf, highest_version
 from harness.inspect.findings import Finding, Report, sort_findings
 from harness.inspect.footprint import footprint_findings, measure_footprint
-from harness.inspect.layout import LayoutExpectations, MetadataCollector, check_layout, expectations_from_layout
+from harness.inspect.layout import (
+    LayoutExpectations,
+    MetadataCollector,
+    check_layout,
+    expectations_from_layout,
+)
 from harness.inspect.macho import MachOCollector, check_macho
 from harness.inspect.scripts import ShebangCollector, check_scripts
 from harness.inspect.targets import Target, load_target

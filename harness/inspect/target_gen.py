@@ -126,7 +126,7 @@ def _run(argv: list[str]) -> None:
     tool = argv[0]
     if shutil.which(tool) is None:
         raise MissingToolError(f"{tool} is needed to read the image", hint="apt-get install qemu-utils e2fsprogs")
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S, check=False)
     if done.returncode != 0:
         raise HarnessError(f"{' '.join(argv[:3])}... failed ({done.returncode})", detail=done.stderr[-2000:])
 
@@ -142,7 +142,7 @@ def extract_image(image: Path, work: Path) -> Path:
         parent.parent.mkdir(parents=True, exist_ok=True)
         # debugfs copies symlinks as symlinks, so merged-/usr links survive; missing paths are skipped.
         subprocess.run(["debugfs", "-R", f"rdump {directory} {parent.parent}", str(raw)],
-                       capture_output=True, timeout=COMMAND_TIMEOUT_S)
+                       capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False)
     raw.unlink()
     return root
 

@@ -36,7 +36,7 @@ class Target:
     stub_interpreters: dict[str, str] = field(default_factory=dict)  # path -> why it is unusable
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Target":
+    def from_dict(cls, data: dict[str, Any]) -> Target:
         return cls(
             name=data["name"],
             os=data["os"],
@@ -64,7 +64,7 @@ def known_targets() -> list[str]:
 def load_target(name_or_path: str) -> Target:
     """A built-in target by name (``debian-12``) or a target JSON file by path."""
     path = Path(name_or_path)
-    if not path.suffix == ".json":
+    if path.suffix != ".json":
         path = TARGETS_DIR / f"{name_or_path}.json"
     if not path.is_file():
         raise UsageError(

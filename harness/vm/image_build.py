@@ -10,7 +10,6 @@ per-image build lock (``ImageStore.ensure``).
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import platform
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.errors import InfrastructureError, UsageError
+from harness.hashing import sha256_file
 from harness.vm.host_tools import require_tool
 from harness.vm.images import BUILDER_VERSION, MANIFEST_FILE, BuiltImage, Progress, Recipe, utc_now
 
@@ -218,13 +218,6 @@ def forbidden_files(root: Path, patterns: Sequence[str]) -> list[str]:
                 hits.append("/" + str(Path(directory, filename).relative_to(root)))
     return sorted(hits)
 
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------- the pipeline

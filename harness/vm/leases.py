@@ -30,9 +30,8 @@ def owner_alive(pid: int, started_at: float | None) -> bool:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return False
-        if started_at is not None and abs(process.create_time() - started_at) > 1.0:
-            return False  # the pid was recycled by an unrelated process
-        return True
+        # a start time that differs means the pid was recycled by an unrelated process
+        return started_at is None or abs(process.create_time() - started_at) <= 1.0
     except psutil.NoSuchProcess:
         return False
     except psutil.AccessDenied:

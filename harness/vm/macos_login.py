@@ -29,7 +29,7 @@ class RunKey:
     public_line: str
 
     @classmethod
-    def create(cls, path: Path, comment: str) -> "RunKey":
+    def create(cls, path: Path, comment: str) -> RunKey:
         if path.exists():
             return cls.load(path)
         key = Ed25519PrivateKey.generate()
@@ -49,7 +49,7 @@ class RunKey:
         return cls(private_path=path, public_line=line)
 
     @classmethod
-    def load(cls, path: Path) -> "RunKey":
+    def load(cls, path: Path) -> RunKey:
         return cls(private_path=path, public_line=path.with_suffix(".pub").read_text().strip())
 
     def paramiko_key(self) -> paramiko.PKey:

@@ -56,7 +56,7 @@ class OrchardSettings:
     forward_wait_s: int = 60
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "OrchardSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> OrchardSettings:
         env = os.environ if environ is None else environ
         url = env.get("HARNESS_ORCHARD_URL", "")
         if not url:
@@ -138,7 +138,7 @@ class PortForwardBridge:
                 _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in pending:
                     task.cancel()
-        except (OSError, WebSocketException, asyncio.TimeoutError):
+        except (TimeoutError, OSError, WebSocketException):
             pass  # the SSH client sees a closed connection and retries or reports
         finally:
             writer.close()
@@ -180,7 +180,7 @@ class OrchardProvider:
         self._bridges: dict[str, PortForwardBridge] = {}
 
     @classmethod
-    def from_env(cls, paths: HostPaths | None = None) -> "OrchardProvider":
+    def from_env(cls, paths: HostPaths | None = None) -> OrchardProvider:
         return cls(OrchardSettings.from_env(), paths or HostPaths.from_env())
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:

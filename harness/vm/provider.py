@@ -33,11 +33,11 @@ class VMName:
         return f"{VM_NAME_PREFIX}-{self.run_id}-{self.owner_pid}-{self.tag}"
 
     @classmethod
-    def new(cls, run_id: str, owner_pid: int | None = None) -> "VMName":
+    def new(cls, run_id: str, owner_pid: int | None = None) -> VMName:
         return cls(run_id=run_id, owner_pid=owner_pid or os.getpid(), tag=secrets.token_hex(3))
 
     @classmethod
-    def parse(cls, text: str) -> "VMName | None":
+    def parse(cls, text: str) -> VMName | None:
         """The name's parts, or None for a VM that is not ours (never touch those)."""
         match = _NAME_RE.match(text)
         if not match:

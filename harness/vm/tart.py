@@ -57,7 +57,7 @@ class SoftnetPolicy:
     gateway: str = DEFAULT_GATEWAY
 
     @classmethod
-    def parse(cls, text: str) -> "SoftnetPolicy":
+    def parse(cls, text: str) -> SoftnetPolicy:
         mode, _, gateway = text.strip().partition(":")
         if mode not in {"host", "gateway", "off"}:
             raise UsageError(
@@ -93,7 +93,7 @@ class TartSettings:
     extra_run_args: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> "TartSettings":
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> TartSettings:
         env = os.environ if environ is None else environ
         default = cls()
 
@@ -161,7 +161,7 @@ class TartCLI:
         try:
             proc = subprocess.run(
                 command, capture_output=True, text=True, timeout=timeout_s, env=self.env(), stdin=subprocess.DEVNULL
-            )
+            , check=False)
         except subprocess.TimeoutExpired as exc:
             self._log(args, "timeout", time.monotonic() - started, str(exc.stderr or ""))
             raise InfrastructureError(
@@ -196,7 +196,7 @@ class TartProvider:
         self.warm = TartWarmStarts(paths.state / "tart-warm", settings.max_running)  # issue 8 [WARM]
 
     @classmethod
-    def from_env(cls, paths: HostPaths | None = None) -> "TartProvider":
+    def from_env(cls, paths: HostPaths | None = None) -> TartProvider:
         return cls(TartSettings.from_env(), paths or HostPaths.from_env())
 
     # -- where a VM's host-side files live ---------------------------------------------------
@@ -434,7 +434,7 @@ class TartProvider:
 
     def traffic_pcap(self, name: VMName | str) -> None:
         """tart cannot record a guest's traffic (Softnet blocks it instead): never a capture."""
-        return None
+        return
 
     def console_tail(self, name: VMName | str, lines: int = 60) -> str:
         """macOS guests have no serial console here: the tail of ``tart run``'s own output."""

@@ -28,9 +28,9 @@ from qemu_e2e_support import (  # noqa: F401  (fixtures)
     provider,
 )
 
+from harness.hashing import sha256_file
 from harness.vm.accel import choose_accel
 from harness.vm.host_tools import require_tool
-from harness.vm.image_build import sha256_file
 from harness.vm.images import BuiltImage
 from harness.vm.provider import SSHEndpoint, VMName, VMOptions
 from harness.vm.qemu import QemuProvider, read_ssh_banner

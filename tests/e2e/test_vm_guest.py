@@ -46,9 +46,9 @@ def test_file_round_trip_with_checksum_and_port_forward(vm: Machine, tmp_path: P
     back = vm.get("/tmp/payload.bin", tmp_path / "back.bin")
     assert back.sha256 == expected and (tmp_path / "back.bin").read_bytes() == payload
 
-    with vm.forward(22) as port:  # the guest's own sshd, reached through the tunnel
-        with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            assert sock.recv(64).startswith(b"SSH-2.0-OpenSSH")
+    # the guest's own sshd, reached through the tunnel
+    with vm.forward(22) as port, socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        assert sock.recv(64).startswith(b"SSH-2.0-OpenSSH")
 
 
 @pytest.fixture

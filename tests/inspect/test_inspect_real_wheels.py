@@ -20,9 +20,9 @@ import pytest
 
 from harness.config import HostPaths
 from harness.inspect.elf import versioned_symbols
+from harness.inspect.layout import LayoutExpectations
 from harness.inspect.macho import dependency_listing
 from harness.inspect.runner import collect, inspect_collected
-from harness.inspect.layout import LayoutExpectations
 from harness.inspect.targets import load_target, version_tuple
 
 pytestmark = pytest.mark.slow
@@ -56,7 +56,7 @@ def wheels() -> dict[str, Path]:
                 done = subprocess.run(
                     [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
                      "--platform", platform, "--python-version", "3.11", "--dest", str(target), requirement],
-                    capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+                    capture_output=True, text=True, timeout=PIP_TIMEOUT_S, check=False)
             except subprocess.TimeoutExpired:
                 pytest.skip(f"PyPI did not answer within {PIP_TIMEOUT_S} s: cannot fetch {requirement} ({platform})")
             existing = sorted(target.glob("*.whl"))
@@ -70,7 +70,7 @@ def _auditwheel(wheel: Path) -> dict:
     tool = Path(sys.executable).with_name("auditwheel")
     if not tool.exists():
         pytest.skip("auditwheel is not installed: pip install -e '.[test]'")
-    done = subprocess.run([str(tool), "show", "--json", str(wheel)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run([str(tool), "show", "--json", str(wheel)], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -138,7 +138,7 @@ def _delocate_listdeps(wheel: Path, bindir: Path) -> tuple[set[str], str]:
     if not tool.exists():
         pytest.skip("delocate is not installed: pip install -e '.[test]'")
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(wheel.parent)}
-    done = subprocess.run([str(tool), "--all", str(wheel)], capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run([str(tool), "--all", str(wheel)], capture_output=True, text=True, timeout=300, env=env, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return {line.strip() for line in done.stdout.splitlines() if line.strip()}, done.stderr
 

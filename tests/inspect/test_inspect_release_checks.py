@@ -8,7 +8,18 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from synth import GOOD_LOOSE, Layer, Member, good_layers, layer_archive, make_elf, make_fat, make_macho_slice, tar_bytes, venvstacks_release
+from synth import (
+    GOOD_LOOSE,
+    Layer,
+    Member,
+    good_layers,
+    layer_archive,
+    make_elf,
+    make_fat,
+    make_macho_slice,
+    tar_bytes,
+    venvstacks_release,
+)
 
 from harness.inspect.findings import Report
 from harness.inspect.layout import LayoutExpectations, expectations_from_layout

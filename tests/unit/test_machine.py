@@ -172,10 +172,9 @@ def test_ctrl_c_during_teardown_does_not_stop_the_teardown(
         real_stop(name, timeout_s)  # type: ignore[arg-type]
 
     machine = _machine(provider, paths, slots, tmp_path)
-    with pytest.raises(KeyboardInterrupt, match="during cleanup"):
-        with machine as vm:
-            pid = provider.pid(vm.name)
-            monkeypatch.setattr(provider, "stop", impatient_user_stop)
+    with pytest.raises(KeyboardInterrupt, match="during cleanup"), machine as vm:
+        pid = provider.pid(vm.name)
+        monkeypatch.setattr(provider, "stop", impatient_user_stop)
     _gone(provider, paths, vm, pid)
     assert provider.calls[-1].startswith("delete")
 

@@ -147,7 +147,7 @@ class TartHome:
         self.root = root
 
     @classmethod
-    def from_env(cls) -> "TartHome":
+    def from_env(cls) -> TartHome:
         root = os.environ.get("TART_HOME") or str(Path.home() / ".tart")
         return cls(Path(root))
 

@@ -90,7 +90,7 @@ class LoopbackSSHGuest:
         while not self._stop.is_set():
             try:
                 conn, _ = self._listener.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -108,7 +108,7 @@ class LoopbackSSHGuest:
             env = {**os.environ, "HOME": str(self.home)}
             proc = subprocess.run(
                 ["/bin/sh", "-c", server.command.decode()], cwd=self.home, env=env,
-                capture_output=True, timeout=60,
+                capture_output=True, timeout=60, check=False,
             )
             channel.sendall(proc.stdout)
             channel.sendall_stderr(proc.stderr)

@@ -97,7 +97,7 @@ class Relay:
         while not self._closed.is_set():
             try:
                 client, _ = self._server.accept()
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

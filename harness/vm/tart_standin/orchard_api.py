@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 from harness.vm.tart_standin.guests import Guest
@@ -86,7 +86,7 @@ class OrchardStandin:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def __enter__(self) -> "OrchardStandin":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -144,7 +144,7 @@ class _OrchardHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     standin: OrchardStandin
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet by design
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _reply(self, status: int, body: Any = None) -> None:
@@ -238,7 +238,7 @@ class _OrchardHandler(BaseHTTPRequestHandler):
             if running is None:
                 self._reply(503, {"message": "no IP address yet"})
             else:
-                self._reply(200, {"ip": "192.168.64.%d" % (2 + sorted(self.standin.vms).index(name) % 250)})
+                self._reply(200, {"ip": f"192.168.64.{2 + sorted(self.standin.vms).index(name) % 250}"})
         elif action == "port-forward":
             self._port_forward(name, query)
         else:

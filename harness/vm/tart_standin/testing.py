@@ -43,7 +43,7 @@ class StandinHome:
     def tart(self, *args: str, timeout_s: float = 60, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(self.shim), *args], capture_output=True, text=True, timeout=timeout_s, env=self.env(**(env or {}))
-        )
+        , check=False)
 
     def golden(self, name: str = "golden", backing: str = "linux-debian12", *extra: str) -> str:
         result = self.tart("standin-import", name, "--backing", backing, *extra)
