@@ -1,10 +1,13 @@
 """Which QEMU accelerator actually runs guests on this host, decided by a probe, never assumed.
 
-``/dev/kvm`` can exist and still hang every guest (nested virtualisation gone wrong), so the probe
-boots a 512-byte real-mode boot sector that writes a marker to the first serial port and halts.
-If the marker shows up under KVM within a few seconds, KVM works; otherwise TCG (software
-emulation). The verdict is cached per host in the state directory, keyed by QEMU version and
-kernel release, so the probe runs once per host upgrade. ``HARNESS_ACCEL=kvm|tcg`` overrides.
+``/dev/kvm`` can exist and still hang every guest (nested virtualisation gone wrong). It can also
+fail half-way: on one host here a real-mode boot sector ran under KVM while every Linux kernel
+hung the moment it left real mode. So KVM has to pass two probes: a 512-byte boot sector that
+writes a marker to the first serial port (cheap, rules out a KVM that runs nothing), then the
+guest's own kernel with an early serial console, which must print its ``Linux version`` banner
+(proves protected and long mode work). Otherwise TCG (software emulation). The verdict is cached
+per host in the state directory, keyed by probe version, QEMU version and host kernel release, so
+the probe runs once per host upgrade. ``HARNESS_ACCEL=kvm|tcg`` overrides.
 """
 
 from __future__ import annotations
@@ -28,6 +31,12 @@ AccelName = Literal["kvm", "tcg"]
 ACCEL_ENV = "HARNESS_ACCEL"
 PROBE_MARKER = b"HARNESS-ACCEL-PROBE-OK"
 PROBE_DEADLINE_S = 3.0
+KERNEL_MARKER = b"Linux version"
+# A kernel under working KVM prints its banner in well under a second; 10 s leaves room for a
+# loaded host without letting a hung KVM cost more than that once per host.
+KERNEL_PROBE_DEADLINE_S = 10.0
+# Bumped when the probe learns to catch a new way of failing, so older verdicts are not trusted.
+PROBE_VERSION = 2
 KVM_DEVICE = Path("/dev/kvm")
 
 # Measured on the 2-core development host: a Debian 12 guest with 2 vCPUs reached its SSH banner
@@ -88,15 +97,40 @@ class ProbeResult:
     stderr: str
 
 
-def run_probe(qemu: str, accel: AccelName, deadline_s: float = PROBE_DEADLINE_S) -> ProbeResult:
-    """Boot the probe sector under ``accel``; works if the marker reaches the serial file in time."""
+@dataclass(frozen=True)
+class ProbeGuest:
+    """What a probe boots (QEMU arguments) and the console text that proves it ran."""
+
+    what: str
+    marker: bytes
+    memory_mb: int
+    boot_args: tuple[str, ...] = ()  # may name "{dir}": the probe's scratch directory
+
+    @classmethod
+    def boot_sector(cls) -> ProbeGuest:
+        return cls("boot sector", PROBE_MARKER, 16, ("-drive", "file={dir}/probe.img,format=raw,if=floppy"))
+
+    @classmethod
+    def kernel(cls, kernel: Path) -> ProbeGuest:
+        # No disk, no initrd: the kernel panics after its banner and -no-reboot ends QEMU.
+        cmdline = "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1"
+        return cls(f"guest kernel {kernel.name}", KERNEL_MARKER, 256,
+                   ("-kernel", str(kernel), "-append", cmdline))
+
+
+def run_probe(qemu: str, accel: AccelName, deadline_s: float = PROBE_DEADLINE_S,
+              guest: ProbeGuest | None = None) -> ProbeResult:
+    """Boot ``guest`` (the boot sector by default) under ``accel``; it works if its marker reaches
+    the serial file in time."""
+    guest = guest or ProbeGuest.boot_sector()
     with tempfile.TemporaryDirectory(prefix="harness-accel-") as tmp:
-        disk, serial = Path(tmp, "probe.img"), Path(tmp, "serial.out")
-        disk.write_bytes(probe_boot_sector())
+        serial = Path(tmp, "serial.out")
+        Path(tmp, "probe.img").write_bytes(probe_boot_sector())
         serial.touch()
         argv = [
-            qemu, "-accel", accel, "-nodefaults", "-display", "none", "-no-reboot", "-m", "16",
-            "-drive", f"file={disk},format=raw,if=floppy", "-serial", f"file:{serial}",
+            qemu, *QEMU_ARGS[accel], "-nodefaults", "-display", "none", "-no-reboot",
+            "-m", str(guest.memory_mb), *(arg.replace("{dir}", tmp) for arg in guest.boot_args),
+            "-serial", f"file:{serial}",
         ]
         started = time.monotonic()
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -104,7 +138,7 @@ def run_probe(qemu: str, accel: AccelName, deadline_s: float = PROBE_DEADLINE_S)
         try:
             works = False
             while time.monotonic() - started < deadline_s and process.poll() is None:
-                if PROBE_MARKER in serial.read_bytes():
+                if guest.marker in serial.read_bytes():
                     works = True
                     break
                 time.sleep(0.05)
@@ -122,7 +156,7 @@ def qemu_version(qemu: str) -> str:
 
 
 def cache_file(paths: HostPaths, version: str, kernel: str) -> Path:
-    key = re.sub(r"[^0-9A-Za-z.+_-]", "_", f"qemu-{version}-kernel-{kernel}")
+    key = re.sub(r"[^0-9A-Za-z.+_-]", "_", f"probe-v{PROBE_VERSION}-qemu-{version}-kernel-{kernel}")
     return paths.state / "accel" / f"{key}.json"
 
 
@@ -130,8 +164,13 @@ def kvm_usable(device: Path = KVM_DEVICE) -> bool:
     return device.exists() and os.access(device, os.R_OK | os.W_OK)
 
 
-def choose_accel(paths: HostPaths, environ: Mapping[str, str] | None = None) -> AccelChoice:
-    """The accelerator for this host: the override, else the cached verdict, else a fresh probe."""
+def choose_accel(paths: HostPaths, guest_kernel: Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> AccelChoice:
+    """The accelerator for this host: the override, else the cached verdict, else a fresh probe.
+
+    ``guest_kernel`` (the kernel the VMs boot) lets the probe prove KVM can run a real kernel; a
+    probe without one never trusts KVM (a boot sector alone has been seen to pass where Linux
+    hangs), so it picks TCG and does not cache that weaker verdict."""
     env = os.environ if environ is None else environ
     forced = env.get(ACCEL_ENV, "").strip().lower()
     if forced:
@@ -147,7 +186,9 @@ def choose_accel(paths: HostPaths, environ: Mapping[str, str] | None = None) -> 
         return AccelChoice(**{**data, "source": "cache"})
     except (OSError, ValueError, TypeError):
         pass
-    choice = probe_host(qemu, version, kernel)
+    choice = probe_host(qemu, version, kernel, guest_kernel)
+    if guest_kernel is None:
+        return choice
     cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(f".{os.getpid()}.tmp")
     partial.write_text(json.dumps(asdict(choice), indent=2) + "\n")
@@ -155,15 +196,32 @@ def choose_accel(paths: HostPaths, environ: Mapping[str, str] | None = None) -> 
     return choice
 
 
-def probe_host(qemu: str, version: str, kernel: str) -> AccelChoice:
-    notes: list[str] = []
-    if kvm_usable():
-        kvm = run_probe(qemu, "kvm")
-        if kvm.works:
-            return AccelChoice("kvm", "probe", kvm.seconds, version, kernel, f"kvm: marker after {kvm.seconds}s")
-        notes.append(f"kvm: no marker within {kvm.seconds}s" + (f" ({kvm.stderr.splitlines()[0]})" if kvm.stderr else ""))
-    else:
-        notes.append(f"kvm: {KVM_DEVICE} missing or not accessible")
+def probe_kvm(qemu: str, guest_kernel: Path | None) -> tuple[ProbeResult | None, str]:
+    """KVM's probes in order of cost; the first that fails ends it. Returns the last result (None
+    when KVM was not tried) and what was seen, for the verdict's note."""
+    if not kvm_usable():
+        return None, f"kvm: {KVM_DEVICE} missing or not accessible"
+    sector = run_probe(qemu, "kvm")
+    if not sector.works:
+        return sector, "kvm: " + _failed_note("boot sector", sector)
+    if guest_kernel is None:
+        return None, f"kvm: boot sector ran after {sector.seconds}s; no guest kernel to try, not trusted"
+    booted = run_probe(qemu, "kvm", KERNEL_PROBE_DEADLINE_S, ProbeGuest.kernel(guest_kernel))
+    if not booted.works:
+        return booted, f"kvm: boot sector ran after {sector.seconds}s but the " + _failed_note("guest kernel", booted)
+    return booted, f"kvm: boot sector after {sector.seconds}s, guest kernel banner after {booted.seconds}s"
+
+
+def _failed_note(what: str, result: ProbeResult) -> str:
+    stderr = f" ({result.stderr.splitlines()[0]})" if result.stderr else ""
+    return f"{what} printed no marker within {result.seconds}s{stderr}"
+
+
+def probe_host(qemu: str, version: str, kernel: str, guest_kernel: Path | None = None) -> AccelChoice:
+    kvm, note = probe_kvm(qemu, guest_kernel)
+    if kvm is not None and kvm.works:
+        return AccelChoice("kvm", "probe", kvm.seconds, version, kernel, note)
+    notes = [note]
     tcg = run_probe(qemu, "tcg", deadline_s=PROBE_DEADLINE_S * 5)
     if not tcg.works:
         raise InfrastructureError(

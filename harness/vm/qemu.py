@@ -294,7 +294,7 @@ class QemuProvider:
             raise InfrastructureError(f"the base image of {name} is gone ({record.image_dir})",
                                       hint="delete the VM; 'harness images prune' must not run while VMs use an image")
         qemu = require_tool("qemu-system-x86_64", "boot Linux guests")
-        accel = choose_accel(self.paths)
+        accel = choose_accel(self.paths, built.kernel)
         vm_dir = self.vm_dir(name)
         for attempt in range(1, PORT_ATTEMPTS + 1):
             launch = QemuLaunch(

@@ -98,7 +98,7 @@ class WarmStarts:
         from harness.vm.accel import choose_accel, qemu_version
         from harness.vm.qemu import QemuLaunch, qemu_command
 
-        accel = choose_accel(provider.paths)
+        accel = choose_accel(provider.paths, built.kernel)
         # The clone's command line with everything per-VM replaced by a constant.
         launch = QemuLaunch(
             name="warm", vm_dir=Path("/vm"), kernel=built.kernel, initrd=built.initrd,
