@@ -13,12 +13,13 @@ never holds two VMs at once and parallel workers cannot deadlock on the per-host
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
+from harness import installed_footprint
 from harness.completions import Completion, CompletionClient
 from harness.egress import make_attempts_visible
 from harness.errors import HarnessError
@@ -47,6 +48,8 @@ class Reporter(Protocol):
     def attach_text(self, text: str, name: str, target: str | None = None, suffix: str = ".txt") -> str: ...
 
     def attach_file(self, path: Path | str, name: str | None = None, target: str | None = None) -> str: ...
+
+    def footprint(self, target: str, layers: Mapping[str, int], source: str = "installed") -> None: ...
 
 
 MachineMaker = Callable[[str, VMOptions], Machine]
@@ -158,6 +161,9 @@ def open_deployment(make_machine: MachineMaker, target: Target, report: Reporter
             facts = probe_guest(machine)
             watch_from = time.time()
             installed = install_release(machine, target.profile, target.release, facts, timer(report, target))
+            if installed.installer.ok:
+                report.footprint(target.name, installed_footprint.measure(
+                    machine, target.profile, installed.context, installed.roots))
             # A provider that cannot record traffic (tart: Softnet blocks it instead) has no capture.
             recorder = getattr(machine.provider, "traffic_pcap", None)
             captured = recorder(machine.name) if recorder is not None else None
