@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO, Self
+from typing import IO, BinaryIO, Protocol, Self, cast
 
 import paramiko
 
@@ -283,7 +283,7 @@ class SSHTransport:
                 transport.close()
                 raise
             log.note(f"connected to {endpoint.user}@{endpoint.host}:{endpoint.port} "
-                     f"(attempt {attempt}, cipher {transport.remote_cipher})")
+                     f"(attempt {attempt}, cipher {_remote_cipher(transport)})")
             return cls(endpoint, transport, known_hosts, log)
         raise InfrastructureError(
             f"could not open SSH to {endpoint.user}@{endpoint.host}:{endpoint.port} "
@@ -298,7 +298,7 @@ class SSHTransport:
     @property
     def cipher(self) -> str:
         """The cipher negotiated for data sent to the guest."""
-        return str(self._transport.remote_cipher)
+        return _remote_cipher(self._transport)
 
     def close(self) -> None:
         if self._sftp is not None:
@@ -456,7 +456,7 @@ class SSHTransport:
         digest = hashlib.sha256()
         size = 0
         with self._transfer_errors("put", local, remote, timeout):
-            sftp.get_channel().settimeout(timeout)
+            _sftp_channel(sftp).settimeout(timeout)
             with local.open("rb") as src, sftp.open(remote, "wb") as dst:
                 dst.MAX_REQUEST_SIZE = SFTP_REQUEST_SIZE
                 dst.set_pipelined(True)
@@ -482,10 +482,12 @@ class SSHTransport:
         started = time.monotonic()
         sftp = self._sftp_client()
         with self._transfer_errors("get", local, remote, timeout):
-            sftp.get_channel().settimeout(timeout)
+            _sftp_channel(sftp).settimeout(timeout)
             with local.open("wb") as raw:
                 sink = _HashingWriter(raw)
-                sftp.getfo(remote, sink, max_concurrent_prefetch_requests=SFTP_PREFETCH_REQUESTS)
+                # getfo only calls write(); the stub asks for a whole IO[bytes]
+                sftp.getfo(remote, cast(IO[bytes], sink),
+                           max_concurrent_prefetch_requests=SFTP_PREFETCH_REQUESTS)
         transfer = Transfer(remote, str(local), sink.size, sink.digest.hexdigest(),
                             time.monotonic() - started)
         if self.trace is not None:
@@ -609,6 +611,26 @@ def _check_deadline(deadline: float, verb: str, path: str, timeout: float) -> No
         raise RemoteTimeout(f"SFTP {verb} of {path} ran past its {timeout:g} s timeout")
 
 
+class _NegotiatedCipher(Protocol):
+    remote_cipher: str
+
+
+def _remote_cipher(transport: paramiko.Transport) -> str:
+    """The cipher negotiated for data sent to the peer.
+
+    ``Transport`` sets ``remote_cipher`` in its constructor; types-paramiko declares only
+    ``local_cipher``.
+    """
+    return cast(_NegotiatedCipher, transport).remote_cipher
+
+
+def _sftp_channel(sftp: paramiko.SFTPClient) -> paramiko.Channel:
+    channel = sftp.get_channel()
+    if channel is None:
+        raise InfrastructureError("the SFTP session has no channel (it was closed)")
+    return channel
+
+
 class _HashingWriter:
     """A file-like sink that hashes what passes through it."""
 
@@ -693,7 +715,8 @@ class _PortForward:
         clock, opened = BusyClock(), time.time()
         try:
             while not self._closing.is_set():
-                ready, _, _ = select.select([client, chan], [], [], 0.5)
+                ends: list[socket.socket | paramiko.Channel] = [client, chan]
+                ready, _, _ = select.select(ends, [], [], 0.5)
                 if client in ready and not _relay(client.recv, chan.sendall, clock.sent):
                     break
                 if chan in ready and not _relay(chan.recv, client.sendall, clock.received):

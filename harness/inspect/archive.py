@@ -22,7 +22,7 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
@@ -123,6 +123,12 @@ class _RawMember:
     open: Callable[[], IO[bytes] | None]
 
 
+class _ByteSource(Protocol):
+    """The one method :func:`decompressed` needs of its input (a file, or a :class:`_HashingReader`)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class _HashingReader:
     """Passes reads through while hashing and counting them (a nested archive's own bytes)."""
 
@@ -166,7 +172,7 @@ def _tar_members(tar: tarfile.TarFile) -> Iterator[_RawMember]:
             mode=info.mode,
             size=info.size,
             linkname=info.linkname,
-            open=lambda info=info: tar.extractfile(info),  # type: ignore[misc]
+            open=partial(tar.extractfile, info),
         )
 
 
@@ -184,8 +190,12 @@ def _zip_members(archive: zipfile.ZipFile) -> Iterator[_RawMember]:
             mode=(unix_mode & 0o7777) or (0o755 if kind == "dir" else 0o644),
             size=info.file_size,
             linkname=linkname,
-            open=lambda info=info: archive.open(info),  # type: ignore[misc]
+            open=partial(archive.open, info),
         )
+
+
+def _open_file(path: Path) -> IO[bytes]:
+    return path.open("rb")
 
 
 def _dir_members(root: Path) -> Iterator[_RawMember]:
@@ -200,9 +210,7 @@ def _dir_members(root: Path) -> Iterator[_RawMember]:
             elif stat.S_ISDIR(st.st_mode):
                 yield _RawMember(rel, "dir", st.st_mode & 0o7777, 0, "", lambda: None)
             elif stat.S_ISREG(st.st_mode):
-                yield _RawMember(
-                    rel, "file", st.st_mode & 0o7777, st.st_size, "", lambda full=full: full.open("rb")
-                )
+                yield _RawMember(rel, "file", st.st_mode & 0o7777, st.st_size, "", partial(_open_file, full))
             else:
                 kind: EntryKind = "fifo" if stat.S_ISFIFO(st.st_mode) else "device"
                 yield _RawMember(rel, kind, st.st_mode & 0o7777, 0, "", lambda: None)
@@ -211,7 +219,7 @@ def _dir_members(root: Path) -> Iterator[_RawMember]:
 class _Peekable(io.RawIOBase):
     """Re-serves the first bytes read for sniffing, then reads through."""
 
-    def __init__(self, inner: IO[bytes], head: bytes) -> None:
+    def __init__(self, inner: _ByteSource, head: bytes) -> None:
         self.inner, self.head = inner, head
 
     def readable(self) -> bool:
@@ -227,18 +235,19 @@ class _Peekable(io.RawIOBase):
         return len(data)
 
 
-def decompressed(stream: IO[bytes]) -> IO[bytes]:
+def decompressed(stream: _ByteSource) -> IO[bytes]:
     """A plain byte stream over a gzip/xz/bzip2/uncompressed one, chosen by its magic bytes."""
     head = stream.read(6)
     source = io.BufferedReader(_Peekable(stream, head), CHUNK)
     kind = next((name for magic, name in COMPRESSION_MAGIC if head.startswith(magic)), "")
     if kind == "gz":
+        # typeshed models GzipFile as a BufferedIOBase, not a typing.IO, though it is one at runtime
         return gzip.GzipFile(fileobj=source, mode="rb")  # type: ignore[return-value]
     if kind == "xz":
-        return lzma.LZMAFile(source)  # type: ignore[return-value]
+        return lzma.LZMAFile(source)
     if kind == "bz2":
-        return bz2.BZ2File(source)  # type: ignore[return-value]
-    return source  # type: ignore[return-value]
+        return bz2.BZ2File(source)
+    return source
 
 
 def deployed_path(prefix: str, member: str) -> str:
@@ -305,7 +314,7 @@ class _Reader:
         entries: list[Entry] = []
         error = ""
         try:
-            with decompressed(hashing) as plain, tarfile.open(fileobj=plain, mode="r|", bufsize=STREAM_BUFSIZE) as tar:  # type: ignore[call-overload]
+            with decompressed(hashing) as plain, tarfile.open(fileobj=plain, mode="r|", bufsize=STREAM_BUFSIZE) as tar:
                 entries = self.walk(_tar_members(tar), entry.path, prefix)
         except _READ_ERRORS as exc:
             error = f"{type(exc).__name__}: {exc}"
@@ -342,7 +351,7 @@ def read_release(path: Path, visitors: Sequence[ContentVisitor] = ()) -> Release
                 reader.walk(_zip_members(archive), "", "")
         else:
             with path.open("rb") as raw, decompressed(raw) as plain, \
-                    tarfile.open(fileobj=plain, mode="r|", bufsize=STREAM_BUFSIZE) as tar:  # type: ignore[call-overload]
+                    tarfile.open(fileobj=plain, mode="r|", bufsize=STREAM_BUFSIZE) as tar:
                 reader.walk(_tar_members(tar), "", "")
     except _READ_ERRORS as exc:
         raise UsageError(

@@ -11,7 +11,7 @@ import stat
 from collections import defaultdict
 
 from harness.inspect.archive import Entry, ReleaseContents
-from harness.inspect.findings import Finding
+from harness.inspect.findings import Finding, Severity
 from harness.inspect.targets import Target
 
 
@@ -78,7 +78,7 @@ def _collision_findings(contents: ReleaseContents, target: Target) -> list[Findi
     folded: dict[str, set[str]] = defaultdict(set)
     for path in by_path:
         folded[path.casefold()].add(path)
-    severity = "error" if target.os == "macos" else "warning"
+    severity: Severity = "error" if target.os == "macos" else "warning"
     for variants in folded.values():
         if len(variants) > 1:
             first, *others = sorted(variants)

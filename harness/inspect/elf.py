@@ -16,9 +16,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from elftools.common.exceptions import ELFError
-from elftools.elf.dynamic import DynamicSection, DynamicSegment
+from elftools.elf.dynamic import Dynamic, DynamicSection, DynamicSegment, DynamicTag
 from elftools.elf.elffile import ELFFile
 from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
+from elftools.elf.segments import InterpSegment
 
 from harness.inspect.archive import Entry, ReleaseContents
 from harness.inspect.findings import Finding
@@ -48,6 +49,17 @@ def _split_paths(values: list[str]) -> tuple[str, ...]:
     return tuple(p for v in values for p in v.split(":") if p)
 
 
+def _tag_string(tag: DynamicTag, attribute: str) -> str:
+    """The string pyelftools attaches to a DT_NEEDED/RPATH/RUNPATH/SONAME tag.
+
+    pyelftools sets it with ``setattr`` under the tag's lowercased name, so it has no declared type.
+    """
+    value = getattr(tag, attribute, None)
+    if not isinstance(value, str):
+        raise TypeError(f"pyelftools gave {tag.entry.d_tag} no string .{attribute} (got {value!r})")
+    return value
+
+
 def parse_elf(path: str, data: bytes) -> ElfInfo | None:
     """The dynamic-linking facts of one ELF file, or None when it is not a readable ELF."""
     try:
@@ -58,23 +70,25 @@ def parse_elf(path: str, data: bytes) -> ElfInfo | None:
         soname = interpreter = ""
         needs: list[tuple[str, tuple[str, ...]]] = []
         defs: list[str] = []
-        dynamic = next((s for s in elf.iter_sections() if isinstance(s, DynamicSection)), None)
+        dynamic: Dynamic | None = next((s for s in elf.iter_sections() if isinstance(s, DynamicSection)), None)
         if dynamic is None:
             dynamic = next((s for s in elf.iter_segments() if isinstance(s, DynamicSegment)), None)
         if dynamic is not None:
             for tag in dynamic.iter_tags():
                 kind = tag.entry.d_tag
                 if kind == "DT_NEEDED":
-                    needed.append(tag.needed)
+                    needed.append(_tag_string(tag, "needed"))
                 elif kind == "DT_RPATH":
-                    rpath.append(tag.rpath)
+                    rpath.append(_tag_string(tag, "rpath"))
                 elif kind == "DT_RUNPATH":
-                    runpath.append(tag.runpath)
+                    runpath.append(_tag_string(tag, "runpath"))
                 elif kind == "DT_SONAME":
-                    soname = tag.soname
+                    soname = _tag_string(tag, "soname")
         for section in elf.iter_sections():
             if isinstance(section, GNUVerNeedSection):
                 for verneed, auxes in section.iter_versions():
+                    if verneed.name is None:  # GNUVerNeedSection always names the file
+                        raise TypeError("pyelftools gave a version need without a file name")
                     needs.append((verneed.name, tuple(aux.name for aux in auxes)))
             elif isinstance(section, GNUVerDefSection):
                 for verdef, auxes in section.iter_versions():
@@ -84,7 +98,7 @@ def parse_elf(path: str, data: bytes) -> ElfInfo | None:
                     if first is not None:
                         defs.append(first.name)
         for segment in elf.iter_segments():
-            if segment.header.p_type == "PT_INTERP":
+            if isinstance(segment, InterpSegment):  # what pyelftools makes of a PT_INTERP header
                 interpreter = segment.get_interp_name()
         return ElfInfo(
             path=path,

@@ -21,6 +21,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypedDict
 
 from harness.errors import HarnessError, MissingToolError, UsageError
 from harness.inspect.elf import ELF_MAGIC, parse_elf
@@ -32,6 +33,21 @@ PATH_DIRS = ("/usr/local/bin", "/usr/bin", "/bin")
 IMAGE_DIRS = ("/etc/ld.so.conf", "/etc/ld.so.conf.d", "/usr/lib", "/usr/lib64", "/usr/bin", "/usr/sbin",
               "/lib", "/lib64", "/bin", "/sbin")
 COMMAND_TIMEOUT_S = 600
+
+
+class TargetData(TypedDict):
+    """A generated target file's contents (what :mod:`harness.inspect.targets` loads)."""
+
+    name: str
+    os: str
+    arch: str
+    source: str
+    glibc: str
+    library_dirs: list[str]
+    sonames: list[str]
+    symbol_versions: dict[str, list[str]]
+    interpreters: list[str]
+    commands: list[str]
 
 
 def inside(root: Path, path: str, depth: int = 0) -> Path:
@@ -76,7 +92,7 @@ def shared_objects(root: Path, dirs: list[str]) -> Iterator[tuple[str, Path]]:
                 yield directory, entry
 
 
-def scan_rootfs(root: Path, name: str, arch: str, source: str) -> dict[str, object]:
+def scan_rootfs(root: Path, name: str, arch: str, source: str) -> TargetData:
     dirs = library_dirs(root)
     sonames: set[str] = set()
     versions: dict[str, set[str]] = {}

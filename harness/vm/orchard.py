@@ -105,7 +105,7 @@ class PortForwardBridge:
         self._thread.start()
         if not ready.wait(10) or self._server is None:
             raise InfrastructureError("could not open a local port for Orchard's port-forward")
-        self.port = int(self._server.sockets[0].getsockname()[1])
+        self.port: int = int(self._server.sockets[0].getsockname()[1])
 
     def _serve(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)

@@ -19,6 +19,7 @@ Nothing here has run on real Apple hardware yet: it is exercised on Linux throug
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import shutil
@@ -237,7 +238,8 @@ class TartProvider:
             infos.append(VMInfo(name=name, provider=self.name, state=state, owner_pid=parsed.owner_pid if parsed else None))
         return infos
 
-    def images(self) -> list[str]:
+    # builtins.list: the method list() above shadows the builtin in the rest of the class body
+    def images(self) -> builtins.list[str]:
         """Local VMs that are not ours: the golden images a run may clone."""
         return sorted(
             str(e.get("Name")) for e in self._list_raw()
@@ -296,7 +298,7 @@ class TartProvider:
                 detail=result.message,
             )
 
-    def run_command(self, name: VMName | str) -> list[str]:
+    def run_command(self, name: VMName | str) -> builtins.list[str]:
         return [
             self.cli.resolve_binary(), "run", str(name),
             "--no-graphics", "--no-audio", "--no-clipboard",

@@ -21,6 +21,14 @@ from pathlib import Path
 
 import paramiko
 
+# paramiko re-exports these at its top level, but types-paramiko declares them only here.
+from paramiko.common import (
+    AUTH_FAILED,
+    AUTH_SUCCESSFUL,
+    OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED,
+    OPEN_SUCCEEDED,
+)
+
 
 class _Server(paramiko.ServerInterface):
     def __init__(self, user: str, password: str, home: Path) -> None:
@@ -29,23 +37,23 @@ class _Server(paramiko.ServerInterface):
         self.exec_ready = threading.Event()
 
     def check_channel_request(self, kind: str, chanid: int) -> int:
-        return paramiko.OPEN_SUCCEEDED if kind == "session" else paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+        return OPEN_SUCCEEDED if kind == "session" else OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
 
     def get_allowed_auths(self, username: str) -> str:
         return "publickey,password"
 
     def check_auth_password(self, username: str, password: str) -> int:
         ok = username == self.user and password == self.password
-        return paramiko.AUTH_SUCCESSFUL if ok else paramiko.AUTH_FAILED
+        return AUTH_SUCCESSFUL if ok else AUTH_FAILED
 
     def check_auth_publickey(self, username: str, key: paramiko.PKey) -> int:
         wanted = f"{key.get_name()} {base64.b64encode(key.asbytes()).decode()}"
         try:
             lines = (self.home / ".ssh" / "authorized_keys").read_text().splitlines()
         except FileNotFoundError:
-            return paramiko.AUTH_FAILED
+            return AUTH_FAILED
         known = {" ".join(line.split()[:2]) for line in lines if line.strip()}
-        return paramiko.AUTH_SUCCESSFUL if username == self.user and wanted in known else paramiko.AUTH_FAILED
+        return AUTH_SUCCESSFUL if username == self.user and wanted in known else AUTH_FAILED
 
     def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
         self.command = command

@@ -84,6 +84,8 @@ class OrchardStandin:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        if not isinstance(host, str):  # bound to "127.0.0.1" above; socket reports it as str
+            raise TypeError(f"the stand-in's server address is not text: {host!r}")
         return f"http://{host}:{port}"
 
     def __enter__(self) -> Self:
