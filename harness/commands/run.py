@@ -129,8 +129,11 @@ def pytest_argv(plan: RunPlan) -> list[str]:
     for image in plan.images:
         argv += ["--image", image]
     if plan.workers:
-        # loadgroup: every check of one target stays in one worker, so one VM serves them all.
-        argv += ["-n", str(plan.workers), "--dist", "loadgroup", "--max-vms", str(max(2, plan.workers))]
+        # loadgroup: every check of one target stays in one worker, so one VM serves them all. A
+        # crashed worker is not replaced: its target's VM is gone with it, and the sign-off names
+        # the checks it never ran instead of a replacement waiting on a group it cannot take.
+        argv += ["-n", str(plan.workers), "--dist", "loadgroup", "--max-vms", str(max(2, plan.workers)),
+                 "--max-worker-restart", "0"]
     if plan.results_dir is not None:
         argv += ["--results-dir", str(plan.results_dir)]
     if plan.update_goldens:

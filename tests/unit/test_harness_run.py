@@ -32,6 +32,7 @@ def test_matrix_and_workers(tmp_path: Path) -> None:
     assert argv[argv.index("--profile") + 1] == "reference"
     assert [argv[i + 1] for i, v in enumerate(argv) if v == "--release"] == [str(a), str(b)]
     assert argv[argv.index("-n") + 1] == "2" and argv[argv.index("--dist") + 1] == "loadgroup"
+    assert argv[argv.index("--max-worker-restart") + 1] == "0"
     assert argv[argv.index("-k") + 1] == "determinism" and argv[-1] == "-x"
     assert str(plan.suite).endswith("tests/portability")
 
