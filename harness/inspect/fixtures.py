@@ -15,6 +15,7 @@ from harness.inspect.findings import Finding, Report
 from harness.inspect.runner import inspect_release
 from harness.inspect.targets import known_targets
 from harness.journal import Journal
+from harness.suite.reference import DEFAULT_PROFILE, default_release
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,9 +45,14 @@ def release_inspection(request: pytest.FixtureRequest) -> Report:
         if len(release) > 1:
             pytest.skip("static inspection takes one release: run it once per --release")
         release = release[0] if release else None
-    if not release:
-        pytest.skip("static inspection needs a release: pass --release PATH/TO/release.tar.gz")
     profile = request.config.getoption("profile", default=None)
+    if not release:
+        # The same default subject as the VM checks: the built reference release.
+        release = default_release(request.config.rootpath)
+        profile = profile or DEFAULT_PROFILE
+    if not release:
+        pytest.skip("static inspection needs a release: pass --release PATH/TO/release.tar.gz "
+                    "or build the reference release (python examples/reference_release/build.py)")
     target = request.config.getoption("inspect_target", default=None)
     return inspect_release(Path(str(release)), target=target, profile=str(profile) if profile else None,
                            journal=_journal(request))

@@ -28,10 +28,9 @@ from harness.profile import Profile, load_profile
 from harness.release import parse_release_name
 from harness.server import Server, ServerFailed
 from harness.suite.deployment import Deployment, TwinResult, open_deployment, run_twin
-from harness.suite.reference import default_release
+from harness.suite.reference import DEFAULT_PROFILE, default_release
 from harness.suite.target import Target, TargetSpec, matrix, resolve
 
-DEFAULT_PROFILE = "reference"
 DEFAULT_IMAGE = "linux-debian12"
 TARGET_FIXTURE = "target"
 LOADGROUP_KEY = "harness_loadgroup"
