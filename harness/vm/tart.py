@@ -161,8 +161,8 @@ class TartCLI:
         started = time.monotonic()
         try:
             proc = subprocess.run(
-                command, capture_output=True, text=True, timeout=timeout_s, env=self.env(), stdin=subprocess.DEVNULL
-            , check=False)
+                command, capture_output=True, text=True, timeout=timeout_s, env=self.env(), stdin=subprocess.DEVNULL, check=False,
+            )
         except subprocess.TimeoutExpired as exc:
             self._log(args, "timeout", time.monotonic() - started, str(exc.stderr or ""))
             raise InfrastructureError(

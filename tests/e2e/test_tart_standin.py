@@ -51,9 +51,7 @@ def _standin_qemu_vms() -> list[str]:
 
 
 def test_tart_provider_drives_a_qemu_backed_vm(standin: StandinHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for key, value in standin.env().items():
-        if key.startswith("TART"):
-            monkeypatch.setenv(key, value)
+    standin.export_tart_env(monkeypatch.setenv)
     provider = TartProvider(TartSettings(binary=str(standin.shim), ssh_port=standin.ssh_port), HostPaths.from_env())
     name = VMName.new("e2etart")
     provider.clone(GOLDEN, name)

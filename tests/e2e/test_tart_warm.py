@@ -38,9 +38,7 @@ def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandinHome]:
 
 @pytest.fixture
 def provider(standin: StandinHome, monkeypatch: pytest.MonkeyPatch) -> Iterator[TartProvider]:
-    for key, value in standin.env().items():
-        if key.startswith("TART"):
-            monkeypatch.setenv(key, value)
+    standin.export_tart_env(monkeypatch.setenv)
     made = TartProvider(TartSettings(binary=str(standin.shim), ssh_port=standin.ssh_port), HostPaths.from_env())
     yield made
     for vm in made.list():

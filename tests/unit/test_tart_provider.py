@@ -29,9 +29,7 @@ from harness.vm.tart_standin.testing import StandinHome
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandinHome]:
     home = StandinHome(tmp_path / "standin", backend="loopback")
-    for key, value in home.env().items():
-        if key.startswith("TART"):
-            monkeypatch.setenv(key, value)
+    home.export_tart_env(monkeypatch.setenv)
     home.golden()
     yield home
     home.close()

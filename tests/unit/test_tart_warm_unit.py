@@ -27,9 +27,7 @@ EX_USAGE = 64
 @pytest.fixture
 def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandinHome]:
     home = StandinHome(tmp_path / "standin", backend="loopback")
-    for key, value in home.env().items():
-        if key.startswith("TART"):
-            monkeypatch.setenv(key, value)
+    home.export_tart_env(monkeypatch.setenv)
     home.golden("mac", "linux-debian12", "--os", "darwin")
     home.golden("linux", "linux-debian12")
     yield home

@@ -10,7 +10,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,10 +40,17 @@ class StandinHome:
             **overrides,
         }
 
+    def export_tart_env(self, setenv: Callable[[str, str], None]) -> None:
+        """Point this process's tart (the provider under test) at the stand-in: ``setenv`` is
+        e.g. ``monkeypatch.setenv``, so the change ends with the test."""
+        for key, value in self.env().items():
+            if key.startswith("TART"):
+                setenv(key, value)
+
     def tart(self, *args: str, timeout_s: float = 60, env: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(self.shim), *args], capture_output=True, text=True, timeout=timeout_s, env=self.env(**(env or {}))
-        , check=False)
+            [str(self.shim), *args], capture_output=True, text=True, timeout=timeout_s, env=self.env(**(env or {})), check=False,
+        )
 
     def golden(self, name: str = "golden", backing: str = "linux-debian12", *extra: str) -> str:
         result = self.tart("standin-import", name, "--backing", backing, *extra)
