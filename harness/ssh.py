@@ -9,6 +9,7 @@ every copied file by sha256 on both ends.
 from __future__ import annotations
 
 import hashlib
+import logging
 import select
 import shlex
 import socket
@@ -657,6 +658,18 @@ def _relay(
     return True
 
 
+class _RefusedForwards(logging.Filter):
+    """Drops paramiko's ERROR line for a forward the guest refused. Refusals are expected while a
+    server starts (health polls race its listen) and each one is already in the VM's command log;
+    a lasting one surfaces as the caller's own error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "open FAILED" not in record.getMessage()
+
+
+REFUSED_FORWARD_FILTER = _RefusedForwards()  # one instance: addFilter keeps a single copy
+
+
 class _PortForward:
     """A listener on 127.0.0.1:<ephemeral> whose connections go to the guest via direct-tcpip."""
 
@@ -686,6 +699,7 @@ class _PortForward:
         self._acceptor.start()
 
     def _accept_loop(self) -> None:
+        logging.getLogger("paramiko.transport").addFilter(REFUSED_FORWARD_FILTER)
         while not self._closing.is_set():
             try:
                 client, peer = self._listener.accept()

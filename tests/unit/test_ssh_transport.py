@@ -154,11 +154,14 @@ def test_forward_reaches_a_guest_port_through_ssh(ssh: SSHTransport) -> None:
 
 
 def test_forward_to_a_closed_guest_port_fails_the_client_not_the_transport(
-    ssh: SSHTransport,
+    ssh: SSHTransport, caplog: pytest.LogCaptureFixture,
 ) -> None:
     with ssh.forward(free_port()) as local_port, pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{local_port}/", timeout=5)
     assert ssh.run("true", timeout=20).ok
+    # The refusal goes to the VM's command log, not as an ERROR line into a passing run's output.
+    assert "refused" in ssh.log.path.read_text()
+    assert not [r for r in caplog.records if r.name.startswith("paramiko") and r.levelname == "ERROR"]
 
 
 def test_host_key_is_pinned_and_a_changed_key_is_refused(sshd: LocalSSHD, tmp_path: Path) -> None:
