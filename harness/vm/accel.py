@@ -99,23 +99,22 @@ class ProbeResult:
 
 @dataclass(frozen=True)
 class ProbeGuest:
-    """What a probe boots (QEMU arguments) and the console text that proves it ran."""
+    """What a probe boots and the console text that proves it ran."""
 
-    what: str
     marker: bytes
     memory_mb: int
-    boot_args: tuple[str, ...] = ()  # may name "{dir}": the probe's scratch directory
+    floppy: bytes | None = None  # a disk image to boot from, attached as a floppy
+    boot_args: tuple[str, ...] = ()
 
     @classmethod
     def boot_sector(cls) -> ProbeGuest:
-        return cls("boot sector", PROBE_MARKER, 16, ("-drive", "file={dir}/probe.img,format=raw,if=floppy"))
+        return cls(PROBE_MARKER, 16, floppy=probe_boot_sector())
 
     @classmethod
     def kernel(cls, kernel: Path) -> ProbeGuest:
         # No disk, no initrd: the kernel panics after its banner and -no-reboot ends QEMU.
         cmdline = "console=ttyS0 earlyprintk=serial,ttyS0,115200 panic=-1"
-        return cls(f"guest kernel {kernel.name}", KERNEL_MARKER, 256,
-                   ("-kernel", str(kernel), "-append", cmdline))
+        return cls(KERNEL_MARKER, 256, boot_args=("-kernel", str(kernel), "-append", cmdline))
 
 
 def run_probe(qemu: str, accel: AccelName, deadline_s: float = PROBE_DEADLINE_S,
@@ -125,13 +124,13 @@ def run_probe(qemu: str, accel: AccelName, deadline_s: float = PROBE_DEADLINE_S,
     guest = guest or ProbeGuest.boot_sector()
     with tempfile.TemporaryDirectory(prefix="harness-accel-") as tmp:
         serial = Path(tmp, "serial.out")
-        Path(tmp, "probe.img").write_bytes(probe_boot_sector())
         serial.touch()
-        argv = [
-            qemu, *QEMU_ARGS[accel], "-nodefaults", "-display", "none", "-no-reboot",
-            "-m", str(guest.memory_mb), *(arg.replace("{dir}", tmp) for arg in guest.boot_args),
-            "-serial", f"file:{serial}",
-        ]
+        argv = [qemu, *QEMU_ARGS[accel], "-nodefaults", "-display", "none", "-no-reboot",
+                "-m", str(guest.memory_mb), *guest.boot_args, "-serial", f"file:{serial}"]
+        if guest.floppy is not None:
+            disk = Path(tmp, "probe.img")
+            disk.write_bytes(guest.floppy)
+            argv += ["-drive", f"file={disk},format=raw,if=floppy"]
         started = time.monotonic()
         process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.PIPE, start_new_session=True)
@@ -164,13 +163,11 @@ def kvm_usable(device: Path = KVM_DEVICE) -> bool:
     return device.exists() and os.access(device, os.R_OK | os.W_OK)
 
 
-def choose_accel(paths: HostPaths, guest_kernel: Path | None = None,
+def choose_accel(paths: HostPaths, guest_kernel: Path,
                  environ: Mapping[str, str] | None = None) -> AccelChoice:
     """The accelerator for this host: the override, else the cached verdict, else a fresh probe.
 
-    ``guest_kernel`` (the kernel the VMs boot) lets the probe prove KVM can run a real kernel; a
-    probe without one never trusts KVM (a boot sector alone has been seen to pass where Linux
-    hangs), so it picks TCG and does not cache that weaker verdict."""
+    ``guest_kernel`` is the kernel the VMs boot: KVM is trusted only once it has run it."""
     env = os.environ if environ is None else environ
     forced = env.get(ACCEL_ENV, "").strip().lower()
     if forced:
@@ -187,8 +184,6 @@ def choose_accel(paths: HostPaths, guest_kernel: Path | None = None,
     except (OSError, ValueError, TypeError):
         pass
     choice = probe_host(qemu, version, kernel, guest_kernel)
-    if guest_kernel is None:
-        return choice
     cached.parent.mkdir(parents=True, exist_ok=True)
     partial = cached.with_suffix(f".{os.getpid()}.tmp")
     partial.write_text(json.dumps(asdict(choice), indent=2) + "\n")
@@ -196,7 +191,7 @@ def choose_accel(paths: HostPaths, guest_kernel: Path | None = None,
     return choice
 
 
-def probe_kvm(qemu: str, guest_kernel: Path | None) -> tuple[ProbeResult | None, str]:
+def probe_kvm(qemu: str, guest_kernel: Path) -> tuple[ProbeResult | None, str]:
     """KVM's probes in order of cost; the first that fails ends it. Returns the last result (None
     when KVM was not tried) and what was seen, for the verdict's note."""
     if not kvm_usable():
@@ -204,8 +199,6 @@ def probe_kvm(qemu: str, guest_kernel: Path | None) -> tuple[ProbeResult | None,
     sector = run_probe(qemu, "kvm")
     if not sector.works:
         return sector, "kvm: " + _failed_note("boot sector", sector)
-    if guest_kernel is None:
-        return None, f"kvm: boot sector ran after {sector.seconds}s; no guest kernel to try, not trusted"
     booted = run_probe(qemu, "kvm", KERNEL_PROBE_DEADLINE_S, ProbeGuest.kernel(guest_kernel))
     if not booted.works:
         return booted, f"kvm: boot sector ran after {sector.seconds}s but the " + _failed_note("guest kernel", booted)
@@ -217,7 +210,7 @@ def _failed_note(what: str, result: ProbeResult) -> str:
     return f"{what} printed no marker within {result.seconds}s{stderr}"
 
 
-def probe_host(qemu: str, version: str, kernel: str, guest_kernel: Path | None = None) -> AccelChoice:
+def probe_host(qemu: str, version: str, kernel: str, guest_kernel: Path) -> AccelChoice:
     kvm, note = probe_kvm(qemu, guest_kernel)
     if kvm is not None and kvm.works:
         return AccelChoice("kvm", "probe", kvm.seconds, version, kernel, note)

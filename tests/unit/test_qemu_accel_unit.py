@@ -112,15 +112,6 @@ def test_kvm_that_runs_a_boot_sector_but_hangs_the_kernel_means_tcg(
     assert "guest kernel printed no marker within 10.0s" in choice.note
 
 
-def test_without_a_guest_kernel_kvm_is_not_trusted_nor_cached(
-    paths: HostPaths, fake_qemu: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _probes(monkeypatch, fake_qemu, {"kvm": True, "tcg": True})
-    choice = choose_accel(paths, None, {})
-    assert choice.name == "tcg" and "not trusted" in choice.note
-    assert not cache_file(paths, "7.2.22", accel.os.uname().release).exists()
-
-
 def test_a_verdict_of_an_older_probe_is_not_trusted(paths: HostPaths) -> None:
     assert f"probe-v{accel.PROBE_VERSION}-" in cache_file(paths, "7.2.22", "6.1.0").name
 
@@ -129,6 +120,7 @@ def test_kernel_probe_boots_the_guest_kernel_with_an_early_console() -> None:
     guest = ProbeGuest.kernel(GUEST_KERNEL)
     assert guest.marker == b"Linux version"
     assert guest.boot_args[:2] == ("-kernel", str(GUEST_KERNEL)) and "earlyprintk=serial" in guest.boot_args[3]
+    assert guest.floppy is None and ProbeGuest.boot_sector().floppy == probe_boot_sector()
 
 
 def test_unreadable_cache_means_probing_again(paths: HostPaths, fake_qemu: list[str],
