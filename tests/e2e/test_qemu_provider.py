@@ -102,7 +102,7 @@ def test_guest_is_the_clean_image(booted: Booted) -> None:
 def test_record_and_listing_describe_the_running_vm(booted: Booted) -> None:
     record = booted.provider.record(booted.name)
     assert record.ssh_port == booted.endpoint.port and record.owner_pid == os.getpid()
-    assert record.accel == choose_accel(PATHS).name and record.image_hash == booted.base.content_hash
+    assert record.accel == choose_accel(PATHS, booted.base.kernel).name and record.image_hash == booted.base.content_hash
     pid_file = booted.provider.vm_dir(booted.name) / "qemu.pid"
     assert int(pid_file.read_text()) == record.qemu_pid and psutil.pid_exists(record.qemu_pid or -1)
     states = {info.name: info.state for info in booted.provider.list()}
