@@ -38,7 +38,7 @@ class RunPlan:
     update_goldens: bool
     select: str | None
     pytest_args: tuple[str, ...]
-    warm: bool = True  # --warm/--cold (harness.vm.warm) [WARM]
+    warm: bool = True  # --warm/--cold (harness.vm.qemu.warm) [WARM]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -112,9 +112,9 @@ def reference_release() -> Path:
 def prepare(plan: RunPlan) -> None:
     """Build missing Linux base images (cached by recipe hash: a no-op when current)."""
     from harness.config import HostPaths
-    from harness.vm.images import ImageStore
+    from harness.images import image_store
 
-    store = ImageStore(HostPaths.from_env())
+    store = image_store(HostPaths.from_env())
     known = set(store.known())
     for image in plan.images:
         if image in known:

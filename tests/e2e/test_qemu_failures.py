@@ -15,9 +15,9 @@ import pytest
 from qemu_e2e_support import base_image, fresh_vm, provider, slot, wait_for  # noqa: F401  (fixtures)
 
 from harness.errors import BootTimeout
-from harness.vm import qemu as qemu_module
 from harness.vm.provider import VMName
-from harness.vm.qemu import QemuProvider
+from harness.vm.qemu import provider as qemu_module
+from harness.vm.qemu.provider import QemuProvider
 
 pytestmark = pytest.mark.vm
 
