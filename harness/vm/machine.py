@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal, Self, get_args
 
 from harness.config import HostPaths
-from harness.errors import HarnessError, InfrastructureError, UsageError
+from harness.errors import HarnessError, InfrastructureError, RemoteTimeout, UsageError
 from harness.host.watchdog import Watchdog
 from harness.journal import Journal, PhaseRecord
 from harness.ssh import CommandResult, SSHTransport, Transfer, ssh_command
@@ -299,10 +299,34 @@ class Machine(AbstractContextManager["Machine"]):
     def ssh_command(self) -> str:
         return ssh_command(self.endpoint, self.artifacts / "known_hosts")
 
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        """A lost connection says whether the VM itself is gone, with the console's last words
+        (a kernel panic, an OOM kill), so the broken check names the fault, not just SSH."""
+        try:
+            yield
+        except RemoteTimeout:
+            raise
+        except InfrastructureError as exc:
+            state = self._vm_state()
+            if state != "running":
+                exc.message += f"; VM {self.name} is no longer running ({state})"
+                exc.detail = "\n".join(filter(None, [
+                    exc.detail, f"console tail of {self.name}:", self.console_tail(30)]))
+            raise
+
+    def _vm_state(self) -> str:
+        try:
+            found = [info.state for info in self.provider.list() if info.name == str(self.name)]
+        except (HarnessError, OSError) as exc:
+            return f"unknown: {exc}"
+        return found[0] if found else "gone"
+
     def run(self, cmd: str, timeout: float = DEFAULT_COMMAND_TIMEOUT_S,
             env: Mapping[str, str] | None = None, cwd: str | None = None,
             check: bool = False, stdin: bytes | None = None) -> CommandResult:
-        return self.ssh.run(cmd, timeout=timeout, env=env, cwd=cwd, check=check, stdin=stdin)
+        with self._explained():
+            return self.ssh.run(cmd, timeout=timeout, env=env, cwd=cwd, check=check, stdin=stdin)
 
     def sudo(self, cmd: str, timeout: float = DEFAULT_COMMAND_TIMEOUT_S,
              check: bool = False) -> CommandResult:
@@ -311,10 +335,12 @@ class Machine(AbstractContextManager["Machine"]):
 
     def put(self, local: Path | str, remote: str, mode: int | None = None,
             timeout: float = 900.0) -> Transfer:
-        return self.ssh.put(local, remote, mode=mode, timeout=timeout)
+        with self._explained():
+            return self.ssh.put(local, remote, mode=mode, timeout=timeout)
 
     def get(self, remote: str, local: Path | str, timeout: float = 900.0) -> Transfer:
-        return self.ssh.get(remote, local, timeout=timeout)
+        with self._explained():
+            return self.ssh.get(remote, local, timeout=timeout)
 
     def forward(self, guest_port: int, guest_host: str = "127.0.0.1") -> AbstractContextManager[int]:
         return self.ssh.forward(guest_port, guest_host)

@@ -18,7 +18,7 @@ import pytest
 
 from harness.config import HostPaths
 from harness.host.watchdog import Teardown, Watchdog
-from harness.vm.leases import Lease, LeaseBook
+from harness.vm.leases import LeaseBook
 from harness.vm.provider import VMName
 
 OWNER = textwrap.dedent(
