@@ -18,8 +18,10 @@ import psutil
 import pytest
 
 from harness.config import HostPaths
+from harness.ssh import SSHTransport
 from harness.vm.leases import LeaseBook
 from harness.vm.provider import VMName
+from harness.vm.qemu import QemuProvider
 from harness.vm.slots import SlotPool
 
 PATHS = HostPaths.from_env()
@@ -160,3 +162,26 @@ def assert_nothing_left(run_id: str, dead_pids: list[int]) -> None:
     holders = SlotPool(PATHS.slots, 64).holders()
     assert not [h for h in holders if h.pid in dead_pids], f"a slot lock of a dead process is held: {holders}"
     assert f"-{run_id}-" not in gc_list(), "harness gc --list still shows the run's VMs"
+
+
+def run_checks(results: Path) -> dict[str, dict[str, object]]:
+    """The run's check records (outcome, message) by check name, from its journal."""
+    from harness.journal import read_journal
+
+    return {str(r["check"]): r for r in read_journal(results) if r.get("kind") == "check"}
+
+
+def guest_side_channel(run_id: str, tmp: Path) -> SSHTransport:
+    """An SSH connection of the test's own to the run's running VM, to break it from inside."""
+    provider = QemuProvider(PATHS)
+    [vm_dir] = [d for d in run_vm_dirs(run_id) if provider._process(provider.record(d.name)) is not None]
+    name = VMName.parse(vm_dir.name)
+    assert name is not None
+    endpoint = provider.wait_ready(name, 120)
+    return SSHTransport.connect(endpoint, known_hosts=tmp / f"{name}.known_hosts",
+                                log_path=tmp / f"{name}.side-channel.log", deadline_s=120)
+
+
+def hypervisor_pid(run_id: str) -> int:
+    [process] = hypervisors_of(run_id)
+    return int(process.pid)

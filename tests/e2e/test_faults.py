@@ -9,21 +9,30 @@ fault table is ``ondemand`` (HARNESS_ONDEMAND=1).
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
+import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fault_support import (
+    HARNESS,
     PATHS,
     HarnessRun,
     assert_nothing_left,
     gc_list,
+    guest_side_channel,
+    hypervisor_pid,
     hypervisors_of,
+    run_checks,
     run_vm_dirs,
     wait_until,
 )
 
+from harness.suite.reference import default_release
 from harness.vm.machine import Machine, MachineSettings
 from harness.vm.qemu import QemuProvider
 from harness.vm.slots import SlotPool
@@ -123,3 +132,180 @@ def test_the_runner_killed_at_any_phase_leaves_nothing(tmp_path: Path, sig: sign
             assert not verdict["ship"], "an interrupted run must never say SHIP"
     assert_nothing_left(run.run_id, dead)
     assert_next_run_works(tmp_path)
+
+
+# -- the guest and the server breaking under a run ------------------------------------------------
+
+RUN_END_TIMEOUT_S = 2400.0  # a whole suite under emulation, behind other runs' VMs
+
+
+def _finished_with(run: HarnessRun, outcome: str, pattern: str) -> dict[str, object]:
+    """The run ends by itself (no hang), does not say SHIP, and a check with ``outcome`` names
+    the fault (its message matches ``pattern``); that check's record."""
+    code = run.wait(RUN_END_TIMEOUT_S)
+    assert code != 0, "a run with a fault must not pass"
+    verdict = json.loads((run.results / "signoff.json").read_text())["verdict"]
+    assert not verdict["ship"]
+    checks = run_checks(run.results)
+    named = [r for r in checks.values() if re.fullmatch(outcome, str(r["outcome"])) and re.search(pattern, str(r["message"]))]
+    assert named, f"no {outcome} check matching /{pattern}/: " + json.dumps(
+        {k: (r["outcome"], str(r["message"])[:300]) for k, r in checks.items()}, indent=1)
+    return named[0]
+
+
+@pytest.mark.ondemand
+def test_a_guest_kernel_panic_mid_install_is_broken_and_named(tmp_path: Path) -> None:
+    run = HarnessRun.start(tmp_path)
+    _inject_at(run, "install")
+    side = guest_side_channel(run.run_id, tmp_path)
+    try:
+        side.run("sudo -n sh -c 'sleep 1; echo c > /proc/sysrq-trigger' >/dev/null 2>&1 &", timeout=30)
+    finally:
+        side.close()
+    record = _finished_with(run, "broken", r"no longer running")
+    assert re.search(r"Kernel panic|sysrq", str(record["message"])), record["message"]
+    assert_nothing_left(run.run_id, [])
+    assert_next_run_works(tmp_path)
+
+
+@pytest.mark.ondemand
+def test_qemu_killed_mid_install_is_broken_and_named(tmp_path: Path) -> None:
+    run = HarnessRun.start(tmp_path)
+    _inject_at(run, "install")
+    os.kill(hypervisor_pid(run.run_id), signal.SIGKILL)
+    _finished_with(run, "broken", r"no longer running")
+    assert_nothing_left(run.run_id, [])
+    assert_next_run_works(tmp_path)
+
+
+@pytest.mark.ondemand
+def test_sshd_killed_mid_transfer_is_broken_and_named(tmp_path: Path) -> None:
+    run = HarnessRun.start(tmp_path)
+    run.wait_booting()
+    wait_until(lambda: len(run_vm_dirs(run.run_id)) == 1 and run.phases() & {"vm_connect"}, 600, "the SSH login")
+    side = guest_side_channel(run.run_id, tmp_path)
+    try:
+        # Fires the moment the run's SFTP upload starts: every sshd goes, the listener too.
+        side.run("sudo -n sh -c 'while ! pgrep -f sftp-server >/dev/null; do sleep 0.05; done; "
+                 "pkill -KILL -x sshd' >/dev/null 2>&1 &", timeout=30)
+    finally:
+        side.close()
+    _finished_with(run, "broken", r"SSH|ssh")
+    assert_nothing_left(run.run_id, [])
+    assert_next_run_works(tmp_path)
+
+
+def _stop_server(run: HarnessRun, tmp: Path, sig: str) -> None:
+    side = guest_side_channel(run.run_id, tmp)
+    try:
+        side.run(f"sudo -n sh -c 'kill -{sig} $(ss -ltnpH \"sport = :6969\" | grep -o \"pid=[0-9]*\" | cut -d= -f2)'",
+                 timeout=30, check=True)
+    finally:
+        side.close()
+
+
+@pytest.mark.ondemand
+def test_a_hung_server_ends_the_run_with_the_hang_named(tmp_path: Path) -> None:
+    run = HarnessRun.start(tmp_path)
+    _inject_at(run, "serve")
+    _stop_server(run, tmp_path, "STOP")
+    _finished_with(run, "broken|failed", r"timed out|timeout|did not answer|not healthy")
+    assert_nothing_left(run.run_id, [])
+
+
+@pytest.mark.ondemand
+def test_a_server_dying_after_its_first_answer_is_named(tmp_path: Path) -> None:
+    run = HarnessRun.start(tmp_path)
+    run.wait_phase("complete")  # the first completion came back
+    _stop_server(run, tmp_path, "KILL")
+    _finished_with(run, "broken|failed", r"refused|reset|closed|died|not running|exited")
+    assert_nothing_left(run.run_id, [])
+
+
+# -- the host and the release misbehaving ------------------------------------------------------------
+
+
+def _profile_with_install(tmp: Path, command: str, timeout_s: int) -> Path:
+    reference = (Path(__file__).resolve().parents[2] / "harness" / "profiles" / "reference.toml").read_text()
+    profile = tmp / "reference-fault.toml"
+    profile.write_text(reference.replace('command = "sh {upload}/install.sh --tarball {tarball}"',
+                                         f"command = {json.dumps(command)}")
+                       .replace("timeout_s = 1200", f"timeout_s = {timeout_s}"))
+    assert profile.read_text() != reference
+    return profile
+
+
+def _reference() -> str:
+    found = default_release()
+    assert found is not None, "the reference release is not built (bash .ci/setup)"
+    return str(found)
+
+
+@pytest.mark.ondemand
+def test_an_installer_that_never_returns_is_killed_at_its_timeout(tmp_path: Path) -> None:
+    profile = _profile_with_install(tmp_path, "sleep 100000", 30)
+    run = HarnessRun.start(tmp_path, "--release", _reference(), "--profile", str(profile), "-k", "install_offline")
+    record = _finished_with(run, "failed", r"still running after 30 s and was killed")
+    assert record["check"] == "install_offline"
+    assert not hypervisors_of(run.run_id) and not run_vm_dirs(run.run_id)
+    assert_nothing_left(run.run_id, [])
+
+
+@pytest.mark.ondemand
+def test_an_installer_printing_100_mb_is_kept_bounded(tmp_path: Path) -> None:
+    profile = _profile_with_install(
+        tmp_path, "head -c 100000000 /dev/zero | tr '\\0' x | fold -w 99; sh {upload}/install.sh --tarball {tarball}", 1200)
+    run = HarnessRun.start(tmp_path, "--release", _reference(), "--profile", str(profile), "-k", "install_offline")
+    code = run.wait(RUN_END_TIMEOUT_S)
+    checks = run_checks(run.results)
+    assert checks["install_offline"]["outcome"] == "passed", (code, checks["install_offline"]["message"])
+    size = sum(p.stat().st_size for p in run.results.rglob("*") if p.is_file())
+    assert size < 100_000_000, f"the results hold {size} bytes: the flood was kept whole"
+    assert any(b"bytes of output dropped here" in p.read_bytes() for p in run.results.rglob("*") if p.is_file())
+    assert_nothing_left(run.run_id, [])
+
+
+def test_no_free_vm_slot_is_broken_and_names_the_holder(tmp_path: Path) -> None:
+    """Out of VM slots: a private host state whose one slot this test holds; no VM boots."""
+    state = tmp_path / "state"
+    with SlotPool(state / "slots", 1).acquire(timeout_s=5, label="the fault suite holds it"):
+        run = HarnessRun.start(tmp_path, "-k", "install_offline", env={"HARNESS_STATE": str(state)},
+                               pytest_args=("--max-vms", "1", "--vm-slot-timeout", "5"))
+        record = _finished_with(run, "broken", rf"all 1 VM slots busy for 5 s; held by pids {os.getpid()}")
+    assert "the fault suite holds it" in str(record["message"])
+    assert not any((state / "vms").glob("*")) and not any((state / "leases").glob("*"))
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Mounts small tmpfs file systems (needs root, as the image build does); unmounted after."""
+    mounted: list[Path] = []
+
+    def mount(options: str) -> Path:
+        point = tmp_path / f"mnt{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(point)],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", str(point)], check=False)
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    ("ro,size=1m", "cannot be written: Read-only file system"),
+    ("size=64k", "MiB free; a run needs at least"),
+], ids=["read-only", "full"])
+def test_an_unusable_results_dir_stops_the_run_before_any_vm(tmpfs: Callable[[str], Path], options: str,
+                                                             says: str) -> None:
+    results = tmpfs(options) / "results"
+    done = subprocess.run([*HARNESS, "run", "--results-dir", str(results)], capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(f"harness: usage error: the results directory {results} "), done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert "hint: pass --results-dir DIR on a writable file system" in done.stderr
