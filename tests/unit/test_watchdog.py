@@ -20,6 +20,8 @@ from harness.config import HostPaths
 from harness.host.watchdog import Teardown, Watchdog
 from harness.vm.leases import LeaseBook
 from harness.vm.provider import VMName
+from harness.vm.tart_standin.orchard_api import OrchardStandin
+from harness.vm.tart_standin.testing import StandinHome
 
 OWNER = textwrap.dedent(
     """
@@ -148,3 +150,66 @@ def test_an_unknown_provider_is_logged_and_not_fatal(paths: HostPaths) -> None:
     assert teardown.remove_all("test") == 1
     assert any("cannot rebuild provider 'no-such'" in line for line in said)
     assert any("not a watchdog message" in line for line in said)
+
+
+# -- every provider: tart (through the tart stand-in) and Orchard (through the API stand-in) -------
+
+PROVIDER_OWNER = textwrap.dedent(
+    """
+    import json, os, signal, sys
+    from pathlib import Path
+    from harness.config import HostPaths
+    from harness.host.watchdog import Watchdog
+    from harness.vm.provider import VMName
+    from harness.vm.registry import get_provider
+
+    paths = HostPaths(cache=Path(sys.argv[1]), state=Path(sys.argv[2]))
+    provider = get_provider(sys.argv[3], paths)
+    name = VMName.new("unitdog")
+    dog = Watchdog.spawn(paths, Path(sys.argv[5]))
+    dog.watch(provider.name, str(name))
+    provider.clone(sys.argv[4], name)
+    provider.start(name)
+    print(json.dumps({"vm": str(name), "watchdog": dog.pid}), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    """
+)
+
+
+def _provider_owner(paths: HostPaths, provider: str, image: str, log: Path, env: dict[str, str]) -> tuple[str, int]:
+    done = subprocess.run([sys.executable, "-c", PROVIDER_OWNER, str(paths.cache), str(paths.state), provider,
+                           image, str(log)], capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, **env})
+    assert done.returncode == -signal.SIGKILL and done.stdout.strip(), done.stderr
+    said = json.loads(done.stdout.splitlines()[-1])
+    return said["vm"], said["watchdog"]
+
+
+def test_a_dead_owners_tart_vm_is_stopped_and_deleted(paths: HostPaths, tmp_path: Path) -> None:
+    standin = StandinHome(tmp_path / "standin", backend="idle")
+    try:
+        standin.golden()
+        env = {**{k: v for k, v in standin.env().items() if k.startswith("TART")},
+               "HARNESS_TART_BIN": str(standin.shim), "HARNESS_TART_PASSWORD": "planted-tart-password"}
+        vm, watchdog = _provider_owner(paths, "tart", "golden", tmp_path / "w.log", env)
+        listed = lambda: {e["Name"]: e for e in json.loads(standin.tart("list", "--format", "json").stdout)}
+        _wait(lambda: vm not in listed(), 10)
+        _wait(lambda: _gone(watchdog), 10)
+        log = (tmp_path / "w.log").read_text()
+        assert f"removed {vm}" in log and "planted-tart-password" not in log
+        assert "golden" in listed(), "the golden image must never be touched"
+        assert not (paths.vms / vm).exists()
+    finally:
+        standin.close()
+
+
+def test_a_dead_owners_orchard_vm_is_deleted_through_the_api(paths: HostPaths, tmp_path: Path) -> None:
+    token = "planted-orchard-token"
+    with OrchardStandin(token=token) as api:
+        env = {"HARNESS_ORCHARD_URL": api.url, "HARNESS_ORCHARD_ACCOUNT": "harness", "HARNESS_ORCHARD_TOKEN": token}
+        vm, watchdog = _provider_owner(paths, "orchard", "macos-clean", tmp_path / "w.log", env)
+        _wait(lambda: ("DELETE", f"/v1/vms/{vm}") in api.requests, 10)
+        _wait(lambda: _gone(watchdog), 10)
+        assert vm not in api.vms
+    log = (tmp_path / "w.log").read_text()
+    assert f"removed {vm}" in log and token not in log
