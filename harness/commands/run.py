@@ -20,6 +20,7 @@ from pathlib import Path
 from harness.errors import UsageError
 from harness.profile import load_profile
 from harness.release import load_release
+from harness.report.results_space import check_results_dir
 from harness.suite.reference import build_reference, checkout_root, default_release
 
 DEFAULT_IMAGE = "linux-debian12"
@@ -89,6 +90,7 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
         releases = [reference_release()]
     for path in releases:
         load_release(path, profile.release)  # name, product and existence, before any VM boots
+    check_results_dir((args.results_dir or checkout_root() / "results").absolute())
     return RunPlan(
         suite=suite, releases=tuple(releases), profile=profile_name,
         images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,

@@ -1,2 +1,2 @@
-"""Host bookkeeping shared by every run on this machine: VM slots, leases, the reaper of leftovers,
-signal handling, and the host tools a step needs."""
+"""Host bookkeeping: what this machine's runs share and what outlives none of them (VM slots,
+leases, the reaper of leftovers, the run watchdog, signal handling, the host tools a step needs)."""

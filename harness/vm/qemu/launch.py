@@ -8,6 +8,11 @@ from pathlib import Path
 from harness.vm.provider import VMOptions
 from harness.vm.qemu.network import capture_args, network_args
 
+# A guest kernel that panics reboots at once, which -no-reboot turns into QEMU exiting: the SSH
+# connection then drops and the step fails in seconds, instead of waiting out its timeout
+# against a frozen guest.
+PANIC_EXITS = "panic=-1"
+
 
 @dataclass(frozen=True)
 class QemuLaunch:
@@ -51,7 +56,7 @@ def qemu_command(qemu: str, launch: QemuLaunch) -> list[str]:
         "-nodefaults", "-display", "none", "-no-reboot",
         "-serial", f"file:{option_path(launch.serial_log)}",
         "-kernel", str(launch.kernel), "-initrd", str(launch.initrd),
-        "-append", launch.kernel_cmdline,
+        "-append", f"{launch.kernel_cmdline} {PANIC_EXITS}",
         # cache=unsafe: the overlay is thrown away, so flushes buy nothing but time.
         "-drive", f"file={option_path(launch.overlay)},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
         *network_args(launch.ssh_port),

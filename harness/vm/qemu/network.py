@@ -12,6 +12,8 @@ NETDEV_ID = "n0"
 
 def network_args(ssh_port: int) -> list[str]:
     """The guest's only NIC: user-mode, restricted, with ``LOOPBACK:ssh_port`` forwarded to sshd."""
+    # restrict=on: the guest reaches nothing through slirp, the host's own ports included; the
+    # one way in is SSH forwarded from the host's loopback, and there is no guestfwd at all.
     netdev = (f"user,id={NETDEV_ID},restrict=on,"
               f"hostfwd=tcp:{LOOPBACK}:{ssh_port}-:{GUEST_SSH_PORT}")
     return ["-netdev", netdev, "-device", f"virtio-net-pci,netdev={NETDEV_ID}"]

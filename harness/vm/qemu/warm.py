@@ -40,6 +40,7 @@ from typing import Protocol
 from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError
 from harness.host.tools import require_tool
+from harness.host.watchdog import Watchdog
 from harness.images.store import BuiltImage
 from harness.vm.provider import SSHEndpoint, VMName, VMOptions
 from harness.vm.qemu import accel as qemu_accel
@@ -67,6 +68,7 @@ class TemplateMachines(Protocol):
     """What warm starts need from the QEMU provider: its host paths and a VM's life cycle (the
     template is an ordinary VM of that provider). A protocol, so this module need not import it."""
 
+    name: str
     paths: HostPaths
 
     def vm_dir(self, name: VMName | str) -> Path: ...
@@ -281,11 +283,19 @@ def _tail(path: Path, chars: int = 600) -> str:
 def build_snapshot(provider: TemplateMachines, image: str, options: VMOptions, work: Path) -> None:
     """Boot a template VM cold, prepare it, save it into ``work/state`` and keep its disk as
     ``work/disk.qcow2``. The template is an ordinary harness VM meanwhile (the reaper removes it if
-    this process dies)."""
-    from harness.ssh import SSHTransport
-
+    this process dies; so does its own watchdog, at once)."""
     name = VMName.new(TEMPLATE_RUN_ID)
     template_options = VMOptions(cpus=options.cpus, memory_mb=options.memory_mb)
+    with Watchdog.spawn(provider.paths) as watchdog:
+        watchdog.watch(provider.name, str(name))
+        _build_template(provider, image, name, template_options, work)
+        watchdog.release(str(name))
+
+
+def _build_template(provider: TemplateMachines, image: str, name: VMName, template_options: VMOptions,
+                    work: Path) -> None:
+    from harness.ssh import SSHTransport
+
     vm_dir = provider.vm_dir(name)
     try:
         provider.clone(image, name, template_options)
