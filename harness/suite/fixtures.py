@@ -25,9 +25,16 @@ from harness.errors import HarnessError, UsageError
 from harness.install import Installed
 from harness.journal import Journal, read_journal
 from harness.profile import Profile, load_profile
-from harness.release import parse_release_name
+from harness.release import load_release, parse_release_name
 from harness.server import Server, ServerFailed
-from harness.suite.deployment import Deployment, TwinResult, open_deployment, run_twin
+from harness.suite.deployment import (
+    Deployment,
+    TwinResult,
+    UpgradeResult,
+    open_deployment,
+    run_twin,
+    run_upgrade,
+)
 from harness.suite.reference import DEFAULT_PROFILE, default_release
 from harness.suite.target import Target, TargetSpec, matrix, resolve
 
@@ -53,6 +60,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--update-goldens", dest="update_goldens", action="store_true", default=False,
         help="record this run's completions as the golden answers instead of comparing with them",
+    )
+    group.addoption(
+        "--upgrade-from", dest="upgrade_from", default=None, metavar="OLD_TARBALL",
+        help="the previous release: the upgrade check installs it, then the release under test over it "
+        "(in a VM of its own); without it that check skips",
     )
     group.addoption(
         "--goldens-dir", dest="goldens_dir", default=None, metavar="DIR",
@@ -213,14 +225,28 @@ def install_twin(request: pytest.FixtureRequest, target: Target, report: Any) ->
 
 
 @pytest.fixture(scope="session")
+def upgrade_run(request: pytest.FixtureRequest, target: Target, report: Any) -> UpgradeResult:
+    """The previous release (--upgrade-from) installed in a fresh VM, then this one over it."""
+    given = request.config.getoption("upgrade_from")
+    if not given:
+        pytest.skip("no --upgrade-from OLD_TARBALL given: nothing to upgrade from")
+    try:
+        previous = load_release(Path(given).expanduser().absolute(), target.profile.release)
+    except UsageError as exc:
+        raise pytest.UsageError(f"harness: --upgrade-from: {exc}") from None
+    return run_upgrade(_machine_maker(request), target, previous, report, lambda: _interrupted(request))
+
+
+@pytest.fixture(scope="session")
 def deployment(request: pytest.FixtureRequest, target: Target, report: Any,
                harness_journal: Journal) -> Iterator[Deployment]:
     """The target's primary VM with the release installed; torn down after its last check."""
-    if _needs(request, "install_twin", target.spec):
-        try:
-            request.getfixturevalue("install_twin")  # finish the second VM before this one boots
-        except HarnessError:
-            pass  # pytest keeps the error for the checks that need the second VM; the rest go on
+    for first in ("upgrade_run", "install_twin"):  # finish the other VMs before this one boots
+        if _needs(request, first, target.spec):
+            try:
+                request.getfixturevalue(first)
+            except (HarnessError, pytest.skip.Exception):
+                pass  # pytest keeps the error for the checks that need that VM; the rest go on
     failed = request.config.stash[_failed_targets]
     with open_deployment(
         _machine_maker(request), target, report, harness_journal,
