@@ -97,6 +97,8 @@ class InstallSpec:
     temp_leaves: tuple[str, ...] = ()
     # Installed paths that may differ between a fresh install and one over an existing install.
     reinstall_ignore: tuple[str, ...] = ()
+    # Installed files that may name the build host's paths (a runtime's build-time configuration).
+    build_residue: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -448,7 +450,7 @@ def _layout(t: _Table) -> Layout:
 
 def _install(t: _Table) -> InstallSpec:
     t.only(["command", "env", "files", "timeout_s", "writes", "tree", "volatile", "manifest_ignore", "temp_leaves",
-            "reinstall_ignore"])
+            "reinstall_ignore", "build_residue"])
     writes = t.texts("writes")
     return InstallSpec(
         command=t.text("command"),
@@ -461,6 +463,7 @@ def _install(t: _Table) -> InstallSpec:
         manifest_ignore=t.texts("manifest_ignore", list(InstallSpec.manifest_ignore)),
         temp_leaves=t.texts("temp_leaves", []),
         reinstall_ignore=t.texts("reinstall_ignore", []),
+        build_residue=t.texts("build_residue", []),
     )
 
 

@@ -1,6 +1,8 @@
 """No build machine inside the release: every interpreter's ``sys.path``, every ``.pth``,
-``sitecustomize.py`` and ``pyvenv.cfg``, and every installed text file may name only paths of the
-deployment itself, never the build host's (a home under /home, /root or /Users).
+``sitecustomize.py`` and ``pyvenv.cfg``, every configuration-like file and every script of the
+release may name only paths of the deployment itself, never the build host's (a home under
+/home, /root or /Users). Prose is not judged: libraries' docstrings and metadata are full of
+example paths such as /home/user/data.txt.
 
 Judged in the guest after the install, because post-install steps rewrite paths: what counts is
 what the clean machine ends up with.
@@ -8,6 +10,7 @@ what the clean machine ends up with.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 import shlex
@@ -114,17 +117,32 @@ def path_file_problems(files: Mapping[str, str], exists: Mapping[str, bool]) -> 
     return problems
 
 
+# Files programs read paths from (configuration, build records), as opposed to prose: a docstring
+# of a library saying "/home/user/data.txt" is an example, a pyvenv.cfg saying it is a leak.
+PATH_BEARING = ("*.pth", "*.cfg", "*.ini", "*.conf", "*.env", "*.toml", "*.egg-link", "direct_url.json",
+                "RECORD", "_sysconfigdata*.py", "Makefile", "*.pc", "*.la", "*.cmake", "*-config", "*-config.py")
+# Python library directories: their executables are modules, not programs anyone runs.
+LIBRARY_PATHS = ("*/site-packages/*", "*/dist-packages/*", "*/lib/python3*")
+
+
 def home_mentions_command(roots: Sequence[str]) -> str:
+    """``file:match`` lines: home paths in path-bearing files, and in the release's own scripts."""
     quoted = " ".join(shlex.quote(r) for r in roots)
-    return f"grep -rIoE {shlex.quote(GREP_HOME)} {quoted} 2>/dev/null; true"
+    pattern = shlex.quote(GREP_HOME)
+    includes = " ".join(f"--include={shlex.quote(n)}" for n in PATH_BEARING)
+    outside_libraries = " ".join(f"! -path {shlex.quote(p)}" for p in LIBRARY_PATHS)
+    return (f"grep -rIoE {includes} {pattern} {quoted} 2>/dev/null; "
+            f"find {quoted} -type f -perm -u+x {outside_libraries} -exec grep -HIoE {pattern} {{}} + 2>/dev/null; true")
 
 
-def home_problems(output: str, roots: Sequence[str], limit_per_file: int = 3) -> list[str]:
-    """Installed text files naming a home directory's path outside the deployment, one line per file."""
+def home_problems(output: str, roots: Sequence[str], allowed: Sequence[str] = (),
+                  limit_per_file: int = 3) -> list[str]:
+    """Installed files naming a home directory's path outside the deployment, one line per file;
+    files matching ``allowed`` (the profile's ``install.build_residue``) are not judged."""
     by_file: dict[str, list[str]] = {}
     for line in output.splitlines():
         path, sep, match = line.partition(":")
-        if not sep:
+        if not sep or any(fnmatch.fnmatchcase(path, a) for a in allowed):
             continue
         for named in HOME_PATH.findall(match):
             if not inside(named, roots) and named not in by_file.setdefault(path, []):
