@@ -10,7 +10,14 @@ import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from release_support import BuiltReleases, ReleaseHome, ServerClient, free_port, tar_bytes, tar_members
+from release_support import (
+    BuiltReleases,
+    ReleaseHome,
+    ServerClient,
+    free_port,
+    tar_bytes,
+    tar_members,
+)
 
 from harness.checks.sockets import parse_proc_net
 

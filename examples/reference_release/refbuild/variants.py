@@ -133,7 +133,7 @@ def world_writable(tree: ReleaseTree, _: VariantInputs) -> ReleaseTree:
 
 def leaves_temp(tree: ReleaseTree, _: VariantInputs) -> ReleaseTree:
     keep = ('scratch=$(mktemp -d "${TMPDIR:-/tmp}/refapp-unpack.XXXXXX")\n'
-            'cp "$staging/unpacked/release.env" "$scratch/"\n')
+            'cp "$staging/lib/release.env" "$scratch/"\n')
     return tree.edit_installer(POSTINSTALL_ANCHOR, keep + POSTINSTALL_ANCHOR)
 
 
