@@ -39,6 +39,7 @@ class RunPlan:
     select: str | None
     pytest_args: tuple[str, ...]
     warm: bool = True  # --warm/--cold (harness.vm.warm) [WARM]
+    upgrade_from: Path | None = None  # the previous release, for the upgrade check
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,6 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
                         help="where results go (default: ./results)")
     parser.add_argument("--update-goldens", action="store_true", help="record golden answers instead of comparing")
+    parser.add_argument("--upgrade-from", type=Path, default=None, metavar="OLD_TARBALL",
+                        help="the previous release: also check that upgrading from it leaves nothing old behind")
     parser.add_argument("-k", dest="select", default=None, metavar="EXPR", help="only checks matching EXPR (pytest -k)")
     parser.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="extra pytest arguments after --")
     parser.set_defaults(handler=run)
@@ -87,13 +90,14 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
         if profile.name != "reference":
             raise UsageError(f"the {profile.name} profile needs a release: pass --release PATH")
         releases = [reference_release()]
-    for path in releases:
+    upgrade_from = args.upgrade_from.expanduser().absolute() if args.upgrade_from else None
+    for path in [*releases, *([upgrade_from] if upgrade_from else [])]:
         load_release(path, profile.release)  # name, product and existence, before any VM boots
     return RunPlan(
         suite=suite, releases=tuple(releases), profile=profile_name,
         images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
         results_dir=args.results_dir, update_goldens=args.update_goldens, select=args.select,
-        pytest_args=tuple(args.pytest_args), warm=args.warm,
+        pytest_args=tuple(args.pytest_args), warm=args.warm, upgrade_from=upgrade_from,
     )
 
 
@@ -138,6 +142,8 @@ def pytest_argv(plan: RunPlan) -> list[str]:
         argv += ["--results-dir", str(plan.results_dir)]
     if plan.update_goldens:
         argv.append("--update-goldens")
+    if plan.upgrade_from is not None:
+        argv += ["--upgrade-from", str(plan.upgrade_from)]
     if plan.select:
         argv += ["-k", plan.select]
     return argv + list(plan.pytest_args)

@@ -123,7 +123,11 @@ def test_path_files_and_home_mentions(tmp_path: Path) -> None:
     (site / "ok.pth").write_text(f"{site}\n")
     (tmp_path / "bin").mkdir()
     (tmp_path / "pyvenv.cfg").write_text(f"home = {tmp_path}/bin\n")
-    (tmp_path / "notes.txt").write_text("built in /home/builder/work/refapp; installed in " + str(tmp_path) + "/x\n")
+    (tmp_path / "build.cfg").write_text("source = /home/builder/work/refapp\ninstalled = " + str(tmp_path) + "/x\n")
+    (tmp_path / "run.sh").write_text("#!/bin/sh\nexec /Users/dev/refapp/bin/serve\n")
+    (tmp_path / "run.sh").chmod(0o755)
+    (site / "example.py").write_text('"""Load /home/guido/data.txt, say."""\n')  # prose: not judged
+    (site / "tool.cfg").write_text("cache = /root/.cache/tool\n")
     guest, roots = LocalGuest(), [str(tmp_path)]
     files = buildhost.parse_path_files(guest.run(buildhost.path_files_command(roots)).stdout)
     assert set(files) == {str(site / "dev.pth"), str(site / "ok.pth"), str(tmp_path / "pyvenv.cfg")}
@@ -131,9 +135,11 @@ def test_path_files_and_home_mentions(tmp_path: Path) -> None:
     problems = buildhost.path_file_problems(files, buildhost.check_exist(guest, named))
     assert problems == [f"{site / 'dev.pth'} names /root/src/refapp/server, which does not exist on the clean machine"]
     mentions = guest.run(buildhost.home_mentions_command(roots)).stdout
-    found = buildhost.home_problems(mentions, roots)
-    assert any(p.startswith(f"{tmp_path / 'notes.txt'} names /home/builder/work/refapp") for p in found)
-    assert not any(str(tmp_path) + "/x" in p for p in found)
+    found = buildhost.home_problems(mentions, roots, allowed=["*/tool.cfg"])
+    assert [p.split(" names ")[0] for p in found] == [str(tmp_path / "build.cfg"), str(site / "dev.pth"),
+                                                       str(tmp_path / "run.sh")]
+    assert found[0].startswith(f"{tmp_path / 'build.cfg'} names /home/builder/work/refapp,")
+    assert "/Users/dev/refapp/bin/serve" in found[2]
 
 
 def test_sys_path_outside_the_deployment() -> None:

@@ -66,3 +66,12 @@ def test_timing_rows_keep_first_of_repeated_phases() -> None:
         {"kind": "phase", "target": "linux-debian12", "phase": "vm_clone", "duration_s": 0.1},
     ]
     assert timing_rows(records) == {"linux-debian12": {"boot": 40.0, "serve": 12.5}}
+
+
+def test_upgrade_from_is_checked_and_passed_on(tmp_path: Path) -> None:
+    (tmp_path / "old").mkdir()
+    old = fake_release(tmp_path / "old", "refapp-v0.0.9-x86_64-linux.tar.gz")
+    argv = pytest_argv(make_plan(parse("--release", str(fake_release(tmp_path)), "--upgrade-from", str(old))))
+    assert argv[argv.index("--upgrade-from") + 1] == str(old)
+    with pytest.raises(UsageError, match="does not exist"):
+        make_plan(parse("--release", str(fake_release(tmp_path)), "--upgrade-from", str(tmp_path / "refapp-v0.0.1-x86_64-linux.tar.gz")))
