@@ -20,6 +20,7 @@ from pathlib import Path
 from harness.errors import UsageError
 from harness.profile import load_profile
 from harness.release import load_release
+from harness.report.results_space import check_results_dir
 from harness.suite.reference import build_reference, checkout_root, default_release
 
 DEFAULT_IMAGE = "linux-debian12"
@@ -93,6 +94,7 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
     upgrade_from = args.upgrade_from.expanduser().absolute() if args.upgrade_from else None
     for path in [*releases, *([upgrade_from] if upgrade_from else [])]:
         load_release(path, profile.release)  # name, product and existence, before any VM boots
+    check_results_dir((args.results_dir or checkout_root() / "results").absolute())
     return RunPlan(
         suite=suite, releases=tuple(releases), profile=profile_name,
         images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
