@@ -41,6 +41,7 @@ class RunPlan:
     pytest_args: tuple[str, ...]
     warm: bool = True  # --warm/--cold (harness.vm.warm) [WARM]
     upgrade_from: Path | None = None  # the previous release, for the upgrade check
+    conditions: tuple[str, ...] = ()  # the profile's install conditions to add ('all': every one)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -66,6 +67,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--update-goldens", action="store_true", help="record golden answers instead of comparing")
     parser.add_argument("--upgrade-from", type=Path, default=None, metavar="OLD_TARBALL",
                         help="the previous release: also check that upgrading from it leaves nothing old behind")
+    parser.add_argument("--condition", action="append", default=[], metavar="NAME|all", dest="conditions",
+                        help="also install under this [[conditions]] entry of the profile (repeatable; 'all')")
     parser.add_argument("-k", dest="select", default=None, metavar="EXPR", help="only checks matching EXPR (pytest -k)")
     parser.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="extra pytest arguments after --")
     parser.set_defaults(handler=run)
@@ -100,6 +103,7 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
         images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
         results_dir=args.results_dir, update_goldens=args.update_goldens, select=args.select,
         pytest_args=tuple(args.pytest_args), warm=args.warm, upgrade_from=upgrade_from,
+        conditions=tuple(args.conditions),
     )
 
 
@@ -146,6 +150,8 @@ def pytest_argv(plan: RunPlan) -> list[str]:
         argv.append("--update-goldens")
     if plan.upgrade_from is not None:
         argv += ["--upgrade-from", str(plan.upgrade_from)]
+    for condition in plan.conditions:
+        argv += ["--condition", condition]
     if plan.select:
         argv += ["-k", plan.select]
     return argv + list(plan.pytest_args)

@@ -13,7 +13,7 @@ never holds two VMs at once and parallel workers cannot deadlock on the per-host
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -39,6 +39,7 @@ from harness.install import (
     upload,
 )
 from harness.journal import Journal, PhaseRecord
+from harness.profile import ConditionSpec
 from harness.release import Release
 from harness.server import Server, ServerFailed
 from harness.suite.target import Target
@@ -199,7 +200,7 @@ class TwinResult:
 
 
 def run_twin(make_machine: MachineMaker, target: Target, report: Reporter, interrupted: Callable[[], bool],
-             logs_dir: Path) -> TwinResult:
+             logs_dir: Path, conditions: Sequence[ConditionSpec] = ()) -> TwinResult:
     """install -> reinstall over it -> serve once (the reinstalled tree must work) -> install
     conditions (each in a home of its own) -> uninstall."""
     profile = target.profile
@@ -207,7 +208,7 @@ def run_twin(make_machine: MachineMaker, target: Target, report: Reporter, inter
         facts = probe_guest(machine)
         installed = install_release(machine, profile, target.release, facts, timer(report, target, "twin_"))
         served, uninstall, after, again = "not attempted: the install failed", None, None, None
-        conditions: tuple[ConditionRun, ...] = ()
+        tried: tuple[ConditionRun, ...] = ()
         if installed.installer.ok:
             with report.phase("twin_reinstall", target=target.name):
                 run, manifest = reinstall(machine, profile, installed.context, facts, installed.roots)
@@ -215,16 +216,16 @@ def run_twin(make_machine: MachineMaker, target: Target, report: Reporter, inter
             if run.ok:
                 served, server_ok = _serve_once(machine, target, installed, logs_dir)
             again = Reinstall(run, manifest, served, server_ok)
-            with report.phase("twin_conditions", target=target.name):
-                conditions = tuple(run_condition(machine, profile, target.release, facts, spec)
-                                   for spec in profile.conditions)
+            if conditions:
+                with report.phase("twin_conditions", target=target.name):
+                    tried = tuple(run_condition(machine, profile, target.release, facts, spec) for spec in conditions)
         if installed.installer.ok and profile.uninstall is not None:
             if again is None or not again.server_ok:
                 served, _ = _serve_once(machine, target, installed, logs_dir)
             with report.phase("twin_uninstall", target=target.name):
                 uninstall = run_uninstaller(machine, profile, installed.context)
             after = take_snapshot(machine, facts.os, snapshot_exclusions(profile, installed.context))
-        return TwinResult(installed, served, uninstall, after, str(machine.name), again, conditions)
+        return TwinResult(installed, served, uninstall, after, str(machine.name), again, tried)
 
 
 def _serve_once(machine: Machine, target: Target, installed: Installed, logs_dir: Path) -> tuple[str, bool]:

@@ -24,7 +24,7 @@ from harness.completions import CompletionClient
 from harness.errors import HarnessError, UsageError
 from harness.install import Installed
 from harness.journal import Journal, read_journal
-from harness.profile import Profile, load_profile
+from harness.profile import ConditionSpec, Profile, load_profile
 from harness.release import load_release, parse_release_name
 from harness.server import Server, ServerFailed
 from harness.suite.deployment import (
@@ -65,6 +65,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--upgrade-from", dest="upgrade_from", default=None, metavar="OLD_TARBALL",
         help="the previous release: the upgrade check installs it, then the release under test over it "
         "(in a VM of its own); without it that check skips",
+    )
+    group.addoption(
+        "--condition", action="append", dest="conditions", default=None, metavar="NAME|all",
+        help="also install under this install condition of the profile's [[conditions]] (repeatable; "
+        "'all' for every one), in the second VM; without it install_conditions skips",
     )
     group.addoption(
         "--goldens-dir", dest="goldens_dir", default=None, metavar="DIR",
@@ -108,6 +113,7 @@ def check_inputs(config: pytest.Config) -> None:
             if found.product != profile.release.product:
                 raise UsageError(f"{release.name} is a {found.product!r} release but the {profile.name} "
                                  f"profile expects {profile.release.product!r}", hint="pick the matching --profile")
+        chosen_conditions(config, profile)
     except UsageError as exc:
         raise pytest.UsageError(f"harness: {exc}") from None
 
@@ -217,11 +223,26 @@ def _needs(request: pytest.FixtureRequest, fixture: str, spec: TargetSpec) -> bo
                for item in request.session.items)
 
 
+def chosen_conditions(config: pytest.Config, profile: Profile) -> tuple[ConditionSpec, ...]:
+    """The profile's install conditions named by --condition ('all': every one)."""
+    wanted = [n for given in config.getoption("conditions", default=None) or [] for n in given.split(",") if n]
+    if "all" in wanted:
+        return profile.conditions
+    known = {c.name: c for c in profile.conditions}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise pytest.UsageError(f"harness: --condition {', '.join(unknown)}: the {profile.name} profile declares "
+                                f"{', '.join(known) or 'no [[conditions]]'}")
+    return tuple(known[n] for n in dict.fromkeys(wanted))
+
+
 @pytest.fixture(scope="session")
 def install_twin(request: pytest.FixtureRequest, target: Target, report: Any) -> TwinResult:
-    """The same release installed in a second fresh VM (then served, stopped and uninstalled)."""
+    """The same release installed in a second fresh VM (then reinstalled, served, installed under
+    the chosen conditions, and uninstalled)."""
     evidence = report.layout.evidence / _safe(target.name) / "twin"
-    return run_twin(_machine_maker(request), target, report, lambda: _interrupted(request), evidence)
+    return run_twin(_machine_maker(request), target, report, lambda: _interrupted(request), evidence,
+                    chosen_conditions(request.config, target.profile))
 
 
 @pytest.fixture(scope="session")

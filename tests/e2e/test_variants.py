@@ -68,7 +68,7 @@ DIRECT = frozenset({"reinstall_idempotent", "upgrade_clean", "listening_loopback
                     "installer_temp_clean", "no_build_host_paths", "native_loads", "stdlib_extensions",
                     "sampling_concurrent", "install_conditions"})
 # The variant rows CI runs for the checks above (one VM each); the rest are on demand.
-IN_CI = frozenset({"shared_rng", "listens_everywhere"})
+IN_CI = frozenset({"shared_rng"})
 
 # What each catching check's message must mention: the cause, not just "something failed".
 CAUSES: dict[str, dict[str, str]] = {
@@ -95,8 +95,10 @@ CAUSES: dict[str, dict[str, str]] = {
     "shared_rng": {"sampling_concurrent": r"concurrent vs one by one"},
     "unquoted_paths": {"install_conditions": r"space_in_home_utf8.*installer exited"},
 }
-# Only these checks need the previous release: their runs get --upgrade-from.
+# Only these checks need the previous release (their runs get --upgrade-from) or the profile's
+# install conditions (--condition all): both are opt-in dimensions of a run.
 NEEDS_PREVIOUS = frozenset({"upgrade_clean"})
+NEEDS_CONDITIONS = frozenset({"install_conditions"})
 
 
 @dataclass(frozen=True)
@@ -119,7 +121,7 @@ def previous_release() -> Path:
 
 def run_suite(release: Path, results: Path, select: str | None = None,
               profile: Path | None = None, env: dict[str, str] | None = None,
-              upgrade_from: Path | None = None) -> dict[str, dict[str, Any]]:
+              upgrade_from: Path | None = None, conditions: bool = False) -> dict[str, dict[str, Any]]:
     """Run the suite on ``release``; the check records of its journal, by check name."""
     argv = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q",
             "--release", str(release), "--results-dir", str(results)]
@@ -127,6 +129,8 @@ def run_suite(release: Path, results: Path, select: str | None = None,
         argv += ["--profile", str(profile)]
     if upgrade_from is not None:
         argv += ["--upgrade-from", str(upgrade_from)]
+    if conditions:
+        argv += ["--condition", "all"]
     if select:
         argv += ["-k", select]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
@@ -189,16 +193,19 @@ def test_good_release_passes_everything(built_release: Path, tmp_path: Path) -> 
     assert not bad, "false alarms on the good release:\n" + "\n".join(f"  {k}: {v}" for k, v in bad.items())
     ran = {name for name, r in checks.items() if r["outcome"] == "passed"}
     for check, _ in CHECKS.values():
-        if not check.startswith("static_area") and check not in NEEDS_PREVIOUS:
+        if not check.startswith("static_area") and check not in NEEDS_PREVIOUS | NEEDS_CONDITIONS:
             assert check in ran, f"{check} did not pass on the good release (outcome {checks.get(check, {}).get('outcome')})"
 
 
 @pytest.mark.ondemand
-def test_good_release_upgrades_cleanly(built_release: Path, tmp_path: Path) -> None:
-    """Zero false alarms for the upgrade check too: the good release over the previous one."""
-    record = run_suite(built_release, tmp_path / "upgrade", "upgrade_clean",
-                       upgrade_from=previous_release())["upgrade_clean"]
-    assert record["outcome"] == "passed", f"upgrade_clean on the good release: {record['outcome']}: {record['message'][:800]}"
+def test_good_release_upgrades_and_installs_under_every_condition(built_release: Path, tmp_path: Path) -> None:
+    """Zero false alarms for the opt-in dimensions too: the good release over the previous one,
+    and under each install condition the reference profile declares."""
+    checks = run_suite(built_release, tmp_path / "upgrade", "upgrade_clean or install_conditions",
+                       upgrade_from=previous_release(), conditions=True)
+    for name in ("upgrade_clean", "install_conditions"):
+        record = checks[name]
+        assert record["outcome"] == "passed", f"{name} on the good release: {record['outcome']}: {record['message'][:800]}"
 
 
 def _variant_param(variant: Variant) -> Any:
@@ -217,7 +224,8 @@ def test_variant_is_caught(variant: Variant, built_release: Path, tmp_path: Path
     witnesses = [c for c in ("install_offline", "server_starts") if direct and c not in variant.caught_by]
     select = " or ".join(CHECKS[c][1] for c in [*variant.caught_by, *witnesses])
     previous = previous_release() if NEEDS_PREVIOUS & set(variant.caught_by) else None
-    checks = run_suite(release, tmp_path / variant.name, select, upgrade_from=previous)
+    checks = run_suite(release, tmp_path / variant.name, select, upgrade_from=previous,
+                       conditions=bool(NEEDS_CONDITIONS & set(variant.caught_by)))
     for name in witnesses:
         outcome = checks.get(name, {}).get("outcome")
         assert outcome == "passed", (f"{variant.name}: {name} was {outcome}, so {', '.join(direct)} would catch "

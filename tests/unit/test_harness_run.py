@@ -71,7 +71,9 @@ def test_timing_rows_keep_first_of_repeated_phases() -> None:
 def test_upgrade_from_is_checked_and_passed_on(tmp_path: Path) -> None:
     (tmp_path / "old").mkdir()
     old = fake_release(tmp_path / "old", "refapp-v0.0.9-x86_64-linux.tar.gz")
-    argv = pytest_argv(make_plan(parse("--release", str(fake_release(tmp_path)), "--upgrade-from", str(old))))
+    argv = pytest_argv(make_plan(parse("--release", str(fake_release(tmp_path)), "--upgrade-from", str(old),
+                                       "--condition", "all")))
     assert argv[argv.index("--upgrade-from") + 1] == str(old)
+    assert argv[argv.index("--condition") + 1] == "all"
     with pytest.raises(UsageError, match="does not exist"):
         make_plan(parse("--release", str(fake_release(tmp_path)), "--upgrade-from", str(tmp_path / "refapp-v0.0.1-x86_64-linux.tar.gz")))
