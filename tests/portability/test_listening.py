@@ -3,9 +3,12 @@ only on loopback."""
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from harness.checks import sockets
+from harness.errors import InfrastructureError
 from harness.server import Server
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
@@ -17,9 +20,12 @@ def test_listening_loopback(deployment: Deployment, server: Server, report) -> N
     """Every socket a release process listens on is a declared port bound to loopback."""
     machine, installed = deployment.machine, deployment.installed
     spec = deployment.target.profile.server
-    pid = machine.run(f"cat {server.pid_file} 2>/dev/null", timeout=30).stdout.strip()
+    pid = machine.run(f"cat {shlex.quote(server.pid_file)} 2>/dev/null", timeout=30).stdout.strip()
     family = sockets.process_tree(machine, int(pid)) if pid.isdigit() else set()
     found = sockets.listeners(machine, installed.facts.os)
+    if not found:
+        raise InfrastructureError("no listening socket at all in the guest (not even its SSH server): "
+                                  "the socket tables could not be read", hint="see the VM's command log")
     ours = sockets.of_release(found, installed.roots, family)
     report.attach_text("release's listeners:\n" + ("\n".join(s.describe() for s in ours) or "(none)")
                        + "\n\nevery listener in the guest:\n" + "\n".join(s.describe() for s in found),

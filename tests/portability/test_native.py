@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import shlex
 
 import pytest
 
@@ -37,7 +38,8 @@ def test_stdlib_extensions(deployment: Deployment, installed: Installed, report)
     runtime = posixpath.join(lib, profile.layout.layers_dir, profile.layout.runtime_layer)
     if not profile.layout.runtime_layer:
         pytest.skip("the profile names no runtime_layer: no shipped Python to probe")
-    python = deployment.machine.run(f"for p in {runtime}/bin/python3 {runtime}/bin/python; do [ -x \"$p\" ] && "
+    where = shlex.quote(runtime)
+    python = deployment.machine.run(f"for p in {where}/bin/python3 {where}/bin/python; do [ -x \"$p\" ] && "
                                     "{ echo \"$p\"; break; }; done; true", timeout=30).stdout.strip()
     assert python, f"the runtime layer {runtime} has no bin/python3"
     result = deployment.machine.run(native.stdlib_command(python), timeout=120)
