@@ -12,6 +12,7 @@ code becomes this command's. Everything after ``--`` goes to pytest unchanged.
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -162,7 +163,13 @@ def execute(plan: RunPlan) -> int:
     print("harness run: " + " ".join(argv[1:]), file=sys.stderr)
     # Same process group: Ctrl-C reaches pytest, which tears its VMs down; we wait for it.
     process = subprocess.Popen(argv, cwd=checkout_root())
+    # A SIGTERM for this process alone (a CI runner stopping the job) must not orphan pytest: it
+    # is passed on, and this process waits while pytest removes its VMs, as for Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signal.SIGTERM))
     try:
-        return process.wait()
-    except KeyboardInterrupt:
-        return process.wait()
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
