@@ -30,7 +30,7 @@ from harness.suite.reference import build_reference, default_release, release_di
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-SUITE = REPO / "tests" / "portability"
+SUITE = ["--pyargs", "harness.portability"]  # the suite as installed
 VARIANTS_FILE = release_dir(REPO) / "variants.toml"
 RUN_TIMEOUT_S = 3600
 PARALLEL_START_S = 60.0
@@ -82,7 +82,7 @@ def load_variants() -> list[Variant]:
 def run_suite(release: Path, results: Path, select: str | None = None,
               profile: Path | None = None) -> dict[str, dict[str, Any]]:
     """Run the suite on ``release``; the check records of its journal, by check name."""
-    argv = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q",
+    argv = [sys.executable, "-m", "pytest", *SUITE, "-p", "no:cacheprovider", "-q",
             "--release", str(release), "--results-dir", str(results)]
     if profile is not None:
         argv += ["--profile", str(profile)]
@@ -174,7 +174,7 @@ def test_matrix_runs_two_targets_at_once(built_release: Path, tmp_path: Path) ->
     broken = variant_release("stream_mismatch", REPO)
     assert broken is not None
     results = tmp_path / "matrix"
-    argv = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q", "-n", "2",
+    argv = [sys.executable, "-m", "pytest", *SUITE, "-p", "no:cacheprovider", "-q", "-n", "2",
             "--release", str(built_release), "--release", str(broken), "--results-dir", str(results),
             "-k", "stream_matches_nonstream or install_offline"]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
