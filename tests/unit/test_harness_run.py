@@ -83,7 +83,7 @@ def test_a_sigterm_for_harness_alone_reaches_pytest_and_is_waited_for(monkeypatc
              f"pathlib.Path({str(ready)!r}).touch()\n"
              "time.sleep(60)\n")
     monkeypatch.setattr(run_command, "pytest_argv", lambda plan: [sys.executable, "-c", child])
-    monkeypatch.setattr(run_command, "checkout_root", lambda: tmp_path)
+    monkeypatch.chdir(tmp_path)  # pytest runs where harness was started
 
     def terminate_when_ready() -> None:
         while not ready.exists():
