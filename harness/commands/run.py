@@ -129,12 +129,12 @@ def prepare(plan: RunPlan) -> None:
 
 
 def pytest_argv(plan: RunPlan) -> list[str]:
+    # Values ride in the same word as their option (--release=PATH): pytest picks its rootdir, and
+    # with it the caller's configuration, from free-standing paths before the plugin is loaded.
     argv = [sys.executable, "-m", "pytest", "--pyargs", SUITE_PACKAGE, "-p", "no:cacheprovider", "-rA",
-            "--profile", plan.profile, "--keep-vm", plan.keep_vm, "--warm" if plan.warm else "--cold"]
-    for release in plan.releases:
-        argv += ["--release", str(release)]
-    for image in plan.images:
-        argv += ["--image", image]
+            f"--profile={plan.profile}", f"--keep-vm={plan.keep_vm}", "--warm" if plan.warm else "--cold"]
+    argv += [f"--release={release}" for release in plan.releases]
+    argv += [f"--image={image}" for image in plan.images]
     if plan.workers:
         # loadgroup: every check of one target stays in one worker, so one VM serves them all. A
         # crashed worker is not replaced: its target's VM is gone with it, and the sign-off names
@@ -142,7 +142,7 @@ def pytest_argv(plan: RunPlan) -> list[str]:
         argv += ["-n", str(plan.workers), "--dist", "loadgroup", "--max-vms", str(max(2, plan.workers)),
                  "--max-worker-restart", "0"]
     if plan.results_dir is not None:
-        argv += ["--results-dir", str(plan.results_dir)]
+        argv.append(f"--results-dir={plan.results_dir}")
     if plan.update_goldens:
         argv.append("--update-goldens")
     if plan.select:

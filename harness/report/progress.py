@@ -61,7 +61,7 @@ class Sink(Protocol):
     def end(self, text: str, text_alone: str, ok: bool) -> None: ...
 
 
-@dataclass
+@dataclass(eq=False)  # a pytest plugin: pluggy keeps its plugins in sets
 class PhaseProgress:
     """Announces each phase of the suite as it starts and gives its duration when it ends."""
 
