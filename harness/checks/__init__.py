@@ -1,4 +1,2 @@
-"""The checks' logic: what each portability check looks at in the guest and how it judges it.
-
-Test modules call these; nothing here imports pytest, so every judgement is unit-testable.
-"""
+"""The checks' logic, importable and unit-tested on its own; the suite's test modules
+(:mod:`harness.portability`) call it and say what each check judges."""

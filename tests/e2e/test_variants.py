@@ -32,7 +32,7 @@ from harness.suite.reference import build_reference, default_release, release_di
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-SUITE = REPO / "tests" / "portability"
+SUITE = ["--pyargs", "harness.portability"]  # the suite as installed
 VARIANTS_FILE = release_dir(REPO) / "variants.toml"
 RUN_TIMEOUT_S = 3600
 PARALLEL_START_S = 60.0
@@ -123,14 +123,14 @@ def run_suite(release: Path, results: Path, select: str | None = None,
               profile: Path | None = None, env: dict[str, str] | None = None,
               upgrade_from: Path | None = None, conditions: bool = False) -> dict[str, dict[str, Any]]:
     """Run the suite on ``release``; the check records of its journal, by check name."""
-    argv = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q",
+    argv = [sys.executable, "-m", "pytest", *SUITE, "-p", "no:cacheprovider", "-q",
             "--release", str(release), "--results-dir", str(results)]
     if profile is not None:
         argv += ["--profile", str(profile)]
     if upgrade_from is not None:
-        argv += ["--upgrade-from", str(upgrade_from)]
+        argv.append(f"--upgrade-from={upgrade_from}")
     if conditions:
-        argv += ["--condition", "all"]
+        argv.append("--condition=all")
     if select:
         argv += ["-k", select]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
@@ -220,6 +220,8 @@ def test_variant_is_caught(variant: Variant, built_release: Path, tmp_path: Path
     that sees its defect directly does so while the install and the server work."""
     release = variant_release(variant.name, REPO)
     assert release is not None, f"variant {variant.name} was not built"
+    unknown = [c for c in variant.caught_by if c not in CHECKS or c not in CAUSES.get(variant.name, {})]
+    assert not unknown, f"{variant.name}: caught_by names {unknown}, which CHECKS/CAUSES here do not know"
     direct = [c for c in variant.caught_by if c in DIRECT]
     witnesses = [c for c in ("install_offline", "server_starts") if direct and c not in variant.caught_by]
     select = " or ".join(CHECKS[c][1] for c in [*variant.caught_by, *witnesses])
@@ -271,14 +273,17 @@ def test_matrix_runs_two_targets_at_once(built_release: Path, tmp_path: Path) ->
     broken = variant_release("stream_mismatch", REPO)
     assert broken is not None
     results = tmp_path / "matrix"
-    argv = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q", "-n", "2",
+    argv = [sys.executable, "-m", "pytest", *SUITE, "-p", "no:cacheprovider", "-q", "-n", "2",
             "--release", str(built_release), "--release", str(broken), "--results-dir", str(results),
             "-k", "stream_matches_nonstream or install_offline"]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
                           check=False)
     records = list(read_journal(results))
     checks = {(r["target"], r["check"]): r["outcome"] for r in records if r.get("kind") == "check"}
-    good, bad = sorted({t for t, _ in checks})  # "...-linux" sorts before "...-linux@stream_mismatch"
+    targets = sorted({t for t, _ in checks})  # "...-linux" sorts before "...-linux@stream_mismatch"
+    assert len(targets) == 2, (f"the matrix run should report two targets, it reported {targets or 'none'} "
+                               f"(exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    good, bad = targets
     assert checks == {(good, "install_offline"): "passed", (good, "stream_matches_nonstream"): "passed",
                       (bad, "install_offline"): "passed", (bad, "stream_matches_nonstream"): "failed"}, done.stdout[-3000:]
     writers: dict[str, set[str]] = {}
@@ -290,6 +295,7 @@ def test_matrix_runs_two_targets_at_once(built_release: Path, tmp_path: Path) ->
                 writers.setdefault(record["target"], set()).add(path.name)
                 if record["phase"] == "boot":
                     boots[record["target"]] = record["started_at"]
-    assert len(writers[good]) == 1 and len(writers[bad]) == 1 and writers[good] != writers[bad], (
+    assert len(writers.get(good, ())) == 1 and len(writers.get(bad, ())) == 1 and writers[good] != writers[bad], (
         f"each target must run whole in one worker of its own: {writers}")
+    assert good in boots and bad in boots, f"a target's boot phase is missing from the journal: {boots}"
     assert abs(boots[good] - boots[bad]) < PARALLEL_START_S, f"the two targets did not start together: {boots}"
