@@ -56,6 +56,8 @@ PIPELINE: tuple[Stage, ...] = (
     Stage("egress", ("test_egress",)),
 )
 _STAGE_OF_MODULE = {module: index for index, stage in enumerate(PIPELINE) for module in stage.modules}
+# Within a stage, modules run in the order the stage lists them (the install's own verdict first).
+_PLACE_IN_STAGE = {module: place for stage in PIPELINE for place, module in enumerate(stage.modules)}
 _MORE = next(index for index, stage in enumerate(PIPELINE) if stage.name == "more")
 
 
@@ -150,12 +152,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if key is not None:
             targets.setdefault(key, len(targets))
 
-    def order(item: pytest.Item) -> tuple[int, int, int]:
+    def order(item: pytest.Item) -> tuple[int, int, int, int]:
         stage = stage_index(item)
+        place = _PLACE_IN_STAGE.get(Path(str(getattr(item, "path", ""))).stem, 0)
         if PIPELINE[stage].on_host:
-            return (0, stage, 0)
+            return (0, stage, place, 0)
         key = _target_key(item)
-        return (1, targets.get(key, len(targets)) if key is not None else len(targets), stage)
+        return (1, targets.get(key, len(targets)) if key is not None else len(targets), stage, place)
 
     items.sort(key=order)
 
