@@ -1,4 +1,4 @@
-"""Base image recipes: ``vm_images/linux/<variant>/recipe.toml`` and their content hashes.
+"""Base image recipes: ``harness/vm_images/linux/<variant>/recipe.toml`` (shipped in the package) and their content hashes.
 
 A recipe's image name is ``linux-<variant>``. Its content hash covers every file of the directory
 except ``*.md`` plus ``BUILDER_VERSION``, so editing the recipe (or the way it is built) yields a new
@@ -13,6 +13,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import harness
 from harness.errors import UsageError
 
 # Bump when harness/images/build.py changes what it puts into an image.
@@ -22,11 +23,11 @@ HASH_LENGTH = 16
 
 
 def default_recipes_root() -> Path:
-    """``vm_images/`` of the checkout this package runs from, or ``$HARNESS_VM_IMAGES``."""
+    """The recipes shipped inside the harness package, or ``$HARNESS_VM_IMAGES``."""
     override = os.environ.get("HARNESS_VM_IMAGES")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "vm_images"
+    return Path(harness.__file__).resolve().parent / "vm_images"
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ class Recipe:
         except (KeyError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
             raise UsageError(
                 f"image recipe {path} is malformed: {exc!r}",
-                hint="compare it with vm_images/linux/debian12/recipe.toml",
+                hint=f"compare it with {default_recipes_root() / 'linux' / 'debian12' / RECIPE_FILE}",
             ) from exc
 
     @property
