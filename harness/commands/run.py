@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.profile import load_profile
+from harness.profile import load_profile, select_profile
 from harness.release import load_release
+from harness.release_name import parse_release_name
 from harness.suite.reference import build_reference, checkout_root, default_release
 
 DEFAULT_IMAGE = "linux-debian12"
@@ -39,6 +40,7 @@ class RunPlan:
     select: str | None
     pytest_args: tuple[str, ...]
     warm: bool = True  # --warm/--cold (harness.vm.warm) [WARM]
+    variants: tuple[str, ...] = ()  # --profile-variant: forced instead of picked by version and OS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="release tarball (repeat for a matrix); default: the reference release, built if missing")
     parser.add_argument("--profile", default=None, metavar="NAME|FILE",
                         help="built-in profile name or a TOML file (default: reference)")
+    parser.add_argument("--profile-variant", action="append", default=[], metavar="NAME", dest="variants",
+                        help="apply this [[variant]] of the profile whatever the release's version and OS "
+                        "(repeatable; replaces the variant picked automatically on the same axis)")
     parser.add_argument("--image", action="append", default=[], metavar="IMAGE",
                         help=f"base image (repeat for a matrix; default {DEFAULT_IMAGE}); Linux images are built if missing")
     parser.add_argument("-n", "--workers", type=int, default=0, metavar="N",
@@ -88,12 +93,15 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
             raise UsageError(f"the {profile.name} profile needs a release: pass --release PATH")
         releases = [reference_release()]
     for path in releases:
-        load_release(path, profile.release)  # name, product and existence, before any VM boots
+        # Name, product and existence, before any VM boots, against the profile as resolved for
+        # this release's version and OS (a backend suffix may be known to one variant only).
+        name = parse_release_name(path.name)
+        load_release(path, select_profile(profile, name.os, name.parsed, args.variants).release)
     return RunPlan(
         suite=suite, releases=tuple(releases), profile=profile_name,
         images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
         results_dir=args.results_dir, update_goldens=args.update_goldens, select=args.select,
-        pytest_args=tuple(args.pytest_args), warm=args.warm,
+        pytest_args=tuple(args.pytest_args), warm=args.warm, variants=tuple(args.variants),
     )
 
 
@@ -126,6 +134,8 @@ def pytest_argv(plan: RunPlan) -> list[str]:
             "--profile", plan.profile, "--keep-vm", plan.keep_vm, "--warm" if plan.warm else "--cold"]
     for release in plan.releases:
         argv += ["--release", str(release)]
+    for variant in plan.variants:
+        argv += ["--profile-variant", variant]
     for image in plan.images:
         argv += ["--image", image]
     if plan.workers:

@@ -103,7 +103,7 @@ class Deployment:
         if self.server_error is not None:
             raise self.server_error
         if self._server is None:
-            self._server = Server(self.machine, self.target.profile, self.installed.context, self.logs_dir)
+            self._server = Server(self.machine, self.installed.bound, self.logs_dir)
         if not self._server.healthy():
             try:
                 with self.report.phase("serve", target=self.name):
@@ -199,14 +199,14 @@ def run_twin(make_machine: MachineMaker, target: Target, report: Reporter, inter
         if installed.installer.ok and profile.uninstall is not None:
             served = _serve_once(machine, target, installed, logs_dir)
             with report.phase("twin_uninstall", target=target.name):
-                uninstall = run_uninstaller(machine, profile, installed.context)
-            after = take_snapshot(machine, facts.os, snapshot_exclusions(profile, installed.context))
+                uninstall = run_uninstaller(machine, installed.bound)
+            after = take_snapshot(machine, facts.os, snapshot_exclusions(installed.bound))
         return TwinResult(installed, served, uninstall, after, str(machine.name))
 
 
 def _serve_once(machine: Machine, target: Target, installed: Installed, logs_dir: Path) -> str:
     """Start and stop the server once, so the uninstall must also clear what serving leaves."""
-    server = Server(machine, target.profile, installed.context, logs_dir)
+    server = Server(machine, installed.bound, logs_dir)
     try:
         ready = server.start()
         stop = server.stop()

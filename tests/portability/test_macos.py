@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness.install import UPLOAD_DIR, run_step
+from harness.profile import bind
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
 from harness.suite.target import Target
@@ -109,16 +110,14 @@ def test_macos_quarantined_download_installs_and_runs(macos_target: Target, depl
     stamp = f"0083;{int(time.time()):08x};Safari;"
     machine.run(f"xattr -w {QUARANTINE_ATTR} {shlex.quote(stamp)} {upload}/*", timeout=60, check=True)
     assert machine.run(f"xattr -p {QUARANTINE_ATTR} {upload}/{shlex.quote(installed.release.filename)}", timeout=30).ok
-    context = profile.context({
+    bound = bind(profile, {
         "home": home, "user": installed.facts.user, "upload": upload,
         "tarball": f"{upload}/{installed.release.filename}", "version": installed.release.name.version,
     })
-    command = profile.render(profile.install.command, context, "install.command")
-    env = {k: profile.render(v, context, f"install.env.{k}") for k, v in profile.install.env.items()}
-    run = run_step(machine, command, {**env, "HOME": home}, profile.install.timeout_s, home)
+    run = run_step(machine, bound.install.command, {**bound.install.env, "HOME": home}, bound.install.timeout_s, home)
     report.attach_text(f"$ {run.command}\n{run.output}\n[exit {run.exit_code}]", "install from the quarantined tarball")
     assert run.ok, f"installing from the quarantined tarball failed with exit {run.exit_code}:\n{run.tail()}"
-    roots = tuple(profile.render(p, context, "install.tree") for p in profile.install.tree)
+    roots = bound.install.tree
     executables = list_macho_executables(deployment, roots)
     quarantined = machine.run(f"find {' '.join(map(shlex.quote, roots))} -xattrname {QUARANTINE_ATTR} 2>/dev/null | head -n 50",
                               timeout=120)
