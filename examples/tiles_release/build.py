@@ -112,14 +112,34 @@ def _info(name: str, kind: bytes, mode: int, owner: int) -> tarfile.TarInfo:
     return info
 
 
-def layout(reference: dict[str, Member], generation: str) -> dict[str, Member]:
-    members: dict[str, Member] = {}
+def renamed_stack(reference: dict[str, Member]) -> dict[str, Member]:
+    """server/stack_export_prod with the runtime renamed; the venvstacks metadata is rewritten to
+    the repacked archives' sha256 and size, as a publish of those archives would have written it."""
+    stack = {name.replace("cpython3.11", "cpython3.13"): (name, m) for name, m in reference.items()
+             if name.startswith("server/stack_export_prod/")}
+    archives: dict[str, Member] = {}
+    swaps: list[tuple[bytes, bytes]] = [(OLD_RUNTIME, NEW_RUNTIME)]
+    for name, (old_name, m) in stack.items():
+        if name.endswith(".tar.xz"):
+            data = rename_runtime(m.data)
+            archives[name] = Member(data, m.mode)
+            swaps.append((hashlib.sha256(m.data).hexdigest().encode(), hashlib.sha256(data).hexdigest().encode()))
+            swaps.append((f'"archive_size": {len(m.data)}'.encode(), f'"archive_size": {len(data)}'.encode()))
+    out = dict(archives)
+    for name, (_, m) in stack.items():
+        if name not in archives:
+            data = m.data
+            for old, new in swaps:
+                data = data.replace(old, new)
+            out[name] = Member(data, m.mode)
+    return out
+
+
+def layout(reference: dict[str, Member], stack: dict[str, Member], generation: str) -> dict[str, Member]:
+    members: dict[str, Member] = dict(stack)
     for name, m in reference.items():
-        if name.startswith("server/stack_export_prod/"):
-            tail = name.replace("cpython3.11", "cpython3.13")
-            data = rename_runtime(m.data) if name.endswith(".tar.xz") else m.data.replace(OLD_RUNTIME, NEW_RUNTIME)
-            members[tail] = Member(data, m.mode)
-        elif name.startswith(("server/", "modelfiles/")) and name != "server/main.py":
+        if name.startswith(("server/", "modelfiles/")) and not name.startswith("server/stack_export_prod/") \
+                and name != "server/main.py":
             members[name] = m
     for source in ("main.py", "tiles_api.py"):
         members[f"server/{source}"] = Member((HERE / "server" / source).read_bytes())
@@ -163,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     installer = (HERE / "installer" / "install.sh").read_text()
     if GOOD_POSTINSTALL not in installer:
         sys.exit("build.py: installer/install.sh no longer has the post-install line the variants edit")
-    built = [publish(args.out / generation, version, layout(reference, generation), installer)
+    stack = renamed_stack(reference)
+    built = [publish(args.out / generation, version, layout(reference, stack, generation), installer)
              for generation, version in GENERATIONS.items()]
-    good = layout(reference, "current")
+    good = layout(reference, stack, "current")
     broken = {
         "wrapper_postinstall": (good, installer.replace(GOOD_POSTINSTALL, TILES_POSTINSTALL)),
         "missing_vendor": ({k: v for k, v in good.items() if not k.startswith("vendor/")}, installer),
