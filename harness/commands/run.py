@@ -21,6 +21,7 @@ from harness.errors import UsageError
 from harness.profile import load_profile, select_profile
 from harness.release import load_release
 from harness.release_name import parse_release_name
+from harness.report.results_space import check_results_dir
 from harness.suite.reference import build_reference, checkout_root, default_release
 
 DEFAULT_IMAGE = "linux-debian12"
@@ -97,6 +98,7 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
         # this release's version and OS (a backend suffix may be known to one variant only).
         name = parse_release_name(path.name)
         load_release(path, select_profile(profile, name.os, name.parsed, args.variants).release)
+    check_results_dir((args.results_dir or checkout_root() / "results").absolute())
     return RunPlan(
         suite=suite, releases=tuple(releases), profile=profile_name,
         images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
