@@ -82,10 +82,11 @@ def load_variants() -> list[Variant]:
 
 
 def run_suite(release: Path, results: Path, select: str | None = None,
-              profile: Path | None = None, env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+              profile: Path | str | None = None, env: dict[str, str] | None = None,
+              extra: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
     """Run the suite on ``release``; the check records of its journal, by check name."""
     argv = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q",
-            "--release", str(release), "--results-dir", str(results)]
+            "--release", str(release), "--results-dir", str(results), *extra]
     if profile is not None:
         argv += ["--profile", str(profile)]
     if select:

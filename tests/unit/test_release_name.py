@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from harness.cli import build_parser
+from harness.commands.run import make_plan
+from harness.inspect.archive import read_release
+from harness.inspect.diff import diff_releases
+from harness.inspect.runner import inspect_release
+from harness.profile import load_profile
 from harness.release_name import (
     ReleaseNameError,
     Version,
@@ -13,6 +23,8 @@ from harness.release_name import (
     parse_version,
     version_in_range,
 )
+from harness.report.facts import ReleaseFacts
+from harness.suite.target import TargetSpec, resolve
 
 # Asset names as Tiles publishes them (tiles-contract.md, "Release tarball").
 REAL_TILES_ASSETS = [
@@ -104,3 +116,42 @@ def test_version_order_is_total_and_consistent(a: tuple[str, str | None], b: tup
 def test_version_str_round_trips() -> None:
     assert str(parse_version("0.4.20-canary.1+b.2")) == "0.4.20-canary.1+b.2"
     assert str(Version((1, 2), ("rc", "1"))) == "1.2-rc.1"
+
+
+def _tarball(directory: Path, name: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    with tarfile.open(path, "w:gz") as archive:
+        data = b"#!/bin/sh\necho tiles\n"
+        info = tarfile.TarInfo("./tiles")
+        info.size, info.mode = len(data), 0o755
+        archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+@pytest.mark.parametrize(("name", "version", "platform", "backend", "pre"), REAL_TILES_ASSETS)
+def test_every_verb_accepts_real_tiles_names(name: str, version: str, platform: str, backend: str, pre: bool,
+                                             tmp_path: Path) -> None:
+    tarball = _tarball(tmp_path / "dist", name)
+    # harness run: the plan is made (name, product, backend and platform checked) before any VM.
+    plan = make_plan(build_parser().parse_args(["run", "--profile", "tiles", "--release", str(tarball),
+                                                "--results-dir", str(tmp_path / "results")]))
+    assert plan.releases == (tarball,)
+    # The profile's platform matching: the target resolves on an image of the tarball's OS.
+    image = "linux-debian12" if platform.startswith("linux") else "macos-sequoia-clean"
+    target = resolve(TargetSpec(tarball, image, image), load_profile("tiles"))
+    assert target.release.name.version == version and target.profile.os == platform.split("-")[0]
+    # harness inspect: the name's facts reach the report, and pick the target OS.
+    report = inspect_release(tarball, profile="tiles")
+    assert report.stats["release_name"] == {"product": "tiles", "version": version, "prerelease": pre,
+                                            "platform": platform, "backend": backend}
+    assert report.target.startswith("debian" if platform.startswith("linux") else "macos")
+    # harness diff: both versions are shown, and going backwards is a warning.
+    older = _tarball(tmp_path / "old", name.replace(f"v{version}", "v0.4.0"))
+    diff = diff_releases(read_release(older), read_release(tarball))
+    assert (diff.old_version, diff.new_version) == ("0.4.0", version)
+    assert not [f for f in diff.findings if f.check == "diff.version_went_back"]
+    backwards = diff_releases(read_release(tarball), read_release(older))
+    assert [f.check for f in backwards.findings] == ["diff.version_went_back"]
+    # harness report: the sign-off says when the release is a pre-release.
+    assert ReleaseFacts(tarball=name, version=version).version_label == version + (" (pre-release)" if pre else "")
