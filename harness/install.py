@@ -11,6 +11,7 @@ only the harness's own trouble (SSH, copying, a snapshot command failing) raises
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import posixpath
 import shlex
@@ -383,11 +384,12 @@ def run_step(guest: Guest, command: str, env: Mapping[str, str], timeout: float,
 
 def run_installer(guest: Guest, bound: BoundProfile) -> InstallerRun:
     spec = bound.install
-    command = spec.command
-    if spec.trace:
-        # bash reads SHELLOPTS at start-up, so a /bin/sh installer that re-execs bash is traced too.
-        command = f"env SHELLOPTS=xtrace PS4={shlex.quote(TRACE_PS4)} /bin/sh -c {shlex.quote(command)}"
-    return run_step(guest, command, dict(spec.env), spec.timeout_s, bound.context["home"])
+    if not spec.trace:
+        return run_step(guest, spec.command, dict(spec.env), spec.timeout_s, bound.context["home"])
+    # bash reads SHELLOPTS at start-up, so a /bin/sh installer that re-execs bash is traced too.
+    traced = f"env SHELLOPTS=xtrace PS4={shlex.quote(TRACE_PS4)} /bin/sh -c {shlex.quote(spec.command)}"
+    run = run_step(guest, traced, dict(spec.env), spec.timeout_s, bound.context["home"])
+    return dataclasses.replace(run, command=spec.command)  # reports show the profile's command
 
 
 def run_uninstaller(guest: Guest, bound: BoundProfile) -> InstallerRun | None:
