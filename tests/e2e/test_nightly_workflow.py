@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (the standin fixture imported from test_tart_standin is a parameter here)
 """The nightly workflow (.github/workflows/nightly.yml) with Tiles' pre-release names, end to end
 through the tart STAND-IN: the suite step's own shell script, run as the workflow runs it.
 
@@ -15,11 +16,10 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_tart_standin import BACKING_IMAGE, GOLDEN, _suite_env
+from test_tart_standin import GOLDEN, _suite_env, standin  # noqa: F401  (standin is a fixture)
 
 from harness.journal import read_journal
 from harness.release_name import parse_release_name
@@ -55,14 +55,6 @@ def test_the_workflow_patterns_take_pre_release_names() -> None:
         assert all(fnmatch.fnmatchcase(name, p) for p in patterns), (name, patterns)
         assert parse_release_name(name).parsed.is_prerelease
     assert "--profile tiles" in suite
-
-
-@pytest.fixture(scope="module")
-def standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandinHome]:
-    home = StandinHome(tmp_path_factory.mktemp("tart-standin"), backend="qemu")
-    home.golden(GOLDEN, BACKING_IMAGE)
-    yield home
-    home.close()
 
 
 @pytest.mark.vm
