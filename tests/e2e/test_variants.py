@@ -32,7 +32,7 @@ from harness.suite.reference import build_reference, default_release, release_di
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-SUITE = REPO / "tests" / "portability"
+SUITE = ["--pyargs", "harness.portability"]  # the suite as installed
 VARIANTS_FILE = release_dir(REPO) / "variants.toml"
 RUN_TIMEOUT_S = 3600
 PARALLEL_START_S = 60.0
@@ -84,7 +84,7 @@ def load_variants() -> list[Variant]:
 def run_suite(release: Path, results: Path, select: str | None = None,
               profile: Path | None = None, env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """Run the suite on ``release``; the check records of its journal, by check name."""
-    argv = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q",
+    argv = [sys.executable, "-m", "pytest", *SUITE, "-p", "no:cacheprovider", "-q",
             "--release", str(release), "--results-dir", str(results)]
     if profile is not None:
         argv += ["--profile", str(profile)]
@@ -159,6 +159,8 @@ def test_variant_is_caught(variant: Variant, built_release: Path, tmp_path: Path
     """Each check the table names fails on the variant, with a message naming the cause."""
     release = variant_release(variant.name, REPO)
     assert release is not None, f"variant {variant.name} was not built"
+    unknown = [c for c in variant.caught_by if c not in CHECKS or c not in CAUSES.get(variant.name, {})]
+    assert not unknown, f"{variant.name}: caught_by names {unknown}, which CHECKS/CAUSES here do not know"
     select = " or ".join(CHECKS[c][1] for c in variant.caught_by)
     checks = run_suite(release, tmp_path / variant.name, select)
     for name in variant.caught_by:
@@ -202,14 +204,17 @@ def test_matrix_runs_two_targets_at_once(built_release: Path, tmp_path: Path) ->
     broken = variant_release("stream_mismatch", REPO)
     assert broken is not None
     results = tmp_path / "matrix"
-    argv = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q", "-n", "2",
+    argv = [sys.executable, "-m", "pytest", *SUITE, "-p", "no:cacheprovider", "-q", "-n", "2",
             "--release", str(built_release), "--release", str(broken), "--results-dir", str(results),
             "-k", "stream_matches_nonstream or install_offline"]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
                           check=False)
     records = list(read_journal(results))
     checks = {(r["target"], r["check"]): r["outcome"] for r in records if r.get("kind") == "check"}
-    good, bad = sorted({t for t, _ in checks})  # "...-linux" sorts before "...-linux@stream_mismatch"
+    targets = sorted({t for t, _ in checks})  # "...-linux" sorts before "...-linux@stream_mismatch"
+    assert len(targets) == 2, (f"the matrix run should report two targets, it reported {targets or 'none'} "
+                               f"(exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-2000:]}")
+    good, bad = targets
     assert checks == {(good, "install_offline"): "passed", (good, "stream_matches_nonstream"): "passed",
                       (bad, "install_offline"): "passed", (bad, "stream_matches_nonstream"): "failed"}, done.stdout[-3000:]
     writers: dict[str, set[str]] = {}
@@ -221,6 +226,7 @@ def test_matrix_runs_two_targets_at_once(built_release: Path, tmp_path: Path) ->
                 writers.setdefault(record["target"], set()).add(path.name)
                 if record["phase"] == "boot":
                     boots[record["target"]] = record["started_at"]
-    assert len(writers[good]) == 1 and len(writers[bad]) == 1 and writers[good] != writers[bad], (
+    assert len(writers.get(good, ())) == 1 and len(writers.get(bad, ())) == 1 and writers[good] != writers[bad], (
         f"each target must run whole in one worker of its own: {writers}")
+    assert good in boots and bad in boots, f"a target's boot phase is missing from the journal: {boots}"
     assert abs(boots[good] - boots[bad]) < PARALLEL_START_S, f"the two targets did not start together: {boots}"
