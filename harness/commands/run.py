@@ -42,6 +42,8 @@ class RunPlan:
     select: str | None
     pytest_args: tuple[str, ...]
     warm: bool = True  # --warm/--cold (harness.vm.warm)
+    upgrade_from: Path | None = None  # the previous release, for the upgrade check
+    conditions: tuple[str, ...] = ()  # the profile's install conditions to add ('all': every one)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -65,6 +67,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
                         help="where results go (default: ./results)")
     parser.add_argument("--update-goldens", action="store_true", help="record golden answers instead of comparing")
+    parser.add_argument("--upgrade-from", type=Path, default=None, metavar="OLD_TARBALL",
+                        help="the previous release: also check that upgrading from it leaves nothing old behind")
+    parser.add_argument("--condition", action="append", default=[], metavar="NAME|all", dest="conditions",
+                        help="also install under this [[conditions]] entry of the profile (repeatable; 'all')")
     parser.add_argument("-k", dest="select", default=None, metavar="EXPR", help="only checks matching EXPR (pytest -k)")
     parser.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="extra pytest arguments after --")
     parser.set_defaults(handler=run)
@@ -86,14 +92,16 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
         if profile.name != "reference":
             raise UsageError(f"the {profile.name} profile needs a release: pass --release PATH")
         releases = [reference_release()]
-    for path in releases:
+    upgrade_from = args.upgrade_from.expanduser().absolute() if args.upgrade_from else None
+    for path in [*releases, *([upgrade_from] if upgrade_from else [])]:
         load_release(path, profile.release)  # name, product and existence, before any VM boots
     check_results_dir((args.results_dir or Path.cwd() / "results").absolute())
     return RunPlan(
         releases=tuple(releases), profile=profile_name,
         images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
         results_dir=args.results_dir, update_goldens=args.update_goldens, select=args.select,
-        pytest_args=tuple(args.pytest_args), warm=args.warm,
+        pytest_args=tuple(args.pytest_args), warm=args.warm, upgrade_from=upgrade_from,
+        conditions=tuple(args.conditions),
     )
 
 
@@ -145,6 +153,9 @@ def pytest_argv(plan: RunPlan) -> list[str]:
         argv.append(f"--results-dir={plan.results_dir}")
     if plan.update_goldens:
         argv.append("--update-goldens")
+    if plan.upgrade_from is not None:
+        argv.append(f"--upgrade-from={plan.upgrade_from}")
+    argv += [f"--condition={condition}" for condition in plan.conditions]
     if plan.select:
         argv += ["-k", plan.select]
     return argv + list(plan.pytest_args)

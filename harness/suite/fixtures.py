@@ -25,10 +25,17 @@ from harness.completions import CompletionClient
 from harness.errors import HarnessError, UsageError
 from harness.install import Installed
 from harness.journal import Journal, read_journal
-from harness.profile import Profile, load_profile, resolve_profile_path
-from harness.release import parse_release_name
+from harness.profile import ConditionSpec, Profile, load_profile, resolve_profile_path
+from harness.release import load_release, parse_release_name
 from harness.server import Server, ServerFailed
-from harness.suite.deployment import Deployment, TwinResult, open_deployment, run_twin
+from harness.suite.deployment import (
+    Deployment,
+    TwinResult,
+    UpgradeResult,
+    open_deployment,
+    run_twin,
+    run_upgrade,
+)
 from harness.suite.pipeline import is_portability_run, utility_session
 from harness.suite.reference import DEFAULT_PROFILE, default_release
 from harness.suite.target import Target, TargetSpec, matrix, resolve
@@ -57,6 +64,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--update-goldens", dest="update_goldens", action="store_true", default=False,
         help="record this run's completions as the golden answers instead of comparing with them",
+    )
+    group.addoption(
+        "--upgrade-from", dest="upgrade_from", default=None, metavar="OLD_TARBALL",
+        help="the previous release: the upgrade check installs it, then the release under test over it "
+        "(in a VM of its own); without it that check skips",
+    )
+    group.addoption(
+        "--condition", action="append", dest="conditions", default=None, metavar="NAME|all",
+        help="also install under this install condition of the profile's [[conditions]] (repeatable; "
+        "'all' for every one), in the second VM; without it install_conditions skips",
     )
     group.addoption(
         "--goldens-dir", dest="goldens_dir", default=None, metavar="DIR",
@@ -102,6 +119,7 @@ def check_inputs(config: pytest.Config) -> None:
             if found.product != profile.release.product:
                 raise UsageError(f"{release.name} is a {found.product!r} release but the {profile.name} "
                                  f"profile expects {profile.release.product!r}", hint="pick the matching --profile")
+        chosen_conditions(config, profile)
     except UsageError as exc:
         raise pytest.UsageError(f"harness: {exc}") from None
 
@@ -220,22 +238,51 @@ def _needs(request: pytest.FixtureRequest, fixture: str, spec: TargetSpec) -> bo
                for item in request.session.items)
 
 
+def chosen_conditions(config: pytest.Config, profile: Profile) -> tuple[ConditionSpec, ...]:
+    """The profile's install conditions named by --condition ('all': every one)."""
+    wanted = [n for given in config.getoption("conditions", default=None) or [] for n in given.split(",") if n]
+    if "all" in wanted:
+        return profile.conditions
+    known = {c.name: c for c in profile.conditions}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise pytest.UsageError(f"harness: --condition {', '.join(unknown)}: the {profile.name} profile declares "
+                                f"{', '.join(known) or 'no [[conditions]]'}")
+    return tuple(known[n] for n in dict.fromkeys(wanted))
+
+
 @pytest.fixture(scope="session")
 def install_twin(request: pytest.FixtureRequest, target: Target, report: Any) -> TwinResult:
-    """The same release installed in a second fresh VM (then served, stopped and uninstalled)."""
+    """The same release installed in a second fresh VM (then reinstalled, served, installed under
+    the chosen conditions, and uninstalled)."""
     evidence = report.layout.evidence / _safe(target.name) / "twin"
-    return run_twin(_machine_maker(request), target, report, lambda: _interrupted(request), evidence)
+    return run_twin(_machine_maker(request), target, report, lambda: _interrupted(request), evidence,
+                    chosen_conditions(request.config, target.profile))
+
+
+@pytest.fixture(scope="session")
+def upgrade_run(request: pytest.FixtureRequest, target: Target, report: Any) -> UpgradeResult:
+    """The previous release (--upgrade-from) installed in a fresh VM, then this one over it."""
+    given = request.config.getoption("upgrade_from")
+    if not given:
+        pytest.skip("no --upgrade-from OLD_TARBALL given: nothing to upgrade from")
+    try:
+        previous = load_release(Path(given).expanduser().absolute(), target.profile.release)
+    except UsageError as exc:
+        raise pytest.UsageError(f"harness: --upgrade-from: {exc}") from None
+    return run_upgrade(_machine_maker(request), target, previous, report, lambda: _interrupted(request))
 
 
 @pytest.fixture(scope="session")
 def deployment(request: pytest.FixtureRequest, target: Target, report: Any,
                harness_journal: Journal) -> Iterator[Deployment]:
     """The target's primary VM with the release installed; torn down after its last check."""
-    if _needs(request, "install_twin", target.spec):
-        try:
-            request.getfixturevalue("install_twin")  # finish the second VM before this one boots
-        except HarnessError:
-            pass  # pytest keeps the error for the checks that need the second VM; the rest go on
+    for first in ("upgrade_run", "install_twin"):  # finish the other VMs before this one boots
+        if _needs(request, first, target.spec):
+            try:
+                request.getfixturevalue(first)
+            except (HarnessError, pytest.skip.Exception):
+                pass  # pytest keeps the error for the checks that need that VM; the rest go on
     failed = request.config.stash[_failed_targets]
     with open_deployment(
         _machine_maker(request), target, report, harness_journal,
