@@ -27,6 +27,7 @@ from harness.profile.schema import (
     FLAVOURS,
     RUNTIME_PLACEHOLDERS,
     ApiSpec,
+    ConditionSpec,
     DeterminismSpec,
     Flavour,
     GuestOS,
@@ -40,12 +41,13 @@ from harness.profile.schema import (
     ReleaseSpec,
     ServerSpec,
     UninstallSpec,
+    UpgradeSpec,
     Variant,
 )
 
 __all__ = [
-    "BUILTIN_DIR", "FLAVOURS", "RUNTIME_PLACEHOLDERS", "ApiSpec", "BoundProfile", "DeterminismSpec",
+    "BUILTIN_DIR", "FLAVOURS", "RUNTIME_PLACEHOLDERS", "ApiSpec", "BoundProfile", "ConditionSpec", "DeterminismSpec",
     "Flavour", "GuestOS", "InstallSpec", "Layout", "LoadRequest", "Message", "Profile", "ProfileError",
-    "Prompt", "ReleaseSpec", "ServerSpec", "UninstallSpec", "Variant", "bind", "builtin_profiles",
+    "Prompt", "ReleaseSpec", "ServerSpec", "UninstallSpec", "UpgradeSpec", "Variant", "bind", "builtin_profiles",
     "load_profile", "matching_variants", "parse_profile", "resolve_profile_path", "select_profile",
 ]

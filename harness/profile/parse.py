@@ -19,6 +19,7 @@ from harness.profile.schema import (
     FLAVOURS,
     RUNTIME_PLACEHOLDERS,
     ApiSpec,
+    ConditionSpec,
     DeterminismSpec,
     InstallSpec,
     Layout,
@@ -30,12 +31,14 @@ from harness.profile.schema import (
     ReleaseSpec,
     ServerSpec,
     UninstallSpec,
+    UpgradeSpec,
     Variant,
 )
 from harness.profile.tables import _Table
 from harness.release_name import ReleaseNameError, Version, parse_version, version_in_range
 
-SECTIONS = ("profile", "release", "layout", "paths", "install", "server", "api", "determinism", "prompts", "uninstall")
+SECTIONS = ("profile", "release", "layout", "paths", "install", "server", "api", "determinism", "prompts", "uninstall",
+            "upgrade", "conditions")
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -71,6 +74,7 @@ def parse_profile(data: Mapping[str, Any], source: Path, os_name: str | None = N
     meta = root.table("profile")
     meta.only(["name", "description"])
     paths = root.text_map("paths")
+    install_command = root.table("install").text("command")
     profile = Profile(
         name=meta.text("name"),
         description=meta.text("description", ""),
@@ -84,6 +88,8 @@ def parse_profile(data: Mapping[str, Any], source: Path, os_name: str | None = N
         determinism=_determinism(root.table("determinism", required=False)),
         prompts=_prompts(root),
         uninstall=_uninstall(root.table("uninstall")) if root.has("uninstall") else None,
+        upgrade=_upgrade(root.table("upgrade"), install_command) if root.has("upgrade") else None,
+        conditions=_conditions(root),
         os=os_name,
         variants=variants,
         applied=tuple(v.name for v in variants if v.name in apply),
@@ -196,7 +202,8 @@ def _layout(t: _Table) -> Layout:
 
 
 def _install(t: _Table) -> InstallSpec:
-    t.only(["command", "env", "files", "timeout_s", "writes", "tree", "volatile", "manifest_ignore", "trace"])
+    t.only(["command", "env", "files", "timeout_s", "writes", "tree", "volatile", "manifest_ignore", "temp_leaves",
+            "reinstall_ignore", "build_residue", "trace"])
     writes = t.texts("writes")
     return InstallSpec(
         command=t.text("command"),
@@ -207,13 +214,16 @@ def _install(t: _Table) -> InstallSpec:
         tree=t.texts("tree", list(writes)),
         volatile=t.texts("volatile", []),
         manifest_ignore=t.texts("manifest_ignore", list(InstallSpec.manifest_ignore)),
+        temp_leaves=t.texts("temp_leaves", []),
+        reinstall_ignore=t.texts("reinstall_ignore", []),
+        build_residue=t.texts("build_residue", []),
         trace=t.flag("trace", False),
     )
 
 
 def _server(t: _Table) -> ServerSpec:
     t.only(["start", "stop", "status", "cwd", "env", "port", "health_path", "ready_timeout_s",
-            "stop_timeout_s", "pid_file", "logs", "writes", "load"])
+            "stop_timeout_s", "pid_file", "logs", "writes", "load", "ports"])
     port = t.integer("port", 6969, minimum=1)
     if port > 65535:
         raise t.fail("port", f"must be a TCP port (1-65535), got {port}")
@@ -244,7 +254,16 @@ def _server(t: _Table) -> ServerSpec:
         logs=t.texts("logs", []),
         writes=t.texts("writes", []),
         load=load,
+        ports=_ports(t, "ports"),
     )
+
+
+def _ports(t: _Table, name: str) -> tuple[int, ...]:
+    ports = t._get(name, list, [])
+    for index, port in enumerate(ports):
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            raise t.fail(f"{name}[{index}]", f"must be a TCP/UDP port (1-65535), got {port!r}")
+    return tuple(ports)
 
 
 def _api(t: _Table) -> ApiSpec:
@@ -317,6 +336,24 @@ def _uninstall(t: _Table) -> UninstallSpec:
         timeout_s=t.number("timeout_s", 120.0, positive=True),
         leaves=t.texts("leaves", []),
     )
+
+
+def _upgrade(t: _Table, install_command: str) -> UpgradeSpec:
+    t.only(["command", "leaves"])
+    return UpgradeSpec(command=t.text("command", install_command), leaves=t.texts("leaves", []))
+
+
+def _conditions(root: _Table) -> tuple[ConditionSpec, ...]:
+    found: list[ConditionSpec] = []
+    for t in root.tables("conditions"):
+        t.only(["name", "home", "env", "as_root", "check"])
+        name = t.text("name")
+        if not name.replace("_", "").replace("-", "").isalnum() or name in {c.name for c in found}:
+            raise t.fail("name", f"must be a unique identifier (letters, digits, _ or -), got {name!r}")
+        found.append(ConditionSpec(name=name, home=t.text("home", "/tmp/hns-condition-" + name),
+                                   env=t.text_map("env"), as_root=t.flag("as_root", False),
+                                   check=t.text("check", "")))
+    return tuple(found)
 
 
 def _check_placeholders(profile: Profile, data: Mapping[str, Any]) -> None:

@@ -81,6 +81,12 @@ class InstallSpec:
     # Installed files left out of the reproducibility manifest (fnmatch patterns on full paths).
     # Bytecode caches: CPython's marshal output varies between processes, so no two are equal.
     manifest_ignore: tuple[str, ...] = ("*/__pycache__", "*/__pycache__/*")
+    # What the installer may leave in /tmp, /var/tmp and the user's cache (fnmatch on full paths).
+    temp_leaves: tuple[str, ...] = ()
+    # Installed paths that may differ between a fresh install and one over an existing install.
+    reinstall_ignore: tuple[str, ...] = ()
+    # Installed files that may name the build host's paths (a runtime's build-time configuration).
+    build_residue: tuple[str, ...] = ()
     # Trace the installer's shell commands (bash xtrace, inherited by a re-exec'd bash), so a
     # failure names the command it happened in.
     trace: bool = False
@@ -111,6 +117,7 @@ class ServerSpec:
     logs: tuple[str, ...]
     writes: tuple[str, ...] = ()  # where the running server may write (logs, pid, caches)
     load: LoadRequest | None = None
+    ports: tuple[int, ...] = ()  # further TCP/UDP ports the release may listen on (loopback only)
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,25 @@ class UninstallSpec:
 
 
 @dataclass(frozen=True)
+class UpgradeSpec:
+    """Installing this release over the previous one (``--upgrade-from OLD.tar.gz``)."""
+
+    command: str  # how the older release is installed first; {tarball} is the older tarball
+    leaves: tuple[str, ...] = ()  # files of the older release an upgrade may keep on purpose
+
+
+@dataclass(frozen=True)
+class ConditionSpec:
+    """One install condition users hit (a home with a space, root, a locale): a matrix dimension."""
+
+    name: str
+    home: str  # the HOME the installer runs with; {user} and {home} are the guest's own
+    env: Mapping[str, str]
+    as_root: bool = False
+    check: str = ""  # run after the install with the condition's paths; must exit 0
+
+
+@dataclass(frozen=True)
 class Variant:
     """A ``[[variant]]``: overrides that apply to some OSes and/or a version range of the product.
 
@@ -172,6 +198,8 @@ class Profile:
     determinism: DeterminismSpec
     prompts: tuple[Prompt, ...]
     uninstall: UninstallSpec | None
+    upgrade: UpgradeSpec | None = None
+    conditions: tuple[ConditionSpec, ...] = ()
     os: str | None = None  # the guest OS this profile was resolved for ([os.<name>] applied)
     variants: tuple[Variant, ...] = ()  # every [[variant]] the file defines
     applied: tuple[str, ...] = ()  # the variants merged into this resolved profile
