@@ -7,7 +7,8 @@
 all read names through :func:`parse_release_name`, so a name one verb accepts, every verb accepts.
 The version follows semantic versioning's shape (a pre-release sorts before its release, build
 metadata does not order), with the dotted release part of any length so ``2.0`` and ``1.2.0rc1``
-(a PEP 440 pre-release glued to the number) still read.
+(a PEP 440 pre-release glued to the number) still read. The first ``-v<digit>`` after the product
+starts the version, so a product name may hold dashes but no segment shaped like ``v2``.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import tarfile
 from pathlib import Path
 
@@ -77,7 +78,9 @@ def test_bad_range_is_a_clear_error() -> None:
 
 
 ident = st.from_regex(r"[0-9A-Za-z]{1,6}", fullmatch=True)
-products = st.from_regex(r"[a-z][a-z0-9]{0,6}(-[a-z][a-z0-9]{0,5}){0,2}", fullmatch=True)
+# A product segment shaped like a version ("my-v2") is ambiguous: the first -v<digit> starts the version.
+products = st.from_regex(r"[a-z][a-z0-9]{0,6}(-[a-z][a-z0-9]{0,5}){0,2}", fullmatch=True).filter(
+    lambda p: re.search(r"-v\d", p) is None)
 releases = st.lists(st.integers(0, 999), min_size=1, max_size=4).map(lambda xs: ".".join(map(str, xs)))
 pres = st.lists(ident, min_size=1, max_size=3).map(".".join)
 builds = st.lists(ident, min_size=1, max_size=3).map(".".join)
