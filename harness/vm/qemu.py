@@ -114,7 +114,8 @@ def option_path(path: Path) -> str:
 
 def qemu_command(qemu: str, launch: QemuLaunch) -> list[str]:
     """The QEMU argv. Runs with cwd = the VM directory (the QMP socket path is relative to it)."""
-    netdev = (f"user,id=n0,restrict=on,"
+    restrict = "off" if launch.options.online else "on"
+    netdev = (f"user,id=n0,restrict={restrict},"
               f"hostfwd=tcp:{LOOPBACK}:{launch.ssh_port}-:{GUEST_SSH_PORT}")
     argv = [
         qemu, "-name", f"guest={launch.name}", *launch.accel_args,
