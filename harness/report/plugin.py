@@ -18,7 +18,7 @@ import allure_commons
 import pytest
 
 from harness.errors import HarnessError
-from harness.journal import CheckRecord, GenericRecord, Journal, Outcome, read_journal
+from harness.journal import STAGE_MARK, CheckRecord, GenericRecord, Journal, Outcome, read_journal
 from harness.report import allure_glue, junit
 from harness.report.allure_files import write_allure_extras
 from harness.report.facts import HostFacts, facts_from_records
@@ -216,6 +216,7 @@ class ReportSession:
                 "outcome": final,
                 "message": deciding,
                 "evidence": self.state.evidence.pop(item.nodeid, []),
+                "stage": _stage(item),
             }
             report.user_properties.extend(
                 [
@@ -253,6 +254,7 @@ class ReportSession:
                     area=data["area"],
                     evidence=tuple(data.get("evidence", ())),
                     nodeid=report.nodeid,
+                    stage=str(data.get("stage", "")),
                 )
             )
             self.reported.add(report.nodeid)
@@ -317,6 +319,12 @@ class ReportSession:
         for reason in verdict.reasons:
             terminalreporter.write_line(f"  {reason}")
         terminalreporter.write_line(f"  {self.layout.signoff_html}")
+
+
+def _stage(item: pytest.Item) -> str:
+    """The fixture-chain stage the suite marked the check with ("" outside the suite)."""
+    mark = item.get_closest_marker(STAGE_MARK)
+    return str(mark.args[0]) if mark is not None and mark.args else ""
 
 
 def finish_results(layout: ResultsLayout) -> SignoffModel:
