@@ -13,7 +13,6 @@ did not start leaves its logs, one that answered wrongly is still running.
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -34,17 +33,11 @@ from harness.vm.machine import Machine
 from harness.vm.registry import get_provider
 
 FAILED = ("failed", "broken")
+# The replayed installer's output and status, in the guest beside the shell's rc file.
+INSTALLER_LOG = "/var/tmp/harness-repro-installer.log"
 # Before a journal recorded stages: the report's area says roughly how far a check went.
 STAGE_BY_AREA = {"static": "release", "install": "installed", "server": "server", "egress": "server",
                  "determinism": "client", "goldens": "client"}
-
-
-def repro_command(results_dir: Path | str, check: str, target: str = "") -> str:
-    """The command line that replays ``check`` of a run (shown in the sign-off and in allure)."""
-    words = ["harness", "repro", str(results_dir), "--check", check]
-    if target:
-        words += ["--target", target]
-    return shlex.join(words)
 
 
 @dataclass(frozen=True)
@@ -203,9 +196,13 @@ def _walk(machine: Machine, target: Target, stage: str, say: Say) -> str:
     if not reaches(stage, "installed"):
         return f"the release is in {UPLOAD_DIR}, not installed (the check ran before the install)"
     installer = install_now(machine, target, facts, say)
+    machine.write_text(INSTALLER_LOG, f"$ {installer.command}\n{installer.output}\n"
+                       f"[{'timed out' if installer.timed_out else f'exit {installer.exit_code}'} after "
+                       f"{installer.duration_s:.1f} s]\n")
     if not installer.ok:
         state = "timed out" if installer.timed_out else f"exited with {installer.exit_code}"
-        return f"stopped right after the installer {state}: the half-finished install is as it left it"
+        return (f"stopped right after the installer {state}; the file system is as it left it, its output "
+                f"is in {INSTALLER_LOG}, and the release and installer are in {UPLOAD_DIR} to run again")
     if not reaches(stage, "server"):
         return "installed; the server was not started"
     # Left running for the developer: not closed, so its logs stay in the guest.

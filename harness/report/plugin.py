@@ -24,9 +24,15 @@ from harness.report.allure_files import write_allure_extras
 from harness.report.facts import HostFacts, facts_from_records
 from harness.report.formatting import first_lines
 from harness.report.history import HistoryStore
-from harness.report.identity import CHECK_MARKER, identify, identify_nodeid, target_objects
+from harness.report.identity import (
+    CHECK_MARKER,
+    TARBALL_TARGET,
+    identify,
+    identify_nodeid,
+    target_objects,
+)
 from harness.report.layout import ResultsLayout, ResultsLock, clean_for_new_run
-from harness.report.model import SignoffModel
+from harness.report.model import SignoffModel, repro_command
 from harness.report.outcome import classify_phase, combine, failure_message
 from harness.report.recorder import ProcessState, Reporter
 from harness.report.signoff import build_signoff, write_signoff
@@ -207,7 +213,9 @@ class ReportSession:
             final = combine((when, o) for when, o, _ in phases)
             deciding = next((m for _, o, m in phases if o == final and m), "")
             identity = identify(item)
-            allure_glue.hand_over_outcome(final, identity.area)
+            repro = (repro_command(str(self.layout.root), identity.check, identity.target)
+                     if final in ("failed", "broken") and identity.target != TARBALL_TARGET else "")
+            allure_glue.hand_over_outcome(final, identity.area, repro)
             # Travels to the xdist controller with the report (reports keep unknown attributes).
             report.harness = {  # type: ignore[attr-defined]
                 "check": identity.check,
