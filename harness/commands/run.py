@@ -12,6 +12,7 @@ code becomes this command's. Everything after ``--`` goes to pytest unchanged.
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 from harness.errors import UsageError
 from harness.profile import load_profile
 from harness.release import load_release
+from harness.report.results_space import check_results_dir
 from harness.suite.reference import build_reference, checkout_root, default_release
 
 DEFAULT_IMAGE = "linux-debian12"
@@ -89,6 +91,7 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
         releases = [reference_release()]
     for path in releases:
         load_release(path, profile.release)  # name, product and existence, before any VM boots
+    check_results_dir((args.results_dir or checkout_root() / "results").absolute())
     return RunPlan(
         suite=suite, releases=tuple(releases), profile=profile_name,
         images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
@@ -148,7 +151,13 @@ def execute(plan: RunPlan) -> int:
     print("harness run: " + " ".join(argv[1:]), file=sys.stderr)
     # Same process group: Ctrl-C reaches pytest, which tears its VMs down; we wait for it.
     process = subprocess.Popen(argv, cwd=checkout_root())
+    # A SIGTERM for this process alone (a CI runner stopping the job) must not orphan pytest: it
+    # is passed on, and this process waits while pytest removes its VMs, as for Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signal.SIGTERM))
     try:
-        return process.wait()
-    except KeyboardInterrupt:
-        return process.wait()
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

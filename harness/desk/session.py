@@ -42,7 +42,7 @@ def say_to_stderr(line: str) -> None:
 
 def desk_dir(paths: HostPaths) -> Path:
     """Where desk VMs keep their logs and host-key pins (one directory per VM)."""
-    return paths.state / "desk"
+    return paths.desk
 
 
 @dataclass(frozen=True)

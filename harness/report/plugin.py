@@ -17,7 +17,7 @@ from typing import Any
 import allure_commons
 import pytest
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 from harness.journal import STAGE_MARK, CheckRecord, GenericRecord, Journal, Outcome, read_journal
 from harness.report import allure_glue, junit
 from harness.report.allure_files import write_allure_extras
@@ -95,6 +95,11 @@ def pytest_configure(config: pytest.Config) -> None:
             session.claim_results_dir()
         except HarnessError as exc:
             raise pytest.UsageError(str(exc)) from None
+        except OSError as exc:
+            raise pytest.UsageError(str(UsageError(
+                f"the results directory {layout.root} cannot be written: {exc.strerror or exc}",
+                hint="pass --results-dir DIR on a writable file system with free space",
+            ))) from None
     # Must run before allure-pytest's own pytest_configure reads these options.
     if active and getattr(config.option, "allure_report_dir", "") is None:
         config.option.allure_report_dir = str(layout.allure_results)

@@ -132,13 +132,15 @@ def test_repro_of_a_failed_install_lands_at_the_failure_and_gc_removes_it(tmp_pa
         assert f"harness shell --name {name}" in repro.stdout
         assert name in harness("gc", "--list", timeout=120).stdout
         # The failing step's state: the replayed installer's own words and status, the release
-        # with the run's sha256, and the staging directory the failed installer cleaned away.
+        # with the run's sha256, and no install (this installer removes its staging on failure).
         log = harness("exec", "--name", name, "--", "cat", INSTALLER_LOG, timeout=STEP_TIMEOUT_S)
         assert log.returncode == 0, log.stderr
         assert "updates.refapp.invalid" in log.stdout and "[exit 1 after" in log.stdout
         digest = harness("exec", "--name", name, "--", f"sha256sum /tmp/harness-upload/{release.name}",
                          timeout=STEP_TIMEOUT_S)
         assert sha256_file(release) in digest.stdout
+        assert harness("exec", "--name", name, "--", "test ! -e ~/.local/share/refapp",
+                       timeout=STEP_TIMEOUT_S).returncode == 0
         assert harness("exec", "--name", name, "--", "exit 7", timeout=STEP_TIMEOUT_S).returncode == 7
         copied = harness("cp", f"{name}:{INSTALLER_LOG}", str(tmp_path) + "/", timeout=STEP_TIMEOUT_S)
         assert copied.returncode == 0, copied.stderr

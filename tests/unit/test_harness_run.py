@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from harness.cli import build_parser, main
+from harness.commands import run as run_command
 from harness.commands.run import make_plan, pytest_argv
 from harness.errors import UsageError
 
@@ -66,3 +72,25 @@ def test_timing_rows_keep_first_of_repeated_phases() -> None:
         {"kind": "phase", "target": "linux-debian12", "phase": "vm_clone", "duration_s": 0.1},
     ]
     assert timing_rows(records) == {"linux-debian12": {"boot": 40.0, "serve": 12.5}}
+
+
+def test_a_sigterm_for_harness_alone_reaches_pytest_and_is_waited_for(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    """A CI runner stopping the job signals `harness`; pytest must get it and be waited for."""
+    ready = tmp_path / "ready"
+    child = ("import pathlib, signal, sys, time\n"
+             "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.5), sys.exit(7)))\n"
+             f"pathlib.Path({str(ready)!r}).touch()\n"
+             "time.sleep(60)\n")
+    monkeypatch.setattr(run_command, "pytest_argv", lambda plan: [sys.executable, "-c", child])
+    monkeypatch.setattr(run_command, "checkout_root", lambda: tmp_path)
+
+    def terminate_when_ready() -> None:
+        while not ready.exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_when_ready, daemon=True).start()
+    before = signal.getsignal(signal.SIGTERM)
+    assert run_command.execute(None) == 7  # type: ignore[arg-type]
+    assert signal.getsignal(signal.SIGTERM) is before
