@@ -25,8 +25,10 @@ from harness.report.model import repro_command
 from harness.suite.stages import reaches, stage_of
 from harness.suite.target import TargetInputs
 from harness.vm.leases import Lease, LeaseBook
-from harness.vm.provider import VMOptions
+from harness.vm.orchard import OrchardProvider, OrchardSettings
+from harness.vm.provider import VMName, VMOptions
 from harness.vm.qemu import QemuLaunch, qemu_command
+from harness.vm.tart import ONLINE_MARKER, TartProvider, TartSettings
 
 
 class SocketChannel:
@@ -246,3 +248,17 @@ def test_repro_reads_the_journal_and_names_a_missing_record(tmp_path: Path) -> N
     assert plan.release == Path(inputs.release_path)
     assert repro_command(str(results), "install_offline", "linux-debian12") == (
         f"harness repro {results} --check install_offline --target linux-debian12")
+
+
+def test_tart_and_orchard_cut_the_network_unless_the_vm_was_made_online(tmp_path: Path) -> None:
+    paths = HostPaths(cache=tmp_path / "cache", state=tmp_path / "state")
+    tart = TartProvider(TartSettings(binary="/bin/true"), paths)
+    assert "--net-softnet-block=0.0.0.0/0" in tart.run_command("hns-shell-1-aaaaaa")
+    (tart.vm_dir("hns-shell-2-bbbbbb")).mkdir(parents=True)
+    (tart.vm_dir("hns-shell-2-bbbbbb") / ONLINE_MARKER).touch()  # what clone writes for online=True
+    assert not any(a.startswith("--net-softnet") for a in tart.run_command("hns-shell-2-bbbbbb"))
+    orchard = OrchardProvider(OrchardSettings(url="http://127.0.0.1:1"), paths)
+    cut = orchard.spec("macos-clean", VMName.new("unit"), VMOptions())
+    opened = orchard.spec("macos-clean", VMName.new("unit"), VMOptions(online=True))
+    assert cut["netSoftnet"] and cut["netSoftnetBlock"] == ["0.0.0.0/0"]
+    assert not opened["netSoftnet"] and opened["netSoftnetBlock"] == []
