@@ -4,7 +4,7 @@
                 -> manifest of the installed tree
 
 Nothing here decides pass or fail: it returns an :class:`Installed` value holding the installer's
-result, both file-system snapshots and the manifest; the checks in ``tests/portability`` judge it.
+result, both file-system snapshots and the manifest; the checks in ``harness.portability`` judge it.
 An installer that fails or hangs is a finding about the release, so it is recorded, not raised;
 only the harness's own trouble (SSH, copying, a snapshot command failing) raises.
 """
@@ -270,7 +270,8 @@ def take_manifest(guest: Guest, guest_os: str, roots: Sequence[str], ignore: Seq
     return Manifest(tuple(sorted(entries, key=lambda e: e.path)))
 
 
-def manifest_differences(a: Manifest, b: Manifest, limit: int = 40) -> list[str]:
+def manifest_differences(a: Manifest, b: Manifest, limit: int = 40,
+                         names: tuple[str, str] = ("the first VM", "the second VM")) -> list[str]:
     left, right = a.by_path(), b.by_path()
     out = []
     for path in sorted(left.keys() | right.keys()):
@@ -278,9 +279,9 @@ def manifest_differences(a: Manifest, b: Manifest, limit: int = 40) -> list[str]
         if x == y:
             continue
         if x is None:
-            out.append(f"only in the second VM: {y.line()}")  # type: ignore[union-attr]
+            out.append(f"only in {names[1]}: {y.line()}")  # type: ignore[union-attr]
         elif y is None:
-            out.append(f"only in the first VM: {x.line()}")
+            out.append(f"only in {names[0]}: {x.line()}")
         else:
             out.append(f"differs: {x.line()}  <->  {y.kind} {y.mode} {y.digest or '-'}")
     if len(out) > limit:
@@ -326,17 +327,25 @@ class Installed:
     roots: tuple[str, ...]  # rendered install.tree
     copy_s: float
     timings: Mapping[str, float] = field(default_factory=dict)
+    # Entries of the scratch places (temp dirs, the user's cache) just before and after the installer.
+    scratch_before: frozenset[str] = frozenset()
+    scratch_after: frozenset[str] = frozenset()
 
     @property
     def changes(self) -> list[Change]:
         return changes(self.before, self.after)
 
+    @property
+    def scratch_left(self) -> list[str]:
+        """What the installer left in the scratch places (the harness's own upload excluded)."""
+        return sorted(p for p in self.scratch_after - self.scratch_before if not under(p, UPLOAD_DIR))
 
-def upload(guest: Guest, release: Release, profile: Profile) -> float:
+
+def upload(guest: Guest, release: Release, profile: Profile, directory: str = UPLOAD_DIR) -> float:
     """Copy the tarball, its checksums file and the installer files beside it into the guest."""
     started = time.monotonic()
-    guest.run(f"rm -rf {UPLOAD_DIR} && mkdir -p {UPLOAD_DIR}", timeout=60, check=True)
-    sent = guest.put(release.path, f"{UPLOAD_DIR}/{release.filename}")
+    guest.run(f"rm -rf {directory} && mkdir -p {directory}", timeout=60, check=True)
+    sent = guest.put(release.path, f"{directory}/{release.filename}")
     if sent.sha256 != release.sha256:
         raise InfrastructureError(
             f"{release.path} is not the tarball checked at the start of the run "
@@ -350,10 +359,10 @@ def upload(guest: Guest, release: Release, profile: Profile) -> float:
                 f"the profile's install.files lists {name}, but {local} does not exist",
                 hint="put the installer next to the tarball (the release build writes it to dist/)",
             )
-        guest.put(local, f"{UPLOAD_DIR}/{posixpath.basename(name)}", mode=0o755)
+        guest.put(local, f"{directory}/{posixpath.basename(name)}", mode=0o755)
     if release.checksum.file is not None:
         # Published beside the tarball, so an installer that verifies it finds it there too.
-        guest.put(release.checksum.file, f"{UPLOAD_DIR}/{release.checksum.file.name}")
+        guest.put(release.checksum.file, f"{directory}/{release.checksum.file.name}")
     return time.monotonic() - started
 
 
@@ -391,6 +400,21 @@ def snapshot_exclusions(profile: Profile, context: Mapping[str, str]) -> tuple[s
     return VOLATILE_PATHS + (UPLOAD_DIR,) + extra
 
 
+SCRATCH_DEPTH = 2  # deep enough to name an unpack directory, shallow enough to stay quick
+
+
+def scratch_places(home: str) -> tuple[str, ...]:
+    """Where installers park temporary files: the snapshots leave these out on purpose."""
+    return ("/tmp", "/var/tmp", f"{home}/.cache")
+
+
+def list_scratch(guest: Guest, home: str) -> frozenset[str]:
+    places = " ".join(shlex.quote(p) for p in scratch_places(home))
+    result = guest.run(as_root_if_possible(f"find {places} -mindepth 1 -maxdepth {SCRATCH_DEPTH} 2>/dev/null; true"),
+                       timeout=120)
+    return frozenset(line for line in result.stdout.splitlines() if line)
+
+
 def install_release(guest: Guest, profile: Profile, release: Release, facts: GuestFacts,
                     phase: PhaseTimer) -> Installed:
     context = facts.context(profile, release)
@@ -398,13 +422,16 @@ def install_release(guest: Guest, profile: Profile, release: Release, facts: Gue
     with phase("copy"):
         copy_s = upload(guest, release, profile)
     before = take_snapshot(guest, facts.os, excluded)
+    scratch_before = list_scratch(guest, facts.home)
     with phase("install"):
         installer = run_installer(guest, profile, context)
+    scratch_after = list_scratch(guest, facts.home)
     after = take_snapshot(guest, facts.os, excluded)
     roots = tuple(profile.render(p, context, "install.tree") for p in profile.install.tree)
     manifest = take_manifest(guest, facts.os, roots, profile.install.manifest_ignore)
     allowed = tuple(profile.render(p, context, "install.writes") for p in profile.install.writes)
-    return Installed(release, facts, dict(context), installer, before, after, manifest, allowed, roots, copy_s)
+    return Installed(release, facts, dict(context), installer, before, after, manifest, allowed, roots, copy_s,
+                     scratch_before=scratch_before, scratch_after=scratch_after)
 
 
 def leftovers(before: Snapshot, after: Snapshot, leaves: Sequence[str], writes: Sequence[str]) -> list[Change]:

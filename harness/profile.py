@@ -93,6 +93,12 @@ class InstallSpec:
     # Installed files left out of the reproducibility manifest (fnmatch patterns on full paths).
     # Bytecode caches: CPython's marshal output varies between processes, so no two are equal.
     manifest_ignore: tuple[str, ...] = ("*/__pycache__", "*/__pycache__/*")
+    # What the installer may leave in /tmp, /var/tmp and the user's cache (fnmatch on full paths).
+    temp_leaves: tuple[str, ...] = ()
+    # Installed paths that may differ between a fresh install and one over an existing install.
+    reinstall_ignore: tuple[str, ...] = ()
+    # Installed files that may name the build host's paths (a runtime's build-time configuration).
+    build_residue: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -120,6 +126,7 @@ class ServerSpec:
     logs: tuple[str, ...]
     writes: tuple[str, ...] = ()  # where the running server may write (logs, pid, caches)
     load: LoadRequest | None = None
+    ports: tuple[int, ...] = ()  # further TCP/UDP ports the release may listen on (loopback only)
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,25 @@ class UninstallSpec:
 
 
 @dataclass(frozen=True)
+class UpgradeSpec:
+    """Installing this release over the previous one (``--upgrade-from OLD.tar.gz``)."""
+
+    command: str  # how the older release is installed first; {tarball} is the older tarball
+    leaves: tuple[str, ...] = ()  # files of the older release an upgrade may keep on purpose
+
+
+@dataclass(frozen=True)
+class ConditionSpec:
+    """One install condition users hit (a home with a space, root, a locale): a matrix dimension."""
+
+    name: str
+    home: str  # the HOME the installer runs with; {user} and {home} are the guest's own
+    env: Mapping[str, str]
+    as_root: bool = False
+    check: str = ""  # run after the install with the condition's paths; must exit 0
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str
     description: str
@@ -165,6 +191,8 @@ class Profile:
     determinism: DeterminismSpec
     prompts: tuple[Prompt, ...]
     uninstall: UninstallSpec | None
+    upgrade: UpgradeSpec | None = None
+    conditions: tuple[ConditionSpec, ...] = ()
     os: str | None = None  # the guest OS this profile was resolved for ([os.<name>] applied)
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -336,7 +364,8 @@ class _Table:
                 raise self.fail(name, "is not a known setting", hint=hint)
 
 
-SECTIONS = ("profile", "release", "layout", "paths", "install", "server", "api", "determinism", "prompts", "uninstall")
+SECTIONS = ("profile", "release", "layout", "paths", "install", "server", "api", "determinism", "prompts", "uninstall",
+            "upgrade", "conditions")
 
 
 def _deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -364,6 +393,7 @@ def parse_profile(data: Mapping[str, Any], source: Path, os_name: str | None = N
     meta = root.table("profile")
     meta.only(["name", "description"])
     paths = root.text_map("paths")
+    install_command = root.table("install").text("command")
     profile = Profile(
         name=meta.text("name"),
         description=meta.text("description", ""),
@@ -377,6 +407,8 @@ def parse_profile(data: Mapping[str, Any], source: Path, os_name: str | None = N
         determinism=_determinism(root.table("determinism", required=False)),
         prompts=_prompts(root),
         uninstall=_uninstall(root.table("uninstall")) if root.has("uninstall") else None,
+        upgrade=_upgrade(root.table("upgrade"), install_command) if root.has("upgrade") else None,
+        conditions=_conditions(root),
         os=os_name,
         raw=MappingProxyType(dict(raw)),
     )
@@ -417,7 +449,8 @@ def _layout(t: _Table) -> Layout:
 
 
 def _install(t: _Table) -> InstallSpec:
-    t.only(["command", "env", "files", "timeout_s", "writes", "tree", "volatile", "manifest_ignore"])
+    t.only(["command", "env", "files", "timeout_s", "writes", "tree", "volatile", "manifest_ignore", "temp_leaves",
+            "reinstall_ignore", "build_residue"])
     writes = t.texts("writes")
     return InstallSpec(
         command=t.text("command"),
@@ -428,12 +461,15 @@ def _install(t: _Table) -> InstallSpec:
         tree=t.texts("tree", list(writes)),
         volatile=t.texts("volatile", []),
         manifest_ignore=t.texts("manifest_ignore", list(InstallSpec.manifest_ignore)),
+        temp_leaves=t.texts("temp_leaves", []),
+        reinstall_ignore=t.texts("reinstall_ignore", []),
+        build_residue=t.texts("build_residue", []),
     )
 
 
 def _server(t: _Table) -> ServerSpec:
     t.only(["start", "stop", "status", "cwd", "env", "port", "health_path", "ready_timeout_s",
-            "stop_timeout_s", "pid_file", "logs", "writes", "load"])
+            "stop_timeout_s", "pid_file", "logs", "writes", "load", "ports"])
     port = t.integer("port", 6969, minimum=1)
     if port > 65535:
         raise t.fail("port", f"must be a TCP port (1-65535), got {port}")
@@ -464,7 +500,16 @@ def _server(t: _Table) -> ServerSpec:
         logs=t.texts("logs", []),
         writes=t.texts("writes", []),
         load=load,
+        ports=_ports(t, "ports"),
     )
+
+
+def _ports(t: _Table, name: str) -> tuple[int, ...]:
+    ports = t._get(name, list, [])
+    for index, port in enumerate(ports):
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            raise t.fail(f"{name}[{index}]", f"must be a TCP/UDP port (1-65535), got {port!r}")
+    return tuple(ports)
 
 
 def _api(t: _Table) -> ApiSpec:
@@ -537,6 +582,24 @@ def _uninstall(t: _Table) -> UninstallSpec:
         timeout_s=t.number("timeout_s", 120.0, positive=True),
         leaves=t.texts("leaves", []),
     )
+
+
+def _upgrade(t: _Table, install_command: str) -> UpgradeSpec:
+    t.only(["command", "leaves"])
+    return UpgradeSpec(command=t.text("command", install_command), leaves=t.texts("leaves", []))
+
+
+def _conditions(root: _Table) -> tuple[ConditionSpec, ...]:
+    found: list[ConditionSpec] = []
+    for t in root.tables("conditions"):
+        t.only(["name", "home", "env", "as_root", "check"])
+        name = t.text("name")
+        if not name.replace("_", "").replace("-", "").isalnum() or name in {c.name for c in found}:
+            raise t.fail("name", f"must be a unique identifier (letters, digits, _ or -), got {name!r}")
+        found.append(ConditionSpec(name=name, home=t.text("home", "/tmp/hns-condition-" + name),
+                                   env=t.text_map("env"), as_root=t.flag("as_root", False),
+                                   check=t.text("check", "")))
+    return tuple(found)
 
 
 def _check_placeholders(profile: Profile, data: Mapping[str, Any]) -> None:

@@ -14,6 +14,7 @@ failed (no install, no server) are skipped as *blocked*, naming the check that r
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,16 +25,26 @@ from harness.completions import CompletionClient
 from harness.errors import HarnessError, UsageError
 from harness.install import Installed
 from harness.journal import Journal, read_journal
-from harness.profile import Profile, load_profile
-from harness.release import parse_release_name
+from harness.profile import ConditionSpec, Profile, load_profile, resolve_profile_path
+from harness.release import load_release, parse_release_name
 from harness.server import Server, ServerFailed
-from harness.suite.deployment import Deployment, TwinResult, open_deployment, run_twin
+from harness.suite.deployment import (
+    Deployment,
+    TwinResult,
+    UpgradeResult,
+    open_deployment,
+    run_twin,
+    run_upgrade,
+)
+from harness.suite.pipeline import is_portability_run, utility_session
 from harness.suite.reference import DEFAULT_PROFILE, default_release
 from harness.suite.stages import STAGE_MARK, stage_of
 from harness.suite.target import Target, TargetInputs, TargetSpec, matrix, resolve
 from harness.vm.provider import VMOptions
 
 DEFAULT_IMAGE = "linux-debian12"
+GOLDENS = "goldens"  # beside a profile's TOML file: its approved answers, <profile>/<platform>.json
+NO_RELEASE = "no-release"
 TARGET_FIXTURE = "target"
 LOADGROUP_KEY = "harness_loadgroup"
 
@@ -57,8 +68,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="record this run's completions as the golden answers instead of comparing with them",
     )
     group.addoption(
+        "--upgrade-from", dest="upgrade_from", default=None, metavar="OLD_TARBALL",
+        help="the previous release: the upgrade check installs it, then the release under test over it "
+        "(in a VM of its own); without it that check skips",
+    )
+    group.addoption(
+        "--condition", action="append", dest="conditions", default=None, metavar="NAME|all",
+        help="also install under this install condition of the profile's [[conditions]] (repeatable; "
+        "'all' for every one), in the second VM; without it install_conditions skips",
+    )
+    group.addoption(
         "--goldens-dir", dest="goldens_dir", default=None, metavar="DIR",
-        help="where golden files live (default: tests/goldens under the rootdir)",
+        help="where golden files live (default: goldens/ beside the profile's TOML file; the built-in "
+        "profiles' goldens ship in the package)",
     )
 
 
@@ -74,7 +96,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config, "workerinput", {}).get(LOADGROUP_KEY):
         # A worker parses the original command line (plain -n), so it must be told.
         config.option.loadgroup = True
-    check_inputs(config)
+    if is_portability_run(config):
+        check_inputs(config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -99,6 +122,7 @@ def check_inputs(config: pytest.Config) -> None:
             if found.product != profile.release.product:
                 raise UsageError(f"{release.name} is a {found.product!r} release but the {profile.name} "
                                  f"profile expects {profile.release.product!r}", hint="pick the matching --profile")
+        chosen_conditions(config, profile)
     except UsageError as exc:
         raise pytest.UsageError(f"harness: {exc}") from None
 
@@ -127,17 +151,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     specs = matrix(release_paths(metafunc.config), images(metafunc.config))
     if not specs:
-        # No release given and none built: one explicit skip rather than a silent empty suite.
-        metafunc.parametrize(TARGET_FIXTURE, [pytest.param(None, marks=pytest.mark.skip(
-            reason="no --release given and the reference release is not built: run "
-            "`python examples/reference_release/build.py` or pass --release PATH"))],
-            indirect=True, scope="session", ids=["no-release"])
+        # No release given and none built: collection then stops with a usage error that says so.
+        metafunc.parametrize(TARGET_FIXTURE, [None], indirect=True, scope="session", ids=[NO_RELEASE])
         return
     metafunc.parametrize(TARGET_FIXTURE, specs, indirect=True, scope="session", ids=[s.name for s in specs])
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker turns xdist_group marks into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    checks = [item for item in items if TARGET_FIXTURE in getattr(item, "fixturenames", ())]
+    if utility_session(config):
+        checks = []  # --collect-only and friends list what there is, release or not
+    if checks and not is_portability_run(config):
+        raise pytest.UsageError(
+            f"harness: {checks[0].nodeid} checks a release (it uses the harness's release fixtures), "
+            "but this session names none: pass --release PATH/TO/product.tar.gz (and --profile NAME|FILE)")
+    if any(_spec_of(item) is None for item in checks):
+        raise pytest.UsageError(
+            "harness: no release to test: pass --release PATH/TO/product.tar.gz (and --profile NAME|FILE); "
+            "the reference release is the default only in a checkout of the harness repository, once "
+            "built (python examples/reference_release/build.py)")
     for item in items:
         stage = stage_of(getattr(item, "fixturenames", ()))
         if stage:
@@ -225,22 +258,51 @@ def _needs(request: pytest.FixtureRequest, fixture: str, spec: TargetSpec) -> bo
                for item in request.session.items)
 
 
+def chosen_conditions(config: pytest.Config, profile: Profile) -> tuple[ConditionSpec, ...]:
+    """The profile's install conditions named by --condition ('all': every one)."""
+    wanted = [n for given in config.getoption("conditions", default=None) or [] for n in given.split(",") if n]
+    if "all" in wanted:
+        return profile.conditions
+    known = {c.name: c for c in profile.conditions}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise pytest.UsageError(f"harness: --condition {', '.join(unknown)}: the {profile.name} profile declares "
+                                f"{', '.join(known) or 'no [[conditions]]'}")
+    return tuple(known[n] for n in dict.fromkeys(wanted))
+
+
 @pytest.fixture(scope="session")
 def install_twin(request: pytest.FixtureRequest, target: Target, report: Any) -> TwinResult:
-    """The same release installed in a second fresh VM (then served, stopped and uninstalled)."""
+    """The same release installed in a second fresh VM (then reinstalled, served, installed under
+    the chosen conditions, and uninstalled)."""
     evidence = report.layout.evidence / _safe(target.name) / "twin"
-    return run_twin(_machine_maker(request), target, report, lambda: _interrupted(request), evidence)
+    return run_twin(_machine_maker(request), target, report, lambda: _interrupted(request), evidence,
+                    chosen_conditions(request.config, target.profile))
+
+
+@pytest.fixture(scope="session")
+def upgrade_run(request: pytest.FixtureRequest, target: Target, report: Any) -> UpgradeResult:
+    """The previous release (--upgrade-from) installed in a fresh VM, then this one over it."""
+    given = request.config.getoption("upgrade_from")
+    if not given:
+        pytest.skip("no --upgrade-from OLD_TARBALL given: nothing to upgrade from")
+    try:
+        previous = load_release(Path(given).expanduser().absolute(), target.profile.release)
+    except UsageError as exc:
+        raise pytest.UsageError(f"harness: --upgrade-from: {exc}") from None
+    return run_upgrade(_machine_maker(request), target, previous, report, lambda: _interrupted(request))
 
 
 @pytest.fixture(scope="session")
 def deployment(request: pytest.FixtureRequest, target: Target, report: Any,
                harness_journal: Journal) -> Iterator[Deployment]:
     """The target's primary VM with the release installed; torn down after its last check."""
-    if _needs(request, "install_twin", target.spec):
-        try:
-            request.getfixturevalue("install_twin")  # finish the second VM before this one boots
-        except HarnessError:
-            pass  # pytest keeps the error for the checks that need the second VM; the rest go on
+    for first in ("upgrade_run", "install_twin"):  # finish the other VMs before this one boots
+        if _needs(request, first, target.spec):
+            try:
+                request.getfixturevalue(first)
+            except (HarnessError, pytest.skip.Exception):
+                pass  # pytest keeps the error for the checks that need that VM; the rest go on
     failed = request.config.stash[_failed_targets]
     with open_deployment(
         _machine_maker(request), target, report, harness_journal,
@@ -281,8 +343,16 @@ def client(deployment: Deployment, server: Server) -> Iterator[CompletionClient]
 
 @pytest.fixture(scope="session")
 def goldens_dir(pytestconfig: pytest.Config) -> Path:
+    """``--goldens-dir``, else ``goldens/`` beside the profile's file (the built-in profiles' own
+    goldens ship in the package; recording into an installed package needs ``--goldens-dir``)."""
     given = pytestconfig.getoption("goldens_dir")
-    return Path(given).absolute() if given else pytestconfig.rootpath / "tests" / "goldens"
+    if given:
+        return Path(given).absolute()
+    found = resolve_profile_path(pytestconfig.getoption("profile") or DEFAULT_PROFILE).resolve().parent / GOLDENS
+    if pytestconfig.getoption("update_goldens") and found.is_relative_to(Path(sys.prefix).resolve()):
+        raise UsageError(f"--update-goldens would write into the installed harness package ({found})",
+                         hint="pass --goldens-dir DIR to record your own goldens, and use it for later runs")
+    return found
 
 
 def _safe(name: str) -> str:
@@ -308,7 +378,7 @@ def timing_rows(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if hasattr(config, "workerinput"):
+    if hasattr(config, "workerinput") or not is_portability_run(config):
         return
     try:
         from harness.report.plugin import reporter_for

@@ -16,6 +16,7 @@ import pytest
 
 from harness.config import HostPaths
 from harness.vm.images import ImageStore, recipe_hash
+from tests.needs import unavailable
 
 TINY_RECIPE = """
 [image]
@@ -55,7 +56,7 @@ def fake_build(store: ImageStore, name: str, content_hash: str, built_at: str = 
     directory.mkdir(parents=True)
     qemu_img = shutil.which("qemu-img")
     if qemu_img is None:
-        pytest.skip("qemu-img (apt package qemu-utils) is not installed")
+        unavailable("qemu-img is not installed: apt-get install qemu-utils")
     subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(directory / "image.qcow2"), "16M"], check=True)
     for placeholder in ("vmlinuz", "initrd.img", "id_ed25519"):
         (directory / placeholder).write_bytes(b"not a real " + placeholder.encode())
