@@ -32,6 +32,7 @@ KeepPolicy = Literal["never", "on-failure", "always"]
 KEEP_POLICIES: tuple[str, ...] = get_args(KeepPolicy)
 DEFAULT_COMMAND_TIMEOUT_S = 120.0
 CONSOLE_LOG_LINES = 100_000
+VM_EXIT_GRACE_S = 10.0
 
 Say = Callable[[str], None]
 PhaseSink = Callable[[PhaseRecord], None]
@@ -308,12 +309,22 @@ class Machine(AbstractContextManager["Machine"]):
         except RemoteTimeout:
             raise
         except InfrastructureError as exc:
-            state = self._vm_state()
+            state = self._vm_state_settled()
             if state != "running":
                 exc.message += f"; VM {self.name} is no longer running ({state})"
                 exc.detail = "\n".join(filter(None, [
                     exc.detail, f"console tail of {self.name}:", self.console_tail(30)]))
             raise
+
+    def _vm_state_settled(self) -> str:
+        """The VM's state, given a moment to change: a guest that dies closes its connections a
+        little before its hypervisor has finished exiting."""
+        deadline = time.monotonic() + VM_EXIT_GRACE_S
+        state = self._vm_state()
+        while state == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            state = self._vm_state()
+        return state
 
     def _vm_state(self) -> str:
         try:

@@ -59,6 +59,13 @@ def test_asking_for_results_makes_a_portability_run(pytester: pytest.Pytester) -
     result.stdout.fnmatch_lines(["box-1: installing ... 0.* s"])
 
 
+def test_an_xdist_worker_reports_progress_on_the_controllers_stderr(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_phased=PHASED_TEST)
+    result = run(pytester, "-n", "1", f"--results-dir={pytester.path / 'out'}")
+    result.assert_outcomes(passed=1)
+    result.stderr.fnmatch_lines(["[[]gw0[]] box-1: installing ...", "[[]gw0[]] box-1: installing: 0.* s"])
+
+
 def test_a_check_of_a_release_outside_a_portability_run_says_what_to_pass(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_mine=USER_CHECK)
     result = run(pytester)
