@@ -30,7 +30,7 @@ from harness.desk.session import (
     remove_logs,
     say_to_stderr,
 )
-from harness.desk.terminal import run_terminal
+from harness.desk.terminal import hangup_as_interrupt, run_terminal
 from harness.errors import UsageError
 from harness.profile import load_profile
 from harness.suite.reference import DEFAULT_PROFILE
@@ -92,8 +92,10 @@ def new_shell(args: argparse.Namespace, paths: HostPaths) -> int:
     provider = provider_for_image(image, paths)
     spec = DeskVMSpec(image=image, run_id="shell", online=args.online, keep=args.keep, warm=args.warm)
     machine = make_machine(spec, provider, paths)
+    say_to_stderr(f"harness: starting a clean {image} VM ({'warm' if args.warm else 'cold'}; it waits for a "
+                  "free slot while the host's VM cap is taken by other runs)")
     try:
-        with machine:
+        with hangup_as_interrupt(), machine:
             prepared = prepare(machine, target, online=args.online, install=args.install)
             say_to_stderr(f"harness: {machine.name} ready in {time.monotonic() - started:.1f} s, network "
                           f"{prepared.network}; `exit` ends the session and "
@@ -110,7 +112,7 @@ def new_shell(args: argparse.Namespace, paths: HostPaths) -> int:
 
 def reenter(name: str, paths: HostPaths) -> int:
     kept = find_kept(name, paths)
-    with connect(kept) as ssh:
+    with hangup_as_interrupt(), connect(kept) as ssh:
         code = run_terminal(ssh.interactive_channel(), launch_command(), connected=lambda: ssh.alive)
     say_to_stderr(f"harness: {name} stays (kept); remove it with `harness gc --name {name}`")
     return code

@@ -113,6 +113,21 @@ class _ResizeFlag:
             signal.signal(signal.SIGWINCH, self._previous)  # type: ignore[arg-type]
 
 
+@contextmanager
+def hangup_as_interrupt() -> Iterator[None]:
+    """A closed terminal (SIGHUP) unwinds like Ctrl-C, so the VM behind the session is removed
+    instead of the process dying with it still there."""
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGHUP, interrupt) if hasattr(signal, "SIGHUP") else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGHUP, previous)
+
+
 def run_terminal(channel: Channel, command: str, *, stdin_fd: int | None = None,
                  stdout_fd: int | None = None, term: str | None = None,
                  connected: Callable[[], bool] | None = None) -> int:

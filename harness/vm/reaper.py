@@ -141,6 +141,16 @@ def _forget_stale_leases(leases: LeaseBook, present: set[str], policy: ReapPolic
             leases.remove(lease.name)
 
 
+def _forget_orphan_desk_logs(paths: HostPaths, present: set[str], leases: LeaseBook) -> None:
+    """Logs of a desk VM that never came to be (its process died waiting for a slot)."""
+    for directory in sorted(paths.desk.glob("*")) if paths.desk.is_dir() else []:
+        name = VMName.parse(directory.name)
+        if name is None or directory.name in present or leases.get(directory.name) is not None:
+            continue
+        if not owner_alive(name.owner_pid, None):
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 def reap(
     providers: Iterable[Provider],
     paths: HostPaths,
@@ -178,6 +188,7 @@ def reap(
                 present = {str(i.name) for p in providers for i in _safe_list(p)}
                 present |= {d.name for d in paths.vms.glob("*")} if paths.vms.is_dir() else set()
                 _forget_stale_leases(leases, present, policy)
+                _forget_orphan_desk_logs(paths, present, leases)
             return outcomes
     except Timeout:
         say(f"another reaper holds {paths.state / 'reaper.lock'}; skipped")

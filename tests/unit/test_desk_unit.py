@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import subprocess
 import threading
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from harness.vm.leases import Lease, LeaseBook
 from harness.vm.orchard import OrchardProvider, OrchardSettings
 from harness.vm.provider import VMName, VMOptions
 from harness.vm.qemu import QemuLaunch, qemu_command
+from harness.vm.reaper import reap
 from harness.vm.tart import ONLINE_MARKER, TartProvider, TartSettings
 
 
@@ -262,3 +264,16 @@ def test_tart_and_orchard_cut_the_network_unless_the_vm_was_made_online(tmp_path
     opened = orchard.spec("macos-clean", VMName.new("unit"), VMOptions(online=True))
     assert cut["netSoftnet"] and cut["netSoftnetBlock"] == ["0.0.0.0/0"]
     assert not opened["netSoftnet"] and opened["netSoftnetBlock"] == []
+
+
+def test_gc_removes_logs_of_desk_vms_whose_process_died(tmp_path: Path) -> None:
+    paths = HostPaths(cache=tmp_path / "cache", state=tmp_path / "state")
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = paths.desk / f"hns-shell-{dead.pid}-aaaaaa"
+    live = paths.desk / f"hns-shell-{os.getpid()}-bbbbbb"
+    for directory in (orphan, live):
+        directory.mkdir(parents=True)
+        (directory / "commands.log").write_text("")
+    reap([], paths)
+    assert not orphan.exists() and live.exists()
