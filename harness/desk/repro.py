@@ -206,8 +206,7 @@ def _walk(machine: Machine, target: Target, stage: str, say: Say) -> str:
     if not reaches(stage, "server"):
         return "installed; the server was not started"
     # Left running for the developer: not closed, so its logs stay in the guest.
-    server = Server(machine, target.profile, facts.context(target.profile, target.release),
-                    machine.artifacts / "server-logs")
+    server = Server(machine, facts.bind(target.profile, target.release), machine.artifacts / "server-logs")
     try:
         ready = server.start()
     except ServerFailed as exc:

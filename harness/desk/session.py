@@ -107,7 +107,7 @@ def install_now(machine: Machine, target: Target, facts: GuestFacts, say: Say) -
     """The profile's installer, as the suite runs it; a failure is shown, not raised (the
     developer is here to look at exactly that)."""
     say(f"harness: running the {target.profile.name} installer ...")
-    run = run_installer(machine, target.profile, facts.context(target.profile, target.release))
+    run = run_installer(machine, facts.bind(target.profile, target.release))
     if run.ok:
         say(f"harness: installed in {run.duration_s:.1f} s")
     else:

@@ -85,8 +85,8 @@ def _anchor(check: CheckResult) -> str:
 def _verdict(model: SignoffModel) -> str:
     release = model.facts.release
     parts = [release.tarball or "no release under test"]
-    if release.version:
-        parts.append(f"version {release.version}")
+    if release.version_label:
+        parts.append(f"version {release.version_label}")
     if release.profile:
         parts.append(f"profile {release.profile}")
     if release.sha256:

@@ -29,7 +29,7 @@ def render_markdown(model: SignoffModel) -> str:
     ]
     lines += [f"- {_cell(r)}" for r in model.verdict.reasons]
     facts = [
-        f"version `{release.version}`" if release.version else "",
+        f"version `{release.version_label}`" if release.version_label else "",
         f"profile `{release.profile}`" if release.profile else "",
         f"sha256 `{short_sha(release.sha256, 16)}`" if release.sha256 else "",
         f"{len(model.targets)} image(s): {', '.join(model.targets)}" if model.targets else "",

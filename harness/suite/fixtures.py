@@ -25,7 +25,13 @@ from harness.completions import CompletionClient
 from harness.errors import HarnessError, UsageError
 from harness.install import Installed
 from harness.journal import Journal, read_journal
-from harness.profile import ConditionSpec, Profile, load_profile, resolve_profile_path
+from harness.profile import (
+    ConditionSpec,
+    Profile,
+    load_profile,
+    resolve_profile_path,
+    select_profile,
+)
 from harness.release import load_release, parse_release_name
 from harness.server import Server, ServerFailed
 from harness.suite.deployment import (
@@ -62,6 +68,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--profile", dest="profile", default=None, metavar="NAME|FILE",
         help=f"release profile: a built-in name (reference, tiles) or a TOML file (default: {DEFAULT_PROFILE})",
+    )
+    group.addoption(
+        "--profile-variant", action="append", dest="profile_variant", default=None, metavar="NAME",
+        help="apply this [[variant]] of the profile whatever the release's version and OS (repeatable)",
     )
     group.addoption(
         "--update-goldens", dest="update_goldens", action="store_true", default=False,
@@ -119,12 +129,17 @@ def check_inputs(config: pytest.Config) -> None:
                 raise UsageError(f"release tarball {release} does not exist",
                                  hint="pass the path of a built .tar.gz with --release")
             found = parse_release_name(release.name)
+            select_profile(profile, found.os, found.parsed, forced_variants(config))  # unknown names fail here
             if found.product != profile.release.product:
                 raise UsageError(f"{release.name} is a {found.product!r} release but the {profile.name} "
                                  f"profile expects {profile.release.product!r}", hint="pick the matching --profile")
         chosen_conditions(config, profile)
     except UsageError as exc:
         raise pytest.UsageError(f"harness: {exc}") from None
+
+
+def forced_variants(config: pytest.Config) -> tuple[str, ...]:
+    return tuple(config.getoption("profile_variant", default=None) or ())
 
 
 def _dist_given(config: pytest.Config) -> bool:
@@ -214,7 +229,8 @@ def target(request: pytest.FixtureRequest, profile: Profile) -> Target:
     if spec not in cache:
         report = request.getfixturevalue("report")
         try:
-            cache[spec] = resolve(spec, profile, pin_dir=report.layout.root / "releases" / _safe(spec.name))
+            cache[spec] = resolve(spec, profile, pin_dir=report.layout.root / "releases" / _safe(spec.name),
+                                  forced=forced_variants(request.config))
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
         found = cache[spec]

@@ -7,13 +7,14 @@ and the profile's per-OS overrides applied. Its ``name`` is the "target" the rep
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from harness.hashing import sha256_file
 from harness.journal import GenericRecord
-from harness.profile import Profile
+from harness.profile import Profile, select_profile
 from harness.release import (
     ImagePlatform,
     Release,
@@ -22,6 +23,7 @@ from harness.release import (
     load_release,
     pin_release,
 )
+from harness.release_name import parse_release_name
 from harness.vm.provider import VMOptions
 
 # The QEMU provider runs guests of the host's own architecture (software emulation of another
@@ -73,11 +75,13 @@ class Target:
 
 
 def resolve(spec: TargetSpec, profile: Profile, pin_dir: Path | None = None,
-            guest_arch: str = QEMU_GUEST_ARCH) -> Target:
+            guest_arch: str = QEMU_GUEST_ARCH, forced: Sequence[str] = ()) -> Target:
     """Check the tarball and that it fits the image, and pin its bytes for the run (into
-    ``pin_dir``); raises ReleaseError (a usage error)."""
+    ``pin_dir``); raises ReleaseError (a usage error). The profile is resolved for the image's OS
+    and the release's version (``forced`` variants win over the automatic pick)."""
     platform = image_platform(spec.image, guest_arch if spec.image.startswith("linux") else "arm64")
-    resolved = profile.for_os(platform.os)
+    name = parse_release_name(spec.release_path.name)
+    resolved = select_profile(profile, platform.os, name.parsed, forced)
     release = load_release(spec.release_path, resolved.release)
     check_release_fits(release, platform, resolved.release)
     if pin_dir is not None:
