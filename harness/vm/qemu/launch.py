@@ -59,7 +59,7 @@ def qemu_command(qemu: str, launch: QemuLaunch) -> list[str]:
         "-append", f"{launch.kernel_cmdline} {PANIC_EXITS}",
         # cache=unsafe: the overlay is thrown away, so flushes buy nothing but time.
         "-drive", f"file={option_path(launch.overlay)},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
-        *network_args(launch.ssh_port),
+        *network_args(launch.ssh_port, launch.options.online),
         "-device", "virtio-rng-pci",
         "-chardev", "socket,id=qmp,path=qmp.sock,server=on,wait=off",
         "-mon", "chardev=qmp,mode=control",

@@ -10,11 +10,13 @@ GUEST_SSH_PORT = 22
 NETDEV_ID = "n0"
 
 
-def network_args(ssh_port: int) -> list[str]:
+def network_args(ssh_port: int, online: bool = False) -> list[str]:
     """The guest's only NIC: user-mode, restricted, with ``LOOPBACK:ssh_port`` forwarded to sshd."""
     # restrict=on: the guest reaches nothing through slirp, the host's own ports included; the
     # one way in is SSH forwarded from the host's loopback, and there is no guestfwd at all.
-    netdev = (f"user,id={NETDEV_ID},restrict=on,"
+    # Only ``harness shell --online-for-debugging`` lifts it (VMOptions.online).
+    restrict = "off" if online else "on"
+    netdev = (f"user,id={NETDEV_ID},restrict={restrict},"
               f"hostfwd=tcp:{LOOPBACK}:{ssh_port}-:{GUEST_SSH_PORT}")
     return ["-netdev", netdev, "-device", f"virtio-net-pci,netdev={NETDEV_ID}"]
 

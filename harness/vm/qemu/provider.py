@@ -173,6 +173,10 @@ class QemuProvider:
     def images(self) -> list[str]:
         return self.store.known()
 
+    def image_digest(self, image: str) -> str:
+        """The build a clone of ``image`` would boot now: its content hash (recipe and builder)."""
+        return self.store.current(image).content_hash
+
     def clone(self, image: str, name: VMName, options: VMOptions | None = None) -> None:
         if not isinstance(name, VMName):
             raise UsageError(f"VM name {name!r} is not a harness name", hint="make one with VMName.new(run_id)")
