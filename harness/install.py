@@ -11,6 +11,7 @@ only the harness's own trouble (SSH, copying, a snapshot command failing) raises
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import posixpath
 import shlex
@@ -22,7 +23,8 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.errors import InfrastructureError, RemoteTimeout
-from harness.profile import Profile
+from harness.install_failure import TRACE_PS4, InstallFailure, diagnose
+from harness.profile import BoundProfile, Profile, bind
 from harness.release import Release
 from harness.ssh import CommandResult, Transfer
 
@@ -61,11 +63,10 @@ class GuestFacts:
     home: str
     pythons: tuple[str, ...]  # interpreters found on PATH (a clean image has none)
 
-    def context(self, profile: Profile, release: Release | None = None) -> dict[str, str]:
-        runtime = {"home": self.home, "user": self.user, "upload": UPLOAD_DIR}
-        if release is not None:
-            runtime |= {"tarball": f"{UPLOAD_DIR}/{release.filename}", "version": release.name.version}
-        return profile.context(runtime)
+    def bind(self, profile: Profile, release: Release, upload: str = UPLOAD_DIR) -> BoundProfile:
+        """The profile with every template rendered for this guest and release (uploaded to ``upload``)."""
+        return bind(profile, {"home": self.home, "user": self.user, "upload": upload,
+                              "tarball": f"{upload}/{release.filename}", "version": release.name.version})
 
 
 PYTHON_NAMES = ("python3", "python", "python2")
@@ -311,6 +312,10 @@ class InstallerRun:
     def tail(self, lines: int = 25) -> str:
         return "\n".join(self.output.splitlines()[-lines:])
 
+    def failure(self) -> InstallFailure:
+        """What went wrong, named by step, first error line, exit code and a known-cause hint."""
+        return diagnose(self.output, self.exit_code)
+
 
 @dataclass(frozen=True)
 class Installed:
@@ -318,7 +323,7 @@ class Installed:
 
     release: Release
     facts: GuestFacts
-    context: Mapping[str, str]
+    bound: BoundProfile
     installer: InstallerRun
     before: Snapshot
     after: Snapshot
@@ -334,6 +339,10 @@ class Installed:
     @property
     def changes(self) -> list[Change]:
         return changes(self.before, self.after)
+
+    @property
+    def context(self) -> Mapping[str, str]:
+        return self.bound.context
 
     @property
     def scratch_left(self) -> list[str]:
@@ -380,24 +389,25 @@ def run_step(guest: Guest, command: str, env: Mapping[str, str], timeout: float,
     return InstallerRun(command, result.exit_code, output, result.duration_s, timeout)
 
 
-def run_installer(guest: Guest, profile: Profile, context: Mapping[str, str]) -> InstallerRun:
-    command = profile.render(profile.install.command, context, "install.command")
-    env = {k: profile.render(v, context, f"install.env.{k}") for k, v in profile.install.env.items()}
-    return run_step(guest, command, env, profile.install.timeout_s, context["home"])
+def run_installer(guest: Guest, bound: BoundProfile) -> InstallerRun:
+    spec = bound.install
+    if not spec.trace:
+        return run_step(guest, spec.command, dict(spec.env), spec.timeout_s, bound.context["home"])
+    # bash reads SHELLOPTS at start-up, so a /bin/sh installer that re-execs bash is traced too.
+    traced = f"env SHELLOPTS=xtrace PS4={shlex.quote(TRACE_PS4)} /bin/sh -c {shlex.quote(spec.command)}"
+    run = run_step(guest, traced, dict(spec.env), spec.timeout_s, bound.context["home"])
+    return dataclasses.replace(run, command=spec.command)  # reports show the profile's command
 
 
-def run_uninstaller(guest: Guest, profile: Profile, context: Mapping[str, str]) -> InstallerRun | None:
-    spec = profile.uninstall
+def run_uninstaller(guest: Guest, bound: BoundProfile) -> InstallerRun | None:
+    spec = bound.uninstall
     if spec is None:
         return None
-    command = profile.render(spec.command, context, "uninstall.command")
-    env = {k: profile.render(v, context, f"uninstall.env.{k}") for k, v in spec.env.items()}
-    return run_step(guest, command, env, spec.timeout_s, context["home"])
+    return run_step(guest, spec.command, dict(spec.env), spec.timeout_s, bound.context["home"])
 
 
-def snapshot_exclusions(profile: Profile, context: Mapping[str, str]) -> tuple[str, ...]:
-    extra = tuple(profile.render(p, context, "install.volatile") for p in profile.install.volatile)
-    return VOLATILE_PATHS + (UPLOAD_DIR,) + extra
+def snapshot_exclusions(bound: BoundProfile) -> tuple[str, ...]:
+    return VOLATILE_PATHS + (UPLOAD_DIR,) + bound.install.volatile
 
 
 SCRATCH_DEPTH = 2  # deep enough to name an unpack directory, shallow enough to stay quick
@@ -417,20 +427,19 @@ def list_scratch(guest: Guest, home: str) -> frozenset[str]:
 
 def install_release(guest: Guest, profile: Profile, release: Release, facts: GuestFacts,
                     phase: PhaseTimer) -> Installed:
-    context = facts.context(profile, release)
-    excluded = snapshot_exclusions(profile, context)
+    bound = facts.bind(profile, release)
+    excluded = snapshot_exclusions(bound)
     with phase("copy"):
         copy_s = upload(guest, release, profile)
     before = take_snapshot(guest, facts.os, excluded)
     scratch_before = list_scratch(guest, facts.home)
     with phase("install"):
-        installer = run_installer(guest, profile, context)
+        installer = run_installer(guest, bound)
     scratch_after = list_scratch(guest, facts.home)
     after = take_snapshot(guest, facts.os, excluded)
-    roots = tuple(profile.render(p, context, "install.tree") for p in profile.install.tree)
-    manifest = take_manifest(guest, facts.os, roots, profile.install.manifest_ignore)
-    allowed = tuple(profile.render(p, context, "install.writes") for p in profile.install.writes)
-    return Installed(release, facts, dict(context), installer, before, after, manifest, allowed, roots, copy_s,
+    roots = bound.install.tree
+    manifest = take_manifest(guest, facts.os, roots, bound.install.manifest_ignore)
+    return Installed(release, facts, bound, installer, before, after, manifest, bound.install.writes, roots, copy_s,
                      scratch_before=scratch_before, scratch_after=scratch_after)
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from harness.install import Guest, GuestFacts, InstallerRun, run_step
 from harness.profile import ConditionSpec, Profile
+from harness.profile.bound import render
 from harness.release import Release
 
 STEP_TIMEOUT_S = 120.0
@@ -50,24 +51,22 @@ def as_user(command: str, env: Mapping[str, str], root: bool) -> tuple[str, dict
 def run_condition(guest: Guest, profile: Profile, release: Release, facts: GuestFacts,
                   spec: ConditionSpec) -> ConditionRun:
     base = {"home": facts.home, "user": facts.user}
-    home = profile.render(spec.home, base, f"conditions.{spec.name}.home")
+    home = render(spec.home, base, f"conditions.{spec.name}.home", profile.source)
     user = "root" if spec.as_root else facts.user
-    condition_facts = GuestFacts(facts.os, facts.arch, user, home, facts.pythons)
-    context = condition_facts.context(profile, release)
-    quoted = {k: shlex.quote(v) for k, v in context.items()}
-    env = {k: profile.render(v, context, f"install.env.{k}") for k, v in profile.install.env.items()}
-    env |= {"HOME": home, **{k: profile.render(v, context, f"conditions.{spec.name}.env.{k}")
-                             for k, v in spec.env.items()}}
+    bound = GuestFacts(facts.os, facts.arch, user, home, facts.pythons).bind(profile, release)
+    quoted = {k: shlex.quote(v) for k, v in bound.context.items()}
+    env = dict(bound.install.env)
+    env |= {"HOME": home, **{k: bound.text(v, f"conditions.{spec.name}.env.{k}") for k, v in spec.env.items()}}
     prepare, _ = as_user(f"rm -rf {shlex.quote(home)} && mkdir -p {shlex.quote(home)}", {}, spec.as_root)
     guest.run(prepare, timeout=60, check=True)
     try:
-        command, run_env = as_user(profile.render(profile.install.command, quoted, "install.command"), env,
+        command, run_env = as_user(render(profile.install.command, quoted, "install.command", profile.source), env,
                                    spec.as_root)
         installer = run_step(guest, command, run_env, profile.install.timeout_s, home)
         check = None
         if installer.ok and spec.check:
-            check_command, check_env = as_user(profile.render(spec.check, quoted, f"conditions.{spec.name}.check"),
-                                               env, spec.as_root)
+            check_command, check_env = as_user(
+                render(spec.check, quoted, f"conditions.{spec.name}.check", profile.source), env, spec.as_root)
             check = run_step(guest, check_command, check_env, STEP_TIMEOUT_S, home)
         return ConditionRun(spec, home, user, installer, check)
     finally:

@@ -7,7 +7,7 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from harness.install import UPLOAD_DIR, InstallerRun, run_step
+from harness.install import UPLOAD_DIR, GuestFacts, InstallerRun, run_step
 from harness.suite.deployment import Deployment
 
 SCRATCH = "/tmp/hns-quarantine"
@@ -64,12 +64,7 @@ def install_quarantined(deployment: Deployment) -> tuple[InstallerRun, tuple[str
     stamp = f"0083;{int(time.time()):08x};Safari;"
     machine.run(f"xattr -w {QUARANTINE_ATTR} {shlex.quote(stamp)} {upload}/*", timeout=60, check=True)
     assert machine.run(f"xattr -p {QUARANTINE_ATTR} {upload}/{shlex.quote(installed.release.filename)}", timeout=30).ok
-    context = profile.context({
-        "home": home, "user": installed.facts.user, "upload": upload,
-        "tarball": f"{upload}/{installed.release.filename}", "version": installed.release.name.version,
-    })
-    command = profile.render(profile.install.command, context, "install.command")
-    env = {k: profile.render(v, context, f"install.env.{k}") for k, v in profile.install.env.items()}
-    run = run_step(machine, command, {**env, "HOME": home}, profile.install.timeout_s, home)
-    roots = tuple(profile.render(p, context, "install.tree") for p in profile.install.tree)
-    return run, roots
+    facts = installed.facts
+    bound = GuestFacts(facts.os, facts.arch, facts.user, home, facts.pythons).bind(profile, installed.release, upload)
+    run = run_step(machine, bound.install.command, {**bound.install.env, "HOME": home}, bound.install.timeout_s, home)
+    return run, bound.install.tree

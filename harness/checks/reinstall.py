@@ -9,7 +9,7 @@ older release's files that this one does not ship (the profile's ``upgrade.leave
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.install import (
@@ -24,7 +24,7 @@ from harness.install import (
     take_manifest,
     upload,
 )
-from harness.profile import Profile
+from harness.profile import BoundProfile, Profile
 from harness.release import Release
 
 PREVIOUS_UPLOAD_DIR = UPLOAD_DIR + "-previous"
@@ -38,11 +38,11 @@ class Reinstall:
     server_ok: bool
 
 
-def reinstall(guest: Guest, profile: Profile, context: Mapping[str, str], facts: GuestFacts,
+def reinstall(guest: Guest, bound: BoundProfile, facts: GuestFacts,
               roots: Sequence[str]) -> tuple[InstallerRun, Manifest]:
     """The same installer with the same tarball, over the install that is there."""
-    run = run_installer(guest, profile, context)
-    return run, take_manifest(guest, facts.os, roots, profile.install.manifest_ignore)
+    run = run_installer(guest, bound)
+    return run, take_manifest(guest, facts.os, roots, bound.install.manifest_ignore)
 
 
 def without(manifest: Manifest, patterns: Sequence[str]) -> Manifest:
@@ -67,11 +67,9 @@ def install_previous(guest: Guest, profile: Profile, previous: Release, facts: G
     """The older release with its own installer, from an upload directory of its own."""
     spec = profile.upgrade
     upload(guest, previous, profile, PREVIOUS_UPLOAD_DIR)
-    context = {**facts.context(profile, previous), "upload": PREVIOUS_UPLOAD_DIR,
-               "tarball": f"{PREVIOUS_UPLOAD_DIR}/{previous.filename}"}
-    command = profile.render(spec.command if spec else profile.install.command, context, "upgrade.command")
-    env = {k: profile.render(v, context, f"install.env.{k}") for k, v in profile.install.env.items()}
-    return run_step(guest, command, env, profile.install.timeout_s, context["home"])
+    bound = facts.bind(profile, previous, PREVIOUS_UPLOAD_DIR)
+    command = bound.text(spec.command if spec else profile.install.command, "upgrade.command")
+    return run_step(guest, command, dict(bound.install.env), bound.install.timeout_s, facts.home)
 
 
 def left_behind(upgraded: Manifest, old: Manifest, fresh: Manifest, leaves: Sequence[str]) -> list[str]:

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.profile import load_profile
+from harness.profile import load_profile, select_profile
 from harness.release import load_release
+from harness.release_name import parse_release_name
 from harness.report.results_space import check_results_dir
 from harness.suite.pipeline import SUITE_PACKAGE
 from harness.suite.reference import build_reference, default_release, release_dir
@@ -44,6 +45,7 @@ class RunPlan:
     warm: bool = True  # --warm/--cold (harness.vm.warm)
     upgrade_from: Path | None = None  # the previous release, for the upgrade check
     conditions: tuple[str, ...] = ()  # the profile's install conditions to add ('all': every one)
+    variants: tuple[str, ...] = ()  # --profile-variant: forced instead of picked by version and OS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="release tarball (repeat for a matrix); default: the reference release, built if missing")
     parser.add_argument("--profile", default=None, metavar="NAME|FILE",
                         help="built-in profile name or a TOML file (default: reference)")
+    parser.add_argument("--profile-variant", action="append", default=[], metavar="NAME", dest="variants",
+                        help="apply this [[variant]] of the profile whatever the release's version and OS "
+                        "(repeatable; replaces the variant picked automatically on the same axis)")
     parser.add_argument("--image", action="append", default=[], metavar="IMAGE",
                         help=f"base image (repeat for a matrix; default {DEFAULT_IMAGE}); Linux images are built if missing")
     parser.add_argument("-n", "--workers", type=int, default=0, metavar="N",
@@ -94,14 +99,17 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
         releases = [reference_release()]
     upgrade_from = args.upgrade_from.expanduser().absolute() if args.upgrade_from else None
     for path in [*releases, *([upgrade_from] if upgrade_from else [])]:
-        load_release(path, profile.release)  # name, product and existence, before any VM boots
+        # Name, product and existence, before any VM boots, against the profile as resolved for
+        # this release's version and OS (a backend suffix may be known to one variant only).
+        name = parse_release_name(path.name)
+        load_release(path, select_profile(profile, name.os, name.parsed, args.variants).release)
     check_results_dir((args.results_dir or Path.cwd() / "results").absolute())
     return RunPlan(
         releases=tuple(releases), profile=profile_name,
         images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
         results_dir=args.results_dir, update_goldens=args.update_goldens, select=args.select,
         pytest_args=tuple(args.pytest_args), warm=args.warm, upgrade_from=upgrade_from,
-        conditions=tuple(args.conditions),
+        conditions=tuple(args.conditions), variants=tuple(args.variants),
     )
 
 
@@ -142,6 +150,7 @@ def pytest_argv(plan: RunPlan) -> list[str]:
     argv = [sys.executable, "-m", "pytest", "--pyargs", SUITE_PACKAGE, "-p", "no:cacheprovider", "-rA",
             f"--profile={plan.profile}", f"--keep-vm={plan.keep_vm}", "--warm" if plan.warm else "--cold"]
     argv += [f"--release={release}" for release in plan.releases]
+    argv += [f"--profile-variant={variant}" for variant in plan.variants]
     argv += [f"--image={image}" for image in plan.images]
     if plan.workers:
         # loadgroup: every check of one target stays in one worker, so one VM serves them all. A

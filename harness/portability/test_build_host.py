@@ -32,6 +32,5 @@ def test_no_build_host_paths(deployment: Deployment, installed: Installed, repor
     problems = (buildhost.path_file_problems(path_files, exists)
                 + buildhost.sys_path_problems(paths, installed.roots)
                 + buildhost.home_problems(mentions, installed.roots,
-                                          [profile.render(p, installed.context, "install.build_residue")
-                                           for p in profile.install.build_residue]))
+                                          list(installed.bound.install.build_residue)))
     expect_none(problems, "the release names paths of the build machine, not of the deployment")

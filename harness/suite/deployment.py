@@ -110,7 +110,7 @@ class Deployment:
         if self.server_error is not None:
             raise self.server_error
         if self._server is None:
-            self._server = Server(self.machine, self.target.profile, self.installed.context, self.logs_dir)
+            self._server = Server(self.machine, self.installed.bound, self.logs_dir)
         if not self._server.healthy():
             try:
                 with self.report.phase("serve", target=self.name):
@@ -211,7 +211,7 @@ def run_twin(make_machine: MachineMaker, target: Target, report: Reporter, inter
         tried: tuple[ConditionRun, ...] = ()
         if installed.installer.ok:
             with report.phase("twin_reinstall", target=target.name):
-                run, manifest = reinstall(machine, profile, installed.context, facts, installed.roots)
+                run, manifest = reinstall(machine, installed.bound, facts, installed.roots)
             served, server_ok = ("not attempted: the reinstall failed", False)
             if run.ok:
                 served, server_ok = _serve_once(machine, target, installed, logs_dir)
@@ -223,14 +223,14 @@ def run_twin(make_machine: MachineMaker, target: Target, report: Reporter, inter
             if again is None or not again.server_ok:
                 served, _ = _serve_once(machine, target, installed, logs_dir)
             with report.phase("twin_uninstall", target=target.name):
-                uninstall = run_uninstaller(machine, profile, installed.context)
-            after = take_snapshot(machine, facts.os, snapshot_exclusions(profile, installed.context))
+                uninstall = run_uninstaller(machine, installed.bound)
+            after = take_snapshot(machine, facts.os, snapshot_exclusions(installed.bound))
         return TwinResult(installed, served, uninstall, after, str(machine.name), again, tried)
 
 
 def _serve_once(machine: Machine, target: Target, installed: Installed, logs_dir: Path) -> tuple[str, bool]:
     """Start and stop the server once, so the uninstall must also clear what serving leaves."""
-    server = Server(machine, target.profile, installed.context, logs_dir)
+    server = Server(machine, installed.bound, logs_dir)
     try:
         ready = server.start()
         stop = server.stop()
@@ -255,15 +255,15 @@ def run_upgrade(make_machine: MachineMaker, target: Target, previous: Release, r
     profile = target.profile
     with booted(make_machine, target, VMOptions(), report, prefix="upgrade_", interrupted=interrupted) as machine:
         facts = probe_guest(machine)
-        context = facts.context(profile, target.release)
-        roots = tuple(profile.render(p, context, "install.tree") for p in profile.install.tree)
+        bound = facts.bind(profile, target.release)
+        roots = bound.install.tree
         with report.phase("upgrade_previous", target=target.name):
             first = install_previous(machine, profile, previous, facts)
-        old = take_manifest(machine, facts.os, roots, profile.install.manifest_ignore)
+        old = take_manifest(machine, facts.os, roots, bound.install.manifest_ignore)
         with report.phase("upgrade_install", target=target.name):
             upload(machine, target.release, profile)
-            run = run_installer(machine, profile, context)
-        manifest = take_manifest(machine, facts.os, roots, profile.install.manifest_ignore)
+            run = run_installer(machine, bound)
+        manifest = take_manifest(machine, facts.os, roots, bound.install.manifest_ignore)
         return UpgradeResult(Upgrade(previous, first, run, old, manifest), str(machine.name))
 
 

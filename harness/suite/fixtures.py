@@ -25,7 +25,13 @@ from harness.completions import CompletionClient
 from harness.errors import HarnessError, UsageError
 from harness.install import Installed
 from harness.journal import Journal, read_journal
-from harness.profile import ConditionSpec, Profile, load_profile, resolve_profile_path
+from harness.profile import (
+    ConditionSpec,
+    Profile,
+    load_profile,
+    resolve_profile_path,
+    select_profile,
+)
 from harness.release import load_release, parse_release_name
 from harness.server import Server, ServerFailed
 from harness.suite.deployment import (
@@ -38,7 +44,9 @@ from harness.suite.deployment import (
 )
 from harness.suite.pipeline import is_portability_run, utility_session
 from harness.suite.reference import DEFAULT_PROFILE, default_release
-from harness.suite.target import Target, TargetSpec, matrix, resolve
+from harness.suite.stages import STAGE_MARK, stage_of
+from harness.suite.target import Target, TargetInputs, TargetSpec, matrix, resolve
+from harness.vm.provider import VMOptions
 
 DEFAULT_IMAGE = "linux-debian12"
 GOLDENS = "goldens"  # beside a profile's TOML file: its approved answers, <profile>/<platform>.json
@@ -62,6 +70,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"release profile: a built-in name (reference, tiles) or a TOML file (default: {DEFAULT_PROFILE})",
     )
     group.addoption(
+        "--profile-variant", action="append", dest="profile_variant", default=None, metavar="NAME",
+        help="apply this [[variant]] of the profile whatever the release's version and OS (repeatable)",
+    )
+    group.addoption(
         "--update-goldens", dest="update_goldens", action="store_true", default=False,
         help="record this run's completions as the golden answers instead of comparing with them",
     )
@@ -83,6 +95,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{STAGE_MARK}(stage): how far along the fixture chain a check goes")
     config.stash[_failed_targets] = set()
     config.stash[_targets] = {}
     if getattr(config.option, "dist", None) == "load" and not _dist_given(config):
@@ -116,12 +129,17 @@ def check_inputs(config: pytest.Config) -> None:
                 raise UsageError(f"release tarball {release} does not exist",
                                  hint="pass the path of a built .tar.gz with --release")
             found = parse_release_name(release.name)
+            select_profile(profile, found.os, found.parsed, forced_variants(config))  # unknown names fail here
             if found.product != profile.release.product:
                 raise UsageError(f"{release.name} is a {found.product!r} release but the {profile.name} "
                                  f"profile expects {profile.release.product!r}", hint="pick the matching --profile")
         chosen_conditions(config, profile)
     except UsageError as exc:
         raise pytest.UsageError(f"harness: {exc}") from None
+
+
+def forced_variants(config: pytest.Config) -> tuple[str, ...]:
+    return tuple(config.getoption("profile_variant", default=None) or ())
 
 
 def _dist_given(config: pytest.Config) -> bool:
@@ -169,6 +187,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "the reference release is the default only in a checkout of the harness repository, once "
             "built (python examples/reference_release/build.py)")
     for item in items:
+        stage = stage_of(getattr(item, "fixturenames", ()))
+        if stage:
+            item.add_marker(getattr(pytest.mark, STAGE_MARK)(stage))
         spec = _spec_of(item)
         if spec is not None:
             # With --dist loadgroup every check of one target runs in one worker, on one VM.
@@ -208,14 +229,29 @@ def target(request: pytest.FixtureRequest, profile: Profile) -> Target:
     if spec not in cache:
         report = request.getfixturevalue("report")
         try:
-            cache[spec] = resolve(spec, profile, pin_dir=report.layout.root / "releases" / _safe(spec.name))
+            cache[spec] = resolve(spec, profile, pin_dir=report.layout.root / "releases" / _safe(spec.name),
+                                  forced=forced_variants(request.config))
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
         found = cache[spec]
+        _record_inputs(request, found, report)
         report.describe_release(tarball=found.release.filename, version=found.release.name.version,
                                 sha256=found.release.sha256, profile=profile.name)
         report.describe_image(found.name, image_id=found.image)
     return cache[spec]
+
+
+def _record_inputs(request: pytest.FixtureRequest, found: Target, report: Any) -> None:
+    """The target's exact inputs into the journal, for ``harness repro``."""
+    environment = request.getfixturevalue("vm_environment")
+    try:
+        provider = environment.provider(found.image)
+        name, digest_of = provider.name, getattr(provider, "image_digest", None)
+        digest = digest_of(found.image) if digest_of is not None else ""
+    except HarnessError:
+        name, digest = "", ""  # the boot will fail and say why; the record stays incomplete
+    options = VMOptions(warm=environment.warm)
+    Journal(report.layout.root).write(TargetInputs.of(found, name, digest, options).record())
 
 
 @pytest.fixture(scope="session")

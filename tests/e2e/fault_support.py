@@ -135,6 +135,17 @@ class HarnessRun:
             os.kill(pid, sig)
         return pids
 
+    def stop(self, timeout_s: float = 600.0) -> None:
+        """SIGTERM (passed on to pytest, which removes its VMs), then SIGKILL if that hangs."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
+
     def wait(self, timeout_s: float) -> int:
         try:
             return self.process.wait(timeout=timeout_s)

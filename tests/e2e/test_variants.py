@@ -120,11 +120,12 @@ def previous_release() -> Path:
 
 
 def run_suite(release: Path, results: Path, select: str | None = None,
-              profile: Path | None = None, env: dict[str, str] | None = None,
-              upgrade_from: Path | None = None, conditions: bool = False) -> dict[str, dict[str, Any]]:
+              profile: Path | str | None = None, env: dict[str, str] | None = None,
+              upgrade_from: Path | None = None, conditions: bool = False,
+              extra: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
     """Run the suite on ``release``; the check records of its journal, by check name."""
     argv = [sys.executable, "-m", "pytest", *SUITE, "-p", "no:cacheprovider", "-q",
-            "--release", str(release), "--results-dir", str(results)]
+            "--release", str(release), "--results-dir", str(results), *extra]
     if profile is not None:
         argv += ["--profile", str(profile)]
     if upgrade_from is not None:
