@@ -139,6 +139,8 @@ def _failures(model: SignoffModel) -> str:
             f'<span class="{lead.outcome}">{SYMBOLS[lead.outcome]} {lead.outcome}{count}</span></h3>'
             f"<pre>{escape(first_lines(lead.message) or 'no message')}</pre>"
             f'<div class="evidence">Evidence: {_evidence_links(group.evidence)}</div>'
+            + "".join(f'<div class="repro">Reproduce: <code>{escape(cmd)}</code></div>'
+                      for m in group.members if (cmd := model.repro(m)))
             + (
                 f'<details class="muted mono"><summary>tests</summary>{nodeids}</details>'
                 if nodeids

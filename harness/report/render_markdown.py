@@ -63,6 +63,11 @@ def render_markdown(model: SignoffModel) -> str:
             ["⚠️ (outside any check)", "", _cell(p)[:MESSAGE_CHARS], "–"] for p in model.problems
         ]
         lines += _table(["Checks", "Category", "Message", "Evidence"], rows)
+        repros = [cmd for g in groups for m in g.members if (cmd := model.repro(m))]
+        if repros:
+            lines += ["A kept VM where the check failed (then `harness shell --name VM`):", ""]
+            lines += [f"- `{cmd}`" for cmd in repros]
+            lines.append("")
 
     if model.regressions:
         lines += ["### Regressions since the previous run", ""]

@@ -44,7 +44,9 @@ from harness.suite.deployment import (
 )
 from harness.suite.pipeline import is_portability_run, utility_session
 from harness.suite.reference import DEFAULT_PROFILE, default_release
-from harness.suite.target import Target, TargetSpec, matrix, resolve
+from harness.suite.stages import STAGE_MARK, stage_of
+from harness.suite.target import Target, TargetInputs, TargetSpec, matrix, resolve
+from harness.vm.provider import VMOptions
 
 DEFAULT_IMAGE = "linux-debian12"
 GOLDENS = "goldens"  # beside a profile's TOML file: its approved answers, <profile>/<platform>.json
@@ -93,6 +95,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{STAGE_MARK}(stage): how far along the fixture chain a check goes")
     config.stash[_failed_targets] = set()
     config.stash[_targets] = {}
     if getattr(config.option, "dist", None) == "load" and not _dist_given(config):
@@ -184,6 +187,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "the reference release is the default only in a checkout of the harness repository, once "
             "built (python examples/reference_release/build.py)")
     for item in items:
+        stage = stage_of(getattr(item, "fixturenames", ()))
+        if stage:
+            item.add_marker(getattr(pytest.mark, STAGE_MARK)(stage))
         spec = _spec_of(item)
         if spec is not None:
             # With --dist loadgroup every check of one target runs in one worker, on one VM.
@@ -228,10 +234,24 @@ def target(request: pytest.FixtureRequest, profile: Profile) -> Target:
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
         found = cache[spec]
+        _record_inputs(request, found, report)
         report.describe_release(tarball=found.release.filename, version=found.release.name.version,
                                 sha256=found.release.sha256, profile=profile.name)
         report.describe_image(found.name, image_id=found.image)
     return cache[spec]
+
+
+def _record_inputs(request: pytest.FixtureRequest, found: Target, report: Any) -> None:
+    """The target's exact inputs into the journal, for ``harness repro``."""
+    environment = request.getfixturevalue("vm_environment")
+    try:
+        provider = environment.provider(found.image)
+        name, digest_of = provider.name, getattr(provider, "image_digest", None)
+        digest = digest_of(found.image) if digest_of is not None else ""
+    except HarnessError:
+        name, digest = "", ""  # the boot will fail and say why; the record stays incomplete
+    options = VMOptions(warm=environment.warm)
+    Journal(report.layout.root).write(TargetInputs.of(found, name, digest, options).record())
 
 
 @pytest.fixture(scope="session")

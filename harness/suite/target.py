@@ -8,9 +8,12 @@ and the profile's per-OS overrides applied. Its ``name`` is the "target" the rep
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
+from harness.hashing import sha256_file
+from harness.journal import GenericRecord
 from harness.profile import Profile, select_profile
 from harness.release import (
     ImagePlatform,
@@ -21,6 +24,7 @@ from harness.release import (
     pin_release,
 )
 from harness.release_name import parse_release_name
+from harness.vm.provider import VMOptions
 
 # The QEMU provider runs guests of the host's own architecture (software emulation of another
 # architecture is far too slow to be useful here).
@@ -83,3 +87,48 @@ def resolve(spec: TargetSpec, profile: Profile, pin_dir: Path | None = None,
     if pin_dir is not None:
         release = pin_release(release, pin_dir, resolved.install.files)
     return Target(spec, resolved, release, platform)
+
+
+@dataclass(frozen=True)
+class TargetInputs:
+    """Everything a target was made from, as the journal's ``target`` record keeps it: enough to
+    make the same target again and to notice when any input has changed since."""
+
+    target: str
+    release_path: str  # the bytes the run used (its pinned copy)
+    release_origin: str  # where the user's tarball was
+    release_sha256: str
+    companions: dict[str, str]  # files published beside the tarball (installer, checksums) -> sha256
+    profile_source: str
+    profile_sha256: str
+    image: str
+    provider: str
+    image_digest: str  # "" when the provider cannot tell
+    warm: bool
+    cpus: int
+    memory_mb: int
+
+    @classmethod
+    def of(cls, target: Target, provider: str, image_digest: str, options: VMOptions) -> TargetInputs:
+        release = target.release
+        folder = release.path.parent
+        names = [*target.profile.install.files]
+        if release.checksum.file is not None:
+            names.append(release.checksum.file.name)
+        companions = {name: sha256_file(folder / name) for name in dict.fromkeys(names) if (folder / name).is_file()}
+        source = target.profile.source
+        return cls(
+            target=target.name, release_path=str(release.path), release_origin=str(release.origin or release.path),
+            release_sha256=release.sha256, companions=companions, profile_source=str(source),
+            profile_sha256=sha256_file(source) if source.is_file() else "", image=target.image,
+            provider=provider, image_digest=image_digest, warm=options.warm, cpus=options.cpus,
+            memory_mb=options.memory_mb,
+        )
+
+    def record(self) -> GenericRecord:
+        return GenericRecord(kind="target", target=self.target, data=asdict(self))
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> TargetInputs:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

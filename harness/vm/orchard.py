@@ -228,11 +228,12 @@ class OrchardProvider:
         cpu, memory = self.settings.cpu, self.settings.memory_mb
         if options is not None:
             cpu, memory = max(cpu, options.cpus), max(memory, options.memory_mb)
+        online = options is not None and options.online  # harness shell --online-for-debugging
         return {
             "name": str(name), "image": image, "os": "darwin", "arch": "arm64", "runtime": "tart",
             "imagePullPolicy": "IfNotPresent", "cpu": cpu, "memory": memory, "headless": True,
-            "netSoftnet": True, "netSoftnetBlock": list(self.settings.softnet_block),
-            "netSoftnetAllow": list(self.settings.softnet_allow),
+            "netSoftnet": not online, "netSoftnetBlock": [] if online else list(self.settings.softnet_block),
+            "netSoftnetAllow": [] if online else list(self.settings.softnet_allow),
             "username": self.settings.user, "password": self.settings.password or "",
             "labels": {"portability-harness": name.run_id},
         }

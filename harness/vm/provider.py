@@ -82,6 +82,9 @@ class VMOptions:
     # Start from a saved running machine where the provider can (qemu: harness.vm.warm; tart:
     # suspend/resume); a provider that cannot, or a restore that fails, boots cold instead.
     warm: bool = False
+    # Leave the guest's network open (``harness shell --online-for-debugging``). Never set by the
+    # suite: every check assumes the network is cut.
+    online: bool = False
 
 
 @runtime_checkable

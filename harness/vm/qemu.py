@@ -120,7 +120,9 @@ def qemu_command(qemu: str, launch: QemuLaunch) -> list[str]:
     """The QEMU argv. Runs with cwd = the VM directory (the QMP socket path is relative to it)."""
     # restrict=on: the guest reaches nothing through slirp, the host's own ports included; the
     # one way in is SSH forwarded from the host's loopback, and there is no guestfwd at all.
-    netdev = (f"user,id=n0,restrict=on,"
+    # Only ``harness shell --online-for-debugging`` lifts it (VMOptions.online).
+    restrict = "off" if launch.options.online else "on"
+    netdev = (f"user,id=n0,restrict={restrict},"
               f"hostfwd=tcp:{LOOPBACK}:{launch.ssh_port}-:{GUEST_SSH_PORT}")
     argv = [
         qemu, "-name", f"guest={launch.name}", *launch.accel_args,
@@ -260,6 +262,10 @@ class QemuProvider:
 
     def images(self) -> list[str]:
         return self.store.known()
+
+    def image_digest(self, image: str) -> str:
+        """The build a clone of ``image`` would boot now: its content hash (recipe and builder)."""
+        return self.store.current(image).content_hash
 
     def clone(self, image: str, name: VMName, options: VMOptions | None = None) -> None:
         if not isinstance(name, VMName):

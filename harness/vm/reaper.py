@@ -129,6 +129,8 @@ def _remove(leftover: Leftover, providers: dict[str, Provider], paths: HostPaths
     directory = paths.vms / leftover.name
     if directory.exists():
         _remove_orphan_directory(directory)
+    # A desk VM's logs and host-key pin are useless once it is gone.
+    shutil.rmtree(paths.desk / leftover.name, ignore_errors=True)
 
 
 def _forget_stale_leases(leases: LeaseBook, present: set[str], policy: ReapPolicy) -> None:
@@ -137,6 +139,16 @@ def _forget_stale_leases(leases: LeaseBook, present: set[str], policy: ReapPolic
             continue
         if policy.names and lease.name in policy.names or not lease.owner_is_alive():
             leases.remove(lease.name)
+
+
+def _forget_orphan_desk_logs(paths: HostPaths, present: set[str], leases: LeaseBook) -> None:
+    """Logs of a desk VM that never came to be (its process died waiting for a slot)."""
+    for directory in sorted(paths.desk.glob("*")) if paths.desk.is_dir() else []:
+        name = VMName.parse(directory.name)
+        if name is None or directory.name in present or leases.get(directory.name) is not None:
+            continue
+        if not owner_alive(name.owner_pid, None):
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def reap(
@@ -176,6 +188,7 @@ def reap(
                 present = {str(i.name) for p in providers for i in _safe_list(p)}
                 present |= {d.name for d in paths.vms.glob("*")} if paths.vms.is_dir() else set()
                 _forget_stale_leases(leases, present, policy)
+                _forget_orphan_desk_logs(paths, present, leases)
             return outcomes
     except Timeout:
         say(f"another reaper holds {paths.state / 'reaper.lock'}; skipped")

@@ -45,6 +45,11 @@ DEFAULT_GATEWAY = "192.168.64.1"
 _KNOWN_STATES: frozenset[str] = frozenset({"running", "stopped", "suspended"})
 
 
+# A file in the VM's host directory: this VM runs without Softnet's block (harness shell
+# --online-for-debugging).
+ONLINE_MARKER = "online"
+
+
 @dataclass(frozen=True)
 class SoftnetPolicy:
     """Which Softnet flags cut the guest off; ``mode`` is ``host``, ``gateway`` or ``off``.
@@ -273,6 +278,9 @@ class TartProvider:
                 hint="run `harness gc` to remove leftovers of dead runs",
             )
         self.vm_dir(name).mkdir(parents=True, exist_ok=True)
+        if options is not None and options.online:
+            # Read back by run_command, which runs in start() without the options.
+            (self.vm_dir(name) / ONLINE_MARKER).touch()
         cpu, memory = self.settings.cpu, self.settings.memory_mb
         if options is not None:
             cpu, memory = max(cpu, options.cpus), max(memory, options.memory_mb)
@@ -302,7 +310,7 @@ class TartProvider:
         return [
             self.cli.resolve_binary(), "run", str(name),
             "--no-graphics", "--no-audio", "--no-clipboard",
-            *self.settings.softnet.run_flags(),
+            *([] if (self.vm_dir(name) / ONLINE_MARKER).exists() else self.settings.softnet.run_flags()),
             *self.settings.extra_run_args,
             *(["--suspendable"] if self.warm.suspendable(self.vm_dir(name)) else []),
         ]
