@@ -4,6 +4,8 @@ by the harness's one relay (:mod:`harness.ssh.relay`)."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, ExitStack
+
 from websockets.exceptions import ConnectionClosed, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
@@ -15,8 +17,9 @@ CLOSE_TIMEOUT_S = 2.0
 class WebSocketStream:
     """A client WebSocket as a relay stream: each binary message is a chunk of the byte stream."""
 
-    def __init__(self, ws: ClientConnection) -> None:
-        self._ws = ws
+    def __init__(self, opened: AbstractContextManager[ClientConnection]) -> None:
+        self._stack = ExitStack()
+        self._ws = self._stack.enter_context(opened)
 
     def recv(self, size: int) -> bytes:
         try:
@@ -32,7 +35,7 @@ class WebSocketStream:
             raise OSError(f"the port-forward WebSocket closed: {exc}") from None
 
     def close(self) -> None:
-        self._ws.close()
+        self._stack.close()
 
 
 def port_forward_bridge(ws_url: str, auth: str | None, connect_timeout_s: float) -> Relay:
