@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 TRACE_TAG = "[trace]"
+HARNESS_NOTE = "[killed after"  # what run_step appends when it kills an installer at its timeout
 # Bash repeats PS4's first character once per nesting level (subshells, $(...)).
 TRACE_PS4 = "+ " + TRACE_TAG + " ${BASH_SOURCE##*/}:${LINENO}: "
 _TRACE_RE = re.compile(r"^\++ " + re.escape(TRACE_TAG) + r" (?P<where>[^:]*:\d+): (?P<command>.*)$")
@@ -98,6 +99,8 @@ def diagnose(output: str, exit_code: int | None) -> InstallFailure:
 
 def first_error_index(lines: Sequence[str]) -> int | None:
     for index, line in enumerate(lines):
+        if line.startswith(HARNESS_NOTE):  # the harness's own note, e.g. that it killed the installer
+            continue
         if not is_trace(line) and not _is_file_listing(line) and _ERROR_RE.search(line):
             return index
     return None

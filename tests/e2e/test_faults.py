@@ -32,10 +32,11 @@ from fault_support import (
     wait_until,
 )
 
+from harness.host.slots import SlotPool
 from harness.suite.reference import default_release
 from harness.vm.machine import Machine, MachineSettings
-from harness.vm.qemu import QemuProvider
-from harness.vm.slots import SlotPool
+from harness.vm.provider import VMOptions
+from harness.vm.qemu.provider import QemuProvider
 
 pytestmark = pytest.mark.vm
 
@@ -67,7 +68,7 @@ def start_run(tmp_path: Path) -> Iterator[StartRun]:
 def assert_next_run_works(tmp: Path) -> None:
     """A fresh VM boots and answers on this host right after the fault (slots, leases, images)."""
     settings = MachineSettings(image="linux-debian12", run_id="fltnext", artifacts_root=tmp / "next",
-                               slot_timeout_s=1800)
+                               slot_timeout_s=1800, options=VMOptions(warm=True))
     with Machine(QemuProvider(PATHS), settings, slots=SlotPool(PATHS.slots, 2), say=lambda _t: None) as vm:
         assert vm.run("echo next-run-ok").stdout == "next-run-ok\n"
 

@@ -56,6 +56,8 @@ def test_untraced_failure_uses_the_last_progress_line() -> None:
 
 def test_timeout_and_trace_free_output() -> None:
     assert diagnose("waiting\n", None).headline().startswith("the installer was killed at its timeout")
+    killed = diagnose("tiles install: post-install app-server\n[killed after 900 s]", None)
+    assert killed.first_error == "" and killed.step == "tiles install: post-install app-server"
     assert TRACE_TAG not in without_trace(WRAPPER_FAILURE)
 
 

@@ -15,12 +15,12 @@ from sshd_server import LocalSSHD, sshd_fixture  # noqa: F401 (fixture)
 
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, UsageError
+from harness.host.interrupts import SigtermAsInterrupt, interrupts_deferred
+from harness.host.leases import LeaseBook
+from harness.host.reaper import ReapPolicy, reap
+from harness.host.slots import SlotPool
 from harness.journal import Journal, PhaseRecord, read_journal
-from harness.vm.interrupts import SigtermAsInterrupt, interrupts_deferred
-from harness.vm.leases import LeaseBook
 from harness.vm.machine import Machine, MachineSettings, parse_keep_policy
-from harness.vm.reaper import ReapPolicy, reap
-from harness.vm.slots import SlotPool
 
 
 @pytest.fixture
@@ -242,13 +242,16 @@ def test_a_lost_connection_says_the_vm_is_gone_with_its_console(
     provider: FakeProvider, paths: HostPaths, slots: SlotPool, tmp_path: Path
 ) -> None:
     with _machine(provider, paths, slots, tmp_path) as vm:
-        (paths.vms / str(vm.name) / "serial.log").write_text("Kernel panic - not syncing: sysrq triggered crash\n")
+        trace = "".join(f"[  438.8] register dump line {i}\n" for i in range(100))
+        (paths.vms / str(vm.name) / "serial.log").write_text(
+            "login: ready\nKernel panic - not syncing: sysrq triggered crash\n" + trace)
         provider.stop(vm.name)  # the hypervisor is gone, as after a guest panic with -no-reboot
         vm.ssh._transport.close()  # and with it the connection
         with pytest.raises(InfrastructureError) as caught:
             vm.run("true")
     assert f"VM {vm.name} is no longer running (stopped)" in caught.value.message
-    assert "Kernel panic - not syncing" in caught.value.detail
+    assert "Kernel panic - not syncing" in caught.value.detail  # the cause leads, not the dump
+    assert "login: ready" not in caught.value.detail
 
 
 def test_a_lost_connection_to_a_running_vm_says_only_that(
