@@ -101,6 +101,7 @@ def test_the_wheel_runs_the_suite_and_a_projects_own_check_from_outside_the_chec
                           "--results-dir", str(tmp_path / "suite-results")], project)
     stranger.seconds["harness run"] = round(time.monotonic() - started, 1)
     output = suite.stdout + suite.stderr
+    (tmp_path / "harness-run.txt").write_text(output)  # the run's order and progress lines, kept for a look
     assert suite.returncode == 0, f"harness run failed (exit {suite.returncode}):\n{output[-5000:]}"
     assert f"rootdir: {project}" in output, "pytest did not run with the project's own configuration"
     assert "sign-off: SHIP" in output and "installing ..." in output, output[-3000:]

@@ -106,3 +106,12 @@ def test_a_sigterm_for_harness_alone_reaches_pytest_and_is_waited_for(monkeypatc
     before = signal.getsignal(signal.SIGTERM)
     assert run_command.execute(None) == 7  # type: ignore[arg-type]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_outside_a_checkout_a_bare_run_says_to_pass_a_release(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    """An installed wheel has no reference release: a run without --release says what to pass."""
+    monkeypatch.setattr(run_command, "release_dir", lambda: tmp_path / "no-checkout-here")
+    with pytest.raises(UsageError, match="only in a checkout") as info:
+        make_plan(parse())
+    assert "harness run --release PATH" in info.value.hint
