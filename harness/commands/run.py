@@ -42,7 +42,7 @@ class RunPlan:
     update_goldens: bool
     select: str | None
     pytest_args: tuple[str, ...]
-    warm: bool = True  # --warm/--cold (harness.vm.warm)
+    warm: bool = True  # --warm/--cold (harness.vm.qemu.warm)
     upgrade_from: Path | None = None  # the previous release, for the upgrade check
     conditions: tuple[str, ...] = ()  # the profile's install conditions to add ('all': every one)
     variants: tuple[str, ...] = ()  # --profile-variant: forced instead of picked by version and OS
@@ -135,9 +135,9 @@ def reference_release() -> Path:
 def prepare(plan: RunPlan) -> None:
     """Build missing Linux base images (cached by recipe hash: a no-op when current)."""
     from harness.config import HostPaths
-    from harness.vm.images import ImageStore
+    from harness.images import image_store
 
-    store = ImageStore(HostPaths.from_env())
+    store = image_store(HostPaths.from_env())
     known = set(store.known())
     for image in plan.images:
         if image in known:

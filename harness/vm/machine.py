@@ -21,13 +21,13 @@ from typing import Literal, Self, get_args
 
 from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError, RemoteTimeout, UsageError
+from harness.host.interrupts import SigtermAsInterrupt, interrupts_deferred
+from harness.host.leases import Lease, LeaseBook
+from harness.host.slots import Slot, SlotPool
 from harness.host.watchdog import Watchdog
 from harness.journal import Journal, PhaseRecord
 from harness.ssh import CommandResult, SSHTransport, Transfer, ssh_command
-from harness.vm.interrupts import SigtermAsInterrupt, interrupts_deferred
-from harness.vm.leases import Lease, LeaseBook
 from harness.vm.provider import Provider, SSHEndpoint, VMName, VMOptions
-from harness.vm.slots import Slot, SlotPool
 
 KeepPolicy = Literal["never", "on-failure", "always"]
 KEEP_POLICIES: tuple[str, ...] = get_args(KeepPolicy)

@@ -79,7 +79,7 @@ class VMOptions:
     capture_traffic: bool = False
     # Where the capture goes; None = the provider's per-VM directory (gone after delete).
     pcap_path: Path | None = None
-    # Start from a saved running machine where the provider can (qemu: harness.vm.warm; tart:
+    # Start from a saved running machine where the provider can (qemu: harness.vm.qemu.warm; tart:
     # suspend/resume); a provider that cannot, or a restore that fails, boots cold instead.
     warm: bool = False
     # Leave the guest's network open (``harness shell --online-for-debugging``). Never set by the

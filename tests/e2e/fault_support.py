@@ -18,11 +18,11 @@ import psutil
 import pytest
 
 from harness.config import HostPaths
+from harness.host.leases import LeaseBook
+from harness.host.slots import SlotPool
 from harness.ssh import SSHTransport
-from harness.vm.leases import LeaseBook
 from harness.vm.provider import VMName
-from harness.vm.qemu import QemuProvider
-from harness.vm.slots import SlotPool
+from harness.vm.qemu.provider import QemuProvider
 
 PATHS = HostPaths.from_env()
 HARNESS = [sys.executable, "-m", "harness.cli"]

@@ -32,11 +32,11 @@ from fault_support import (
     wait_until,
 )
 
+from harness.host.slots import SlotPool
 from harness.suite.reference import default_release
 from harness.vm.machine import Machine, MachineSettings
 from harness.vm.provider import VMOptions
-from harness.vm.qemu import QemuProvider
-from harness.vm.slots import SlotPool
+from harness.vm.qemu.provider import QemuProvider
 
 pytestmark = pytest.mark.vm
 

@@ -23,7 +23,7 @@ from test_tart_standin import GOLDEN, _suite_env, standin  # noqa: F401  (standi
 
 from harness.journal import read_journal
 from harness.release_name import parse_release_name
-from harness.vm.tart_standin.testing import StandinHome
+from harness.testing import StandinHome
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW = REPO / ".github" / "workflows" / "nightly.yml"

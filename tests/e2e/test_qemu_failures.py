@@ -25,11 +25,11 @@ from qemu_e2e_support import (  # noqa: F401  (fixtures)
 )
 
 from harness.errors import BootTimeout, InfrastructureError
-from harness.vm import qemu as qemu_module
+from harness.host.slots import SlotPool
 from harness.vm.machine import Machine, MachineSettings
 from harness.vm.provider import VMName
-from harness.vm.qemu import QemuProvider
-from harness.vm.slots import SlotPool
+from harness.vm.qemu import provider as qemu_module
+from harness.vm.qemu.provider import QemuProvider
 
 pytestmark = pytest.mark.vm
 

@@ -1,7 +1,7 @@
 """The tart provider end to end on this Linux host, through the tart STAND-IN backed by QEMU.
 
 Every "tart VM" here is a real Debian guest booted by the QEMU provider behind the stand-in's
-``tart`` command line; the harness drives it only through :class:`harness.vm.tart.TartProvider`.
+``tart`` command line; the harness drives it only through :class:`harness.vm.tart.provider.TartProvider`.
 What this proves: the provider's code path (clone, random MAC, detached run, ip, SSH proof, first
 password login, key install, stop, delete) and the whole portability suite work through it.
 What it cannot prove: anything about macOS or Apple's tart itself (see harness/vm_images/macos/README.md).
@@ -23,11 +23,12 @@ from harness.config import HostPaths
 from harness.journal import read_journal
 from harness.ssh import SSHTransport
 from harness.suite.reference import default_release, variant_release
+from harness.testing import StandinHome
+from harness.testing.tart_standin.guests import STANDIN_RUN_ID
 from harness.vm.provider import VMName
 from harness.vm.registry import get_provider
-from harness.vm.tart import TartProvider, TartSettings
-from harness.vm.tart_standin.guests import STANDIN_RUN_ID
-from harness.vm.tart_standin.testing import StandinHome
+from harness.vm.tart.cli import TartSettings
+from harness.vm.tart.provider import TartProvider
 
 pytestmark = [pytest.mark.vm]
 

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from harness.config import HostPaths
-from harness.vm.images import ImageStore, recipe_hash
+from harness.images import image_store
+from harness.images.recipe import recipe_hash
+from harness.images.store import ImageStore
 from tests.needs import unavailable
 
 TINY_RECIPE = """
@@ -71,7 +73,7 @@ def fake_images(tmp_path: Path) -> FakeImages:
     paths = HostPaths(cache=tmp_path / "cache", state=tmp_path / "state")
     recipes_root = tmp_path / "vm_images"
     write_recipe(recipes_root)
-    return FakeImages(paths=paths, store=ImageStore(paths, recipes_root), recipes_root=recipes_root)
+    return FakeImages(paths=paths, store=image_store(paths, recipes_root), recipes_root=recipes_root)
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 SHIM_TEMPLATE = """#!/bin/sh
-# THE TART STAND-IN (Linux, QEMU-backed), not tart. Written by harness.vm.tart_standin.shim.
-exec {python} -m harness.vm.tart_standin "$@"
+# THE TART STAND-IN (Linux, QEMU-backed), not tart. Written by harness.testing.tart_standin.shim.
+exec {python} -m harness.testing.tart_standin "$@"
 """
 
 

@@ -29,9 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
-from harness.vm.tart_standin.guests import Guest
-from harness.vm.tart_standin.loopback import LoopbackSSHGuest
-from harness.vm.tart_standin.network import hang_up
+from harness.testing.tart_standin.guests import Guest
+from harness.testing.tart_standin.loopback import LoopbackSSHGuest
+from harness.testing.tart_standin.network import hang_up
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 REQUIRED_SPEC_FIELDS = ("name", "image")

@@ -25,7 +25,7 @@ from typing import Literal
 
 from harness.config import HostPaths
 from harness.errors import InfrastructureError, UsageError
-from harness.vm.host_tools import require_tool
+from harness.host.tools import require_tool
 
 AccelName = Literal["kvm", "tcg"]
 ACCEL_ENV = "HARNESS_ACCEL"

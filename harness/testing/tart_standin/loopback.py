@@ -62,7 +62,7 @@ class _Server(paramiko.ServerInterface):
 
 
 class LoopbackSSHGuest:
-    """Implements :class:`harness.vm.tart_standin.guests.Guest` with the server above."""
+    """Implements :class:`harness.testing.tart_standin.guests.Guest` with the server above."""
 
     def __init__(self, user: str, password: str) -> None:
         self.user, self.password = user, password

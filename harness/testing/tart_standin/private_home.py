@@ -14,8 +14,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.vm.tart_standin.home import TartHome
-from harness.vm.tart_standin.shim import write_shim
+from harness.testing.tart_standin.home import TartHome
+from harness.testing.tart_standin.shim import write_shim
 
 
 @dataclass

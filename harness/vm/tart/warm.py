@@ -2,7 +2,7 @@
 
 NOT RUN ON APPLE HARDWARE: this host has no Mac. It follows tart's sources (``Run.swift``,
 ``Suspend.swift``, ``VMDirectory.swift``, ``Clone.swift``) and is exercised through the tart
-stand-in (``harness.vm.tart_standin``), which mirrors those rules:
+stand-in (``harness.testing.tart_standin``), which mirrors those rules:
 - ``tart run --suspendable`` leaves out the devices that cannot be saved (audio, entropy);
   only macOS VMs can be suspended, and not with ``--dir`` shares;
 - ``tart suspend NAME`` signals the ``tart run`` process (SIGUSR1) and returns at once; that
@@ -36,18 +36,44 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import Protocol, cast
 
 import paramiko
 from filelock import FileLock, Timeout
 
+from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError
-from harness.vm.provider import SSHEndpoint, VMName
-from harness.vm.warm_agent import Personalization
-from harness.vm.warm_plan import StartMode, WarmPlan, planned_start_mode, record_fallback
+from harness.vm.provider import SSHEndpoint, VMInfo, VMName
+from harness.vm.tart.cli import TartCLI, TartSettings
+from harness.vm.tart.macos_login import RunKey
+from harness.warm.personalization import Personalization
+from harness.warm.plan import StartMode, WarmPlan, planned_start_mode, record_fallback
 
-if TYPE_CHECKING:
-    from harness.vm.tart import TartProvider
+
+class TemplateMachines(Protocol):
+    """What warm starts need from the tart provider: its command line and settings, and a VM's
+    life cycle (a template is an ordinary tart VM). A protocol, so this module need not import it."""
+
+    settings: TartSettings
+    paths: HostPaths
+    cli: TartCLI
+
+    def vm_dir(self, name: VMName | str) -> Path: ...
+
+    def key_for(self, name: VMName | str) -> RunKey: ...
+
+    def list(self) -> list[VMInfo]: ...
+
+    def start(self, name: VMName) -> None: ...
+
+    def wait_ready(self, name: VMName, timeout_s: float) -> SSHEndpoint: ...
+
+    def stop(self, name: VMName, timeout_s: float = 30.0) -> None: ...
+
+    def delete(self, name: VMName) -> None: ...
+
+    def console_tail(self, name: VMName | str, lines: int = 60) -> str: ...
+
 
 TEMPLATE_PREFIX = "hnswarm-"
 RESTORED_TEXT = "restoring VM state from a snapshot"
@@ -113,13 +139,13 @@ class TartWarmStarts:
 
     # -- clone --------------------------------------------------------------------------------
 
-    def key(self, provider: TartProvider, image: str, cpu: int, memory_mb: int) -> TemplateKey:
+    def key(self, provider: TemplateMachines, image: str, cpu: int, memory_mb: int) -> TemplateKey:
         result = provider.cli("--version", timeout_s=provider.settings.command_timeout_s)
         version = result.stdout.strip() or "unknown"
         flags = (*provider.settings.softnet.run_flags(), *provider.settings.extra_run_args)
         return TemplateKey(image=image, tart_version=version, cpu=cpu, memory_mb=memory_mb, run_flags=flags)
 
-    def source_for_clone(self, provider: TartProvider, image: str, name: VMName, cpu: int,
+    def source_for_clone(self, provider: TemplateMachines, image: str, name: VMName, cpu: int,
                          memory_mb: int) -> str | None:
         """The suspended template ``name`` should be cloned from, built if missing; None (after a
         warning) when there is none to be had, and the clone boots cold."""
@@ -138,7 +164,7 @@ class TartWarmStarts:
         WarmPlan(role="clone", snapshot=template, key=key.digest).save(vm_dir)
         return template
 
-    def _free_template(self, provider: TartProvider, key: TemplateKey) -> str:
+    def _free_template(self, provider: TemplateMachines, key: TemplateKey) -> str:
         """A template no other live clone came from: two running VMs on one MAC would make tart
         throw the second one's saved state away."""
         live = {vm.name for vm in provider.list()}
@@ -152,7 +178,7 @@ class TartWarmStarts:
                 return key.template(index)
         return key.template(0)  # all busy: this clone will boot cold (tart's MAC rule), say so later
 
-    def _ensure_template(self, provider: TartProvider, image: str, key: TemplateKey, template: str) -> None:
+    def _ensure_template(self, provider: TemplateMachines, image: str, key: TemplateKey, template: str) -> None:
         self.lock_dir.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.lock_dir / f"{template}.lock"), timeout=LOCK_TIMEOUT_S)
         try:
@@ -169,12 +195,12 @@ class TartWarmStarts:
                                       hint=f"look for a hung builder holding {lock.lock_file}") from exc
 
     @staticmethod
-    def _remove_outdated(provider: TartProvider, key: TemplateKey, states: Mapping[str, str]) -> None:
+    def _remove_outdated(provider: TemplateMachines, key: TemplateKey, states: Mapping[str, str]) -> None:
         for name, state in states.items():
             if key.outdated(name) and state != "running":
                 provider.delete(cast(VMName, name))
 
-    def _build(self, provider: TartProvider, image: str, key: TemplateKey, template: str) -> None:
+    def _build(self, provider: TemplateMachines, image: str, key: TemplateKey, template: str) -> None:
         """Clone, give it its own MAC and hardware, boot it suspendable, log in once, suspend."""
         name = cast(VMName, template)
         vm_dir = provider.vm_dir(template)
@@ -195,7 +221,7 @@ class TartWarmStarts:
             raise
 
     @staticmethod
-    def _suspend(provider: TartProvider, template: str) -> None:
+    def _suspend(provider: TemplateMachines, template: str) -> None:
         result = provider.cli("suspend", template, timeout_s=provider.settings.command_timeout_s)
         if result.returncode != 0:
             raise InfrastructureError(f"`tart suspend {template}` failed (exit {result.returncode})",
@@ -220,7 +246,7 @@ class TartWarmStarts:
         plan = WarmPlan.load(vm_dir)
         return plan is not None and plan.role in ("template", "clone")
 
-    def after_ready(self, provider: TartProvider, name: VMName, endpoint: SSHEndpoint) -> SSHEndpoint:
+    def after_ready(self, provider: TemplateMachines, name: VMName, endpoint: SSHEndpoint) -> SSHEndpoint:
         """For a warm clone: did tart really resume it? If so, personalise it; if not, say so."""
         vm_dir = provider.vm_dir(name)
         plan = WarmPlan.load(vm_dir)
@@ -245,7 +271,7 @@ class TartWarmStarts:
         return planned_start_mode(vm_dir, requested)
 
 
-def _guest_os(provider: TartProvider, image: str) -> str | None:
+def _guest_os(provider: TemplateMachines, image: str) -> str | None:
     """``tart get``'s OS of a local image; None when tart cannot say (e.g. not pulled yet)."""
     result = provider.cli("get", image, "--format", "json", timeout_s=provider.settings.command_timeout_s)
     try:

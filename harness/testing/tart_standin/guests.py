@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import paramiko
 
+from harness.testing.tart_standin.home import StandinError
 from harness.vm.provider import Provider, VMName, VMOptions
-from harness.vm.tart_standin.home import StandinError
 
 STANDIN_RUN_ID = "standin"
 
@@ -141,7 +141,7 @@ def make_guest(config: dict[str, Any], warm: bool = False) -> Guest:
     if backend == "idle":
         return IdleGuest()
     if backend == "loopback":
-        from harness.vm.tart_standin.loopback import LoopbackSSHGuest
+        from harness.testing.tart_standin.loopback import LoopbackSSHGuest
 
         return LoopbackSSHGuest(user, password)
     if backend != "qemu":

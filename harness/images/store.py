@@ -1,117 +1,32 @@
-"""The catalogue of base images: recipes in ``harness/vm_images/`` (shipped in the package), their
-content hashes, and the builds in the cache (``HostPaths.images/<name>/<hash>/``).
+"""The cache of built base images (``HostPaths.images/<name>/<hash>/``): which build of a recipe is
+current, building a missing one (one builder at a time, under a file lock) and pruning stale ones.
 
-A recipe is a directory ``harness/vm_images/linux/<variant>/`` holding ``recipe.toml``; its image name is
-``linux-<variant>``. Its content hash covers every file of the directory except ``*.md`` plus
-``BUILDER_VERSION``, so editing the recipe (or the way it is built) yields a new image while
-documentation edits do not. Builds are made by ``harness.vm.image_build``; this module only finds,
-describes and lists them, and serialises builders with a file lock.
+The store does not know how an image is built: the builder is handed in (``harness.images.image_store``
+wires in :func:`harness.images.build.build_image`), so looking images up never pulls in the build
+pipeline and tests can hand in their own.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
-import os
 import shutil
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-import harness
 from harness.config import HostPaths
 from harness.errors import UsageError
+from harness.images.recipe import Recipe, default_recipes_root, discover_recipes
 
-# Bump when harness/vm/image_build.py changes what it puts into an image.
-BUILDER_VERSION = "1"
-RECIPE_FILE = "recipe.toml"
 MANIFEST_FILE = "manifest.json"
-HASH_LENGTH = 16
 BUILD_LOCK_TIMEOUT_S = 45 * 60.0  # a cold build takes a few minutes; waiting longer means a hang
 
 Progress = Callable[[str], None]
-
-
-def default_recipes_root() -> Path:
-    """The recipes shipped inside the harness package, or ``$HARNESS_VM_IMAGES``."""
-    override = os.environ.get("HARNESS_VM_IMAGES")
-    if override:
-        return Path(override)
-    return Path(harness.__file__).resolve().parent / "vm_images"
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """One parsed ``recipe.toml`` and the directory it sits in."""
-
-    name: str
-    directory: Path
-    description: str
-    suite: str
-    arch: str
-    variant: str
-    user: str
-    disk_size_mb: int
-    kernel_cmdline: str
-    packages: tuple[str, ...]
-    forbidden_packages: tuple[str, ...]
-    forbidden_binaries: tuple[str, ...]
-    initrd_must_contain: tuple[str, ...]
-
-    @classmethod
-    def load(cls, name: str, directory: Path) -> Recipe:
-        path = directory / RECIPE_FILE
-        try:
-            data = tomllib.loads(path.read_text())["image"]
-            return cls(
-                name=name,
-                directory=directory,
-                description=str(data.get("description", "")),
-                suite=str(data["suite"]),
-                arch=str(data["arch"]),
-                variant=str(data.get("variant", "minbase")),
-                user=str(data["user"]),
-                disk_size_mb=int(data["disk_size_mb"]),
-                kernel_cmdline=str(data["kernel_cmdline"]),
-                packages=tuple(data["packages"]),
-                forbidden_packages=tuple(data.get("forbidden_packages", ())),
-                forbidden_binaries=tuple(data.get("forbidden_binaries", ())),
-                initrd_must_contain=tuple(data.get("initrd_must_contain", ())),
-            )
-        except (KeyError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
-            raise UsageError(
-                f"image recipe {path} is malformed: {exc!r}",
-                hint=f"compare it with {default_recipes_root() / 'linux' / 'debian12' / RECIPE_FILE}",
-            ) from exc
-
-    @property
-    def content_hash(self) -> str:
-        return recipe_hash(self.directory)
-
-
-def recipe_hash(directory: Path) -> str:
-    """Hash of the recipe's files (path, executable bit, content) and the builder version."""
-    digest = hashlib.sha256(f"builder {BUILDER_VERSION}\n".encode())
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        relative = path.relative_to(directory).as_posix()
-        if relative.endswith(".md") or "__pycache__" in relative:
-            continue
-        executable = "x" if os.access(path, os.X_OK) else "-"
-        content = hashlib.sha256(path.read_bytes()).hexdigest()
-        digest.update(f"{relative}\0{executable}\0{content}\n".encode())
-    return digest.hexdigest()[:HASH_LENGTH]
-
-
-def discover_recipes(root: Path) -> dict[str, Path]:
-    """Image name -> recipe directory, for every ``<root>/linux/<variant>/recipe.toml``."""
-    found: dict[str, Path] = {}
-    for recipe_file in sorted(root.glob(f"linux/*/{RECIPE_FILE}")):
-        found[f"linux-{recipe_file.parent.name}"] = recipe_file.parent
-    return found
+# Builds one recipe into <image root>/<content hash>/ and returns the finished build.
+Builder = Callable[[Recipe, Path, Progress], "BuiltImage"]
 
 
 @dataclass(frozen=True)
@@ -181,8 +96,9 @@ class ImageListing:
 class ImageStore:
     """Recipes on one side, cached builds on the other; answers "which image do I boot?"."""
 
-    def __init__(self, paths: HostPaths, recipes_root: Path | None = None) -> None:
+    def __init__(self, paths: HostPaths, recipes_root: Path | None = None, *, builder: Builder) -> None:
         self.paths = paths
+        self.builder = builder
         self.recipes_root = recipes_root or default_recipes_root()
 
     def known(self) -> list[str]:
@@ -224,9 +140,6 @@ class ImageStore:
         ``force`` rebuilds the current hash in place, so it refuses while a VM (whose overlay reads
         that base disk) still exists: ``in_use`` says which base disks VMs point at.
         """
-        # Imported here: building pulls in the whole build pipeline, looking up does not.
-        from harness.vm.image_build import build_image
-
         recipe = self.recipe(name)
         if not force and (built := self.find(name, recipe.content_hash)) is not None:
             return built
@@ -242,7 +155,7 @@ class ImageStore:
                         f"cannot rebuild {name} {existing.content_hash}: VMs still use it as their base disk",
                         hint="delete those VMs first ('harness gc'), or change the recipe to build a new image",
                     )
-                return build_image(recipe, self.image_root(name), progress or (lambda _msg: None))
+                return self.builder(recipe, self.image_root(name), progress or (lambda _msg: None))
         except Timeout as exc:
             raise UsageError(
                 f"waited {BUILD_LOCK_TIMEOUT_S:.0f}s for another build of '{name}' to finish",

@@ -35,33 +35,54 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError
+from harness.host.tools import require_tool
 from harness.host.watchdog import Watchdog
-from harness.vm.host_tools import require_tool
-from harness.vm.images import BuiltImage
-from harness.vm.provider import VMName, VMOptions
-from harness.vm.qmp import QMPClient, connect_unix
-from harness.vm.warm_agent import (
+from harness.images.store import BuiltImage
+from harness.vm.provider import SSHEndpoint, VMName, VMOptions
+from harness.vm.qemu import accel as qemu_accel
+from harness.vm.qemu.launch import QemuLaunch, qemu_command
+from harness.vm.qemu.qmp import QMPClient, connect_unix
+from harness.vm.qemu.snapshots import BackgroundChecksum, Snapshot, SnapshotKey, SnapshotStore
+from harness.vm.qemu.warm_agent import (
     AGENT_SCRIPT,
     AGENT_SOCKET,
     TEMPLATE_PREPARE,
-    Personalization,
     check_agent_reply,
     warm_devices,
 )
-from harness.vm.warm_plan import (
+from harness.warm.personalization import Personalization
+from harness.warm.plan import (
     StartMode,
     WarmPlan,
     WarmRestoreFailed,
     planned_start_mode,
     record_fallback,
 )
-from harness.vm.warm_snapshots import BackgroundChecksum, Snapshot, SnapshotKey, SnapshotStore
 
-if TYPE_CHECKING:
-    from harness.vm.qemu import QemuProvider
+
+class TemplateMachines(Protocol):
+    """What warm starts need from the QEMU provider: its host paths and a VM's life cycle (the
+    template is an ordinary VM of that provider). A protocol, so this module need not import it."""
+
+    name: str
+    paths: HostPaths
+
+    def vm_dir(self, name: VMName | str) -> Path: ...
+
+    def clone(self, image: str, name: VMName, options: VMOptions | None = None) -> None: ...
+
+    def start(self, name: VMName) -> None: ...
+
+    def wait_ready(self, name: VMName, timeout_s: float) -> SSHEndpoint: ...
+
+    def stop(self, name: VMName, timeout_s: float = 30.0) -> None: ...
+
+    def delete(self, name: VMName) -> None: ...
+
 
 TEMPLATE_RUN_ID = "warm"
 TEMPLATE_BOOT_TIMEOUT_S = 900.0
@@ -83,23 +104,18 @@ class WarmStarts:
 
     # -- clone --------------------------------------------------------------------------------
 
-    def snapshot_key(self, provider: QemuProvider, built: BuiltImage, options: VMOptions) -> SnapshotKey:
-        from harness.vm.accel import ACCEL_ENV
-
+    def snapshot_key(self, provider: TemplateMachines, built: BuiltImage, options: VMOptions) -> SnapshotKey:
         binary = Path(require_tool("qemu-system-x86_64", "boot Linux guests"))
         installed = binary.stat()  # an upgrade in mid-run changes these
         memo = (built.directory, options.cpus, options.memory_mb, str(binary), installed.st_mtime_ns,
-                installed.st_size, os.environ.get(ACCEL_ENV, ""))
+                installed.st_size, os.environ.get(qemu_accel.ACCEL_ENV, ""))
         if memo not in self._keys:
             self._keys[memo] = self._work_out_key(provider, built, options, binary)
         return self._keys[memo]
 
     @staticmethod
-    def _work_out_key(provider: QemuProvider, built: BuiltImage, options: VMOptions, binary: Path) -> SnapshotKey:
-        from harness.vm.accel import choose_accel, qemu_version
-        from harness.vm.qemu import QemuLaunch, qemu_command
-
-        accel = choose_accel(provider.paths, built.kernel)
+    def _work_out_key(provider: TemplateMachines, built: BuiltImage, options: VMOptions, binary: Path) -> SnapshotKey:
+        accel = qemu_accel.choose_accel(provider.paths, built.kernel)
         # The clone's command line with everything per-VM replaced by a constant.
         launch = QemuLaunch(
             name="warm", vm_dir=Path("/vm"), kernel=built.kernel, initrd=built.initrd,
@@ -107,11 +123,11 @@ class WarmStarts:
             options=VMOptions(cpus=options.cpus, memory_mb=options.memory_mb), extra_args=warm_devices(),
         )
         signature = hashlib.sha256("\0".join(qemu_command("qemu", launch)).encode()).hexdigest()
-        version = qemu_version(str(binary))
+        version = qemu_accel.qemu_version(str(binary))
         return SnapshotKey(image=built.name, image_hash=built.content_hash, qemu_version=version,
                            accel=accel.name, launch_signature=signature)
 
-    def prepare_clone(self, provider: QemuProvider, image: str, built: BuiltImage,
+    def prepare_clone(self, provider: TemplateMachines, image: str, built: BuiltImage,
                       options: VMOptions, vm_dir: Path) -> Path:
         """The disk a new clone's overlay sits on: the snapshot's frozen layer, or (after a warning)
         the clean base image when no snapshot can be had."""
@@ -264,7 +280,7 @@ def _tail(path: Path, chars: int = 600) -> str:
 # ---------------------------------------------------------------- building a snapshot
 
 
-def build_snapshot(provider: QemuProvider, image: str, options: VMOptions, work: Path) -> None:
+def build_snapshot(provider: TemplateMachines, image: str, options: VMOptions, work: Path) -> None:
     """Boot a template VM cold, prepare it, save it into ``work/state`` and keep its disk as
     ``work/disk.qcow2``. The template is an ordinary harness VM meanwhile (the reaper removes it if
     this process dies; so does its own watchdog, at once)."""
@@ -276,7 +292,7 @@ def build_snapshot(provider: QemuProvider, image: str, options: VMOptions, work:
         watchdog.release(str(name))
 
 
-def _build_template(provider: QemuProvider, image: str, name: VMName, template_options: VMOptions,
+def _build_template(provider: TemplateMachines, image: str, name: VMName, template_options: VMOptions,
                     work: Path) -> None:
     from harness.ssh import SSHTransport
 
@@ -304,7 +320,7 @@ def _build_template(provider: QemuProvider, image: str, name: VMName, template_o
         provider.delete(name)
 
 
-def _save_running_machine(provider: QemuProvider, name: VMName, state: Path) -> None:
+def _save_running_machine(provider: TemplateMachines, name: VMName, state: Path) -> None:
     vm_dir = provider.vm_dir(name)
     with QMPClient(vm_dir / "qmp.sock", timeout_s=10.0) as qmp:
         qmp.execute("stop")

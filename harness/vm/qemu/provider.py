@@ -12,7 +12,7 @@ One VM = one directory ``HostPaths.vms/<name>/`` holding everything about it:
 
 Nothing is kept in memory that another process would need: ``list``/``stop``/``delete`` work
 from a different process (the reaper, ``harness gc``) from these files alone. A warm start
-(issue 8, :mod:`harness.vm.warm`) restores a clone from a saved machine: three hooks below (the
+(issue 8, :mod:`harness.vm.qemu.warm`) restores a clone from a saved machine: three hooks below (the
 overlay's backing disk in ``clone``, extra arguments and ``resume`` in ``start``) and a cold boot
 when restoring fails.
 """
@@ -23,7 +23,6 @@ import json
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -33,17 +32,18 @@ import psutil
 
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, UsageError
-from harness.vm.accel import choose_accel
-from harness.vm.host_tools import require_tool
-from harness.vm.images import BuiltImage, ImageStore, utc_now
+from harness.host.tools import require_tool
+from harness.images import image_store
+from harness.images.store import BuiltImage, ImageStore, utc_now
 from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMOptions, VMState
-from harness.vm.qmp import QMPClient
-from harness.vm.warm import WarmStarts
-from harness.vm.warm_plan import StartMode, WarmRestoreFailed
+from harness.vm.qemu.accel import choose_accel
+from harness.vm.qemu.launch import QemuLaunch, qemu_command
+from harness.vm.qemu.network import LOOPBACK, free_loopback_port, read_ssh_banner
+from harness.vm.qemu.qmp import QMPClient
+from harness.vm.qemu.warm import WarmStarts
+from harness.warm.plan import StartMode, WarmRestoreFailed
 
 PROVIDER_NAME = "qemu"
-LOOPBACK = "127.0.0.1"
-GUEST_SSH_PORT = 22
 SSH_BANNER = b"SSH-2.0-"
 PORT_ATTEMPTS = 5
 QMP_UP_TIMEOUT_S = 30.0
@@ -54,10 +54,6 @@ CONSOLE_READ_BYTES = 256 * 1024
 # ESC c, ESC 7 ...), then stray control bytes: the tail goes into error messages and reports.
 ANSI_ESCAPE = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[0-~]|[\x00-\x08\x0b-\x1f\x7f]")
 PORT_IN_USE = re.compile(r"host ?forward", re.IGNORECASE)
-# A guest kernel that panics reboots at once, which -no-reboot turns into QEMU exiting: the SSH
-# connection then drops and the step fails in seconds, instead of waiting out its timeout
-# against a frozen guest.
-PANIC_EXITS = "panic=-1"
 
 
 @dataclass(frozen=True)
@@ -82,92 +78,6 @@ class VMRecord:
         return VMOptions(**raw, pcap_path=Path(str(pcap)) if pcap else None)  # type: ignore[arg-type]
 
 
-@dataclass(frozen=True)
-class QemuLaunch:
-    """Everything that goes on one QEMU command line; a pure value, so it is unit-testable."""
-
-    name: str
-    vm_dir: Path
-    kernel: Path
-    initrd: Path
-    kernel_cmdline: str
-    ssh_port: int
-    accel_args: tuple[str, ...]
-    options: VMOptions
-    extra_args: tuple[str, ...] = ()  # warm starts: agent channel, vmgenid, -incoming
-
-    @property
-    def overlay(self) -> Path:
-        return self.vm_dir / "overlay.qcow2"
-
-    @property
-    def serial_log(self) -> Path:
-        return self.vm_dir / "serial.log"
-
-    @property
-    def pcap(self) -> Path | None:
-        if not self.options.capture_traffic:
-            return None
-        return self.options.pcap_path or self.vm_dir / "traffic.pcap"
-
-
-def option_path(path: Path) -> str:
-    """A path inside a QEMU ``key=value,...`` option: a literal comma is written twice."""
-    return str(path).replace(",", ",,")
-
-
-def qemu_command(qemu: str, launch: QemuLaunch) -> list[str]:
-    """The QEMU argv. Runs with cwd = the VM directory (the QMP socket path is relative to it)."""
-    # restrict=on: the guest reaches nothing through slirp, the host's own ports included; the
-    # one way in is SSH forwarded from the host's loopback, and there is no guestfwd at all.
-    # Only ``harness shell --online-for-debugging`` lifts it (VMOptions.online).
-    restrict = "off" if launch.options.online else "on"
-    netdev = (f"user,id=n0,restrict={restrict},"
-              f"hostfwd=tcp:{LOOPBACK}:{launch.ssh_port}-:{GUEST_SSH_PORT}")
-    argv = [
-        qemu, "-name", f"guest={launch.name}", *launch.accel_args,
-        "-smp", str(launch.options.cpus), "-m", str(launch.options.memory_mb),
-        "-nodefaults", "-display", "none", "-no-reboot",
-        "-serial", f"file:{option_path(launch.serial_log)}",
-        "-kernel", str(launch.kernel), "-initrd", str(launch.initrd),
-        "-append", f"{launch.kernel_cmdline} {PANIC_EXITS}",
-        # cache=unsafe: the overlay is thrown away, so flushes buy nothing but time.
-        "-drive", f"file={option_path(launch.overlay)},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
-        "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",
-        "-device", "virtio-rng-pci",
-        "-chardev", "socket,id=qmp,path=qmp.sock,server=on,wait=off",
-        "-mon", "chardev=qmp,mode=control",
-    ]
-    argv += launch.extra_args
-    if launch.pcap is not None:
-        argv += ["-object", f"filter-dump,id=dump0,netdev=n0,file={option_path(launch.pcap)}"]
-    return argv
-
-
-def free_loopback_port() -> int:
-    """A port that was free a moment ago; QEMU may still lose a race for it (start retries)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        return int(sock.getsockname()[1])
-
-
-def read_ssh_banner(port: int, timeout_s: float) -> bytes:
-    """The first line the guest's sshd sends, or b"" (slirp accepts a TCP connection even when
-    nothing listens in the guest, then closes it: only the banner proves sshd is up)."""
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=timeout_s) as sock:
-            sock.settimeout(timeout_s)
-            data = b""
-            while b"\n" not in data and len(data) < 256:
-                chunk = sock.recv(256)
-                if not chunk:
-                    break
-                data += chunk
-            return data
-    except OSError:
-        return b""
-
-
 def clean_console(raw: bytes, lines: int) -> str:
     text = ANSI_ESCAPE.sub(b"", raw.replace(b"\r\n", b"\n")).decode(errors="replace")
     return "\n".join(text.splitlines()[-lines:])
@@ -180,7 +90,7 @@ class QemuProvider:
 
     def __init__(self, paths: HostPaths | None = None, store: ImageStore | None = None) -> None:
         self.paths = paths or HostPaths.from_env()
-        self.store = store or ImageStore(self.paths)
+        self.store = store or image_store(self.paths)
         self.warm = WarmStarts()
         # QEMU children started by this object, reaped on stop so they never linger as zombies.
         self._children: dict[str, subprocess.Popen[bytes]] = {}

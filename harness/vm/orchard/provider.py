@@ -11,7 +11,7 @@ Mapping onto the provider life cycle: ``clone`` = create (the worker starts it r
 ``start`` = wait until running, ``stop`` = close the bridge (Orchard has no stop short of delete),
 ``delete`` = DELETE. Nothing here has run against a real Orchard: it is tested against the
 documented request and response shapes served by the Orchard stand-in in
-``harness.vm.tart_standin.orchard_api``.
+``harness.testing.orchard_standin``.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from websockets.exceptions import WebSocketException
 
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, UsageError
-from harness.vm.macos_login import RunKey, ensure_key_login, probe_ssh
 from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMOptions, VMState
+from harness.vm.tart.macos_login import RunKey, ensure_key_login, probe_ssh
 
 GUEST_SSH_PORT = 22
 

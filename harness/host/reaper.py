@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 
 from harness.config import HostPaths
 from harness.errors import HarnessError
-from harness.vm.leases import Lease, LeaseBook, owner_alive
+from harness.host.leases import Lease, LeaseBook, owner_alive
 from harness.vm.provider import Provider, VMInfo, VMName
 
 STOP_TIMEOUT_S = 0.0  # leftovers are discarded: no graceful shutdown

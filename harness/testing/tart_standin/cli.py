@@ -19,9 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from harness.vm.tart_standin import STANDIN_BANNER
-from harness.vm.tart_standin.home import DEFAULT_DISK_GB, StandinError, TartHome, VMDir, random_mac
-from harness.vm.tart_standin.network import SoftnetRuleError, SoftnetRules, parse_version
+from harness.testing.tart_standin import STANDIN_BANNER
+from harness.testing.tart_standin.home import (
+    DEFAULT_DISK_GB,
+    StandinError,
+    TartHome,
+    VMDir,
+    random_mac,
+)
+from harness.testing.tart_standin.network import SoftnetRuleError, SoftnetRules, parse_version
 
 EXIT_USAGE = 64
 EXIT_STATE = 2
@@ -211,7 +217,7 @@ def _softnet_rules(args: argparse.Namespace) -> SoftnetRules:
 
 
 def cmd_run(home: TartHome, args: argparse.Namespace) -> int:
-    from harness.vm.tart_standin.runner import run_vm  # the heavy part, only for `run`
+    from harness.testing.tart_standin.runner import run_vm  # the heavy part, only for `run`
 
     vm = _existing(home, args.name)
     rules = _softnet_rules(args)
@@ -299,7 +305,7 @@ def cmd_standin_import(home: TartHome, args: argparse.Namespace) -> int:
 
 
 def cmd_shim(home: TartHome, args: argparse.Namespace) -> int:
-    from harness.vm.tart_standin.shim import write_shim
+    from harness.testing.tart_standin.shim import write_shim
 
     print(write_shim(Path(args.directory)))
     return 0

@@ -16,9 +16,9 @@ import sys
 import time
 from types import FrameType
 
-from harness.vm.tart_standin.guests import Guest, make_guest, wait_while_alive
-from harness.vm.tart_standin.home import StandinError, TartHome, VMDir, random_mac
-from harness.vm.tart_standin.network import Relay, SoftnetRules
+from harness.testing.tart_standin.guests import Guest, make_guest, wait_while_alive
+from harness.testing.tart_standin.home import StandinError, TartHome, VMDir, random_mac
+from harness.testing.tart_standin.network import Relay, SoftnetRules
 
 EXIT_STATE = 2
 RELAY_BIND_ATTEMPTS = 50

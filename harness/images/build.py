@@ -26,8 +26,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from harness.errors import InfrastructureError, UsageError
 from harness.hashing import sha256_file
-from harness.vm.host_tools import require_tool
-from harness.vm.images import BUILDER_VERSION, MANIFEST_FILE, BuiltImage, Progress, Recipe, utc_now
+from harness.host.tools import require_tool
+from harness.images.recipe import BUILDER_VERSION, Recipe
+from harness.images.store import MANIFEST_FILE, BuiltImage, Progress, utc_now
 
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 MIRROR_ENV = "HARNESS_DEBIAN_MIRROR"
