@@ -146,11 +146,10 @@ def verify_profile(inputs: TargetInputs) -> None:
 
 def verify_image(inputs: TargetInputs, paths: HostPaths, say: Say) -> None:
     provider = get_provider(inputs.provider, paths)
-    digest_of = getattr(provider, "image_digest", None)
-    if not inputs.image_digest or digest_of is None:
+    now = provider.image_digest(inputs.image) if inputs.image_digest else None
+    if now is None:
         say(f"harness repro: provider {inputs.provider} gives no image digest; {inputs.image} is used as it is now")
         return
-    now = digest_of(inputs.image)
     if now != inputs.image_digest:
         raise UsageError(
             f"image {inputs.image} is not the one the run used: the run booted digest {inputs.image_digest}, "

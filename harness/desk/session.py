@@ -65,7 +65,7 @@ def make_machine(spec: DeskVMSpec, provider: Provider, paths: HostPaths, say: Sa
                         capture_traffic=spec.capture_traffic, online=spec.online)
     settings = MachineSettings(image=spec.image, run_id=spec.run_id, artifacts_root=desk_dir(paths),
                                keep="always" if spec.keep else "never", options=options)
-    foreign = getattr(provider, "foreign_running_count", None)
+    foreign = provider.foreign_running_count if provider.capabilities.foreign_vms else None
     return Machine(provider, settings, slots=SlotPool(paths.slots, DEFAULT_MAX_VMS, foreign),
                    paths=paths, say=say)
 

@@ -55,11 +55,17 @@ class SocketStream:
         self.sock.sendall(data)
 
     def close(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
+        hang_up(self.sock)
+
+
+def hang_up(sock: socket.socket) -> None:
+    """Shut both directions (which wakes a ``recv`` blocked in another thread), then close; a
+    socket already closed is left as it is."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
 
 
 def pump(client: Stream, upstream: Stream, tap: Tap | None = None,
@@ -149,7 +155,7 @@ class Listener:
         self._server.close()
         with self._lock:
             for connection in self._open:
-                SocketStream(connection).close()
+                hang_up(connection)
             threads = list(self._threads)
         self._acceptor.join(timeout=JOIN_TIMEOUT_S)
         for thread in threads:

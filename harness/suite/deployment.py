@@ -172,8 +172,8 @@ def open_deployment(make_machine: MachineMaker, target: Target, report: Reporter
                 report.footprint(target.name, installed_footprint.measure(
                     machine, target.profile, installed.context, installed.roots))
             # A provider that cannot record traffic (tart: Softnet blocks it instead) has no capture.
-            recorder = getattr(machine.provider, "traffic_pcap", None)
-            captured = recorder(machine.name) if recorder is not None else None
+            provider = machine.provider
+            captured = provider.traffic_pcap(machine.name) if provider.capabilities.traffic_capture else None
             deployment = Deployment(target, machine, installed, captured, watch_from, report,
                                     evidence_dir / "server-logs", network_note=note)
             try:

@@ -246,8 +246,7 @@ def _record_inputs(request: pytest.FixtureRequest, found: Target, report: Any) -
     environment = request.getfixturevalue("vm_environment")
     try:
         provider = environment.provider(found.image)
-        name, digest_of = provider.name, getattr(provider, "image_digest", None)
-        digest = digest_of(found.image) if digest_of is not None else ""
+        name, digest = provider.name, provider.image_digest(found.image) or ""
     except HarnessError:
         name, digest = "", ""  # the boot will fail and say why; the record stays incomplete
     options = VMOptions(warm=environment.warm)

@@ -210,7 +210,7 @@ class VMEnvironment:
 
     def slots(self, provider: Provider) -> SlotPool:
         if provider.name not in self._pools:
-            foreign = getattr(provider, "foreign_running_count", None)
+            foreign = provider.foreign_running_count if provider.capabilities.foreign_vms else None
             self._pools[provider.name] = SlotPool(self.paths.slots, self.max_vms, foreign)
         return self._pools[provider.name]
 

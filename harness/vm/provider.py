@@ -87,11 +87,39 @@ class VMOptions:
     online: bool = False
 
 
+@dataclass(frozen=True)
+class StartMode:
+    """How a VM actually started, for the journal and the report."""
+
+    used: Literal["warm", "cold"]
+    requested: bool
+    detail: str = ""
+
+    @property
+    def label(self) -> str:
+        if self.used == "warm":
+            return "warm"
+        return f"cold (warm start failed: {self.detail})" if self.requested else "cold"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a provider can do beyond a VM's life cycle, declared instead of probed."""
+
+    traffic_capture: bool = False  # traffic_pcap() names a capture of every frame the guest sent
+    warm_start: bool = False  # start_mode() can report a start from a saved machine
+    foreign_vms: bool = False  # foreign_running_count() sees VMs outside the harness taking slots
+
+
+COLD_ONLY = StartMode("cold", requested=False)
+
+
 @runtime_checkable
 class Provider(Protocol):
     """A source of clean, disposable VMs. Every method has a deadline; none blocks forever."""
 
     name: str
+    capabilities: Capabilities
 
     def images(self) -> list[str]:
         """Names of the base images this provider can clone."""
@@ -123,4 +151,20 @@ class Provider(Protocol):
 
     def console_tail(self, name: VMName, lines: int = 60) -> str:
         """The last lines of the guest's console/serial log, for error messages and reports."""
+        ...
+
+    def traffic_pcap(self, name: VMName | str) -> Path | None:
+        """The capture of the guest's traffic, when asked for and ``traffic_capture``; else None."""
+        ...
+
+    def start_mode(self, name: VMName | str) -> StartMode:
+        """How the VM started (warm or cold, and why); cold for a provider without warm starts."""
+        ...
+
+    def foreign_running_count(self) -> int:
+        """Running VMs the harness did not start that take a host slot (0 unless ``foreign_vms``)."""
+        ...
+
+    def image_digest(self, image: str) -> str | None:
+        """Which build of ``image`` a clone would boot now, or None when the provider cannot tell."""
         ...

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import InfrastructureError
-from harness.vm.provider import VMName
+from harness.vm.provider import Provider, StartMode, VMName
 
 PLAN_FILE = "warm.json"
 
@@ -52,21 +52,6 @@ class WarmPlan:
         partial.replace(vm_dir / PLAN_FILE)
 
 
-@dataclass(frozen=True)
-class StartMode:
-    """How a VM actually started, for the journal and the report."""
-
-    used: Literal["warm", "cold"]
-    requested: bool
-    detail: str = ""
-
-    @property
-    def label(self) -> str:
-        if self.used == "warm":
-            return "warm"
-        return f"cold (warm start failed: {self.detail})" if self.requested else "cold"
-
-
 def record_fallback(vm_dir: Path, reason: str, warn: bool = True) -> None:
     """A warm start asked for, a cold boot made: say why in the VM's plan (and as a warning)."""
     WarmPlan(role="fallback", reason=reason).save(vm_dir)
@@ -84,13 +69,11 @@ def planned_start_mode(vm_dir: Path, requested: bool) -> StartMode:
     return StartMode("cold", requested=requested)
 
 
-def start_mode(provider: object, name: VMName | str) -> StartMode:
+def start_mode(provider: Provider, name: VMName | str) -> StartMode:
     """How ``name`` started; providers without warm starts always boot cold."""
-    describe = getattr(provider, "start_mode", None)
-    if describe is None:
+    if not provider.capabilities.warm_start:
         return StartMode("cold", requested=False)
-    mode: StartMode = describe(name)
-    return mode
+    return provider.start_mode(name)
 
 
 def start_mode_record_data(mode: StartMode, vm_name: str, image: str) -> dict[str, Any]:

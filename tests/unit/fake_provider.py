@@ -19,7 +19,15 @@ from pathlib import Path
 import psutil
 
 from harness.errors import BootTimeout, UsageError
-from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMOptions
+from harness.vm.provider import (
+    COLD_ONLY,
+    Capabilities,
+    SSHEndpoint,
+    StartMode,
+    VMInfo,
+    VMName,
+    VMOptions,
+)
 
 FAKE_IMAGE = "fake-image"
 
@@ -31,9 +39,22 @@ class FakeProvider:
     name: str = "fake"
     calls: list[str] = field(default_factory=list)
     fail_ready: bool = False
+    capabilities: Capabilities = field(default_factory=Capabilities)
 
     def images(self) -> list[str]:
         return [FAKE_IMAGE]
+
+    def traffic_pcap(self, name: VMName | str) -> None:
+        return None
+
+    def image_digest(self, image: str) -> None:
+        return None
+
+    def start_mode(self, name: VMName | str) -> StartMode:
+        return COLD_ONLY
+
+    def foreign_running_count(self) -> int:
+        return 0
 
     def _dir(self, name: VMName | str) -> Path:
         return self.vms / str(name)

@@ -32,7 +32,16 @@ from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, UsageError
 from harness.ssh.relay import Relay
 from harness.vm.orchard.bridge import port_forward_bridge
-from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMOptions, VMState
+from harness.vm.provider import (
+    COLD_ONLY,
+    Capabilities,
+    SSHEndpoint,
+    StartMode,
+    VMInfo,
+    VMName,
+    VMOptions,
+    VMState,
+)
 from harness.vm.tart.macos_login import RunKey, ensure_key_login, probe_ssh
 
 GUEST_SSH_PORT = 22
@@ -93,6 +102,7 @@ class OrchardProvider:
     """The :class:`harness.vm.provider.Provider` for an Orchard controller."""
 
     name = "orchard"
+    capabilities = Capabilities()
 
     def __init__(self, settings: OrchardSettings, paths: HostPaths, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
@@ -261,6 +271,21 @@ class OrchardProvider:
             return f"(events unavailable: HTTP {response.status_code})"
         events = response.json()
         return "\n".join(f"{e.get('timestamp')} {e.get('kind')}: {e.get('payload')}" for e in events[-lines:])
+
+    def image_digest(self, image: str) -> None:
+        """The controller names images, not builds: no digest to compare."""
+        return
+
+    def traffic_pcap(self, name: VMName | str) -> None:
+        """Orchard cannot record a guest's traffic: never a capture."""
+        return
+
+    def start_mode(self, name: VMName | str) -> StartMode:
+        return COLD_ONLY
+
+    def foreign_running_count(self) -> int:
+        """The controller schedules onto its own workers: nothing here takes a host slot."""
+        return 0
 
     def close(self) -> None:
         for name in list(self._bridges):

@@ -35,7 +35,7 @@ from harness.errors import BootTimeout, InfrastructureError, UsageError
 from harness.host.tools import require_tool
 from harness.images import image_store
 from harness.images.store import BuiltImage, ImageStore, utc_now
-from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMOptions, VMState
+from harness.vm.provider import Capabilities, SSHEndpoint, VMInfo, VMName, VMOptions, VMState
 from harness.vm.qemu.accel import choose_accel
 from harness.vm.qemu.launch import QemuLaunch, qemu_command
 from harness.vm.qemu.network import LOOPBACK, free_loopback_port, read_ssh_banner
@@ -87,6 +87,7 @@ class QemuProvider:
     """Clones, boots and removes Debian guests; see the module docstring for the on-disk layout."""
 
     name = PROVIDER_NAME
+    capabilities = Capabilities(traffic_capture=True, warm_start=True)
 
     def __init__(self, paths: HostPaths | None = None, store: ImageStore | None = None) -> None:
         self.paths = paths or HostPaths.from_env()
@@ -125,6 +126,10 @@ class QemuProvider:
         if not options.capture_traffic:
             return None
         return options.pcap_path or self.vm_dir(name) / "traffic.pcap"
+
+    def foreign_running_count(self) -> int:
+        """QEMU guests outside the harness do not share its slots."""
+        return 0
 
     def backing_files_in_use(self) -> set[Path]:
         """Base image disks that some VM's overlay still points at (``images prune`` spares them)."""

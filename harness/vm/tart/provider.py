@@ -32,7 +32,7 @@ import paramiko
 
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError
-from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMOptions, VMState
+from harness.vm.provider import Capabilities, SSHEndpoint, VMInfo, VMName, VMOptions, VMState
 from harness.vm.tart.cli import TartCLI, TartSettings
 from harness.vm.tart.macos_login import RunKey, ensure_key_login, probe_ssh
 from harness.vm.tart.warm import TartWarmStarts, is_template
@@ -52,6 +52,7 @@ class TartProvider:
     """The :class:`harness.vm.provider.Provider` for tart."""
 
     name = "tart"
+    capabilities = Capabilities(warm_start=True, foreign_vms=True)
 
     def __init__(self, settings: TartSettings, paths: HostPaths) -> None:
         self.settings = settings
@@ -300,6 +301,10 @@ class TartProvider:
                 detail=result.message,
             )
         shutil.rmtree(self.vm_dir(name), ignore_errors=True)
+
+    def image_digest(self, image: str) -> None:
+        """tart names images, not builds: no digest to compare."""
+        return
 
     def traffic_pcap(self, name: VMName | str) -> None:
         """tart cannot record a guest's traffic (Softnet blocks it instead): never a capture."""
