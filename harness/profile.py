@@ -141,6 +141,9 @@ class DeterminismSpec:
     seeded_temperature: float = 0.9
     seeds: tuple[int, int] = (7, 8)
     max_tokens: int = 32
+    # What answers that differ from goldens recorded for ANOTHER build mean: "fail" (they must be
+    # reviewed and re-recorded before shipping) or "report" (shown with their diff, not blocking).
+    goldens_other_build: str = "fail"
 
 
 @dataclass(frozen=True)
@@ -489,7 +492,7 @@ def _api(t: _Table) -> ApiSpec:
 
 
 def _determinism(t: _Table) -> DeterminismSpec:
-    t.only(["repeats", "temperature", "seeded_temperature", "seeds", "max_tokens"])
+    t.only(["repeats", "temperature", "seeded_temperature", "seeds", "max_tokens", "goldens_other_build"])
     seeds = t._get("seeds", list, [7, 8])
     if len(seeds) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or seeds[0] == seeds[1]:
         raise t.fail("seeds", f"must be two different integers, got {seeds!r}")
@@ -499,7 +502,18 @@ def _determinism(t: _Table) -> DeterminismSpec:
         seeded_temperature=t.number("seeded_temperature", 0.9, positive=True),
         seeds=(seeds[0], seeds[1]),
         max_tokens=t.integer("max_tokens", 32, minimum=1),
+        goldens_other_build=_one_of(t, "goldens_other_build", GOLDENS_OTHER_BUILD, "fail"),
     )
+
+
+GOLDENS_OTHER_BUILD = ("fail", "report")
+
+
+def _one_of(t: _Table, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = t.text(name, default)
+    if value not in allowed:
+        raise t.fail(name, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
 
 
 def _prompts(root: _Table) -> tuple[Prompt, ...]:

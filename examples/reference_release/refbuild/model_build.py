@@ -22,8 +22,8 @@ def model_inputs(paths: BuildPaths) -> list[Path]:
 def ensure_modelfiles(paths: BuildPaths, tools_python: Path) -> Path:
     """Directory holding refchar/{Modelfile,weights.npz}, i.e. the release's modelfiles/."""
     key = digest_paths(model_inputs(paths), extra=TOOL_PINS)
-    # One BLAS thread: a multi-threaded sum changes order, and with it the weights' last bits.
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    # No BLAS thread or kernel setting here on purpose: training is exact whatever the CPU picks.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
     root = cached_dir(paths.cache("model", key), "training refchar",
                       lambda tmp: run([str(tools_python), str(REFBUILD / "train_model.py"),
                                        str(paths.root / "corpus" / "dialogues.txt"), str(tmp / "modelfiles")],
