@@ -5,7 +5,7 @@ OpenSSH, all in one run.
     .venv/bin/python bench/bench_warm.py [--image linux-debian12] [--repeats 3] [--skip-verdict]
 
 Cold and warm boots are interleaved so that both see the same host load. The verdict run is a real
-``pytest tests/portability`` process (warm VMs); its guests' command logs are then replayed with
+``pytest --pyargs harness.portability`` process (warm VMs); its guests' command logs are then replayed with
 ``ssh``/``scp`` (one multiplexed connection, as a person scripting it would) on warm VMs of their
 own: the harness's overhead is the run's wall time minus that replay. Writes
 ``bench/out/bench_warm-<utc>.json`` and prints a table.
@@ -116,7 +116,7 @@ def _phase_sum(results: Path, phase: str) -> float:
 
 def bench_verdict(tarball: Path, paths: HostPaths, workdir: Path) -> tuple[list[Figure], dict[str, object]]:
     results, trace = workdir / "verdict-results", workdir / "trace"
-    command = [sys.executable, "-m", "pytest", str(ROOT / "tests/portability"), "-q", "-p", "no:cacheprovider",
+    command = [sys.executable, "-m", "pytest", "--pyargs", "harness.portability", "-q", "-p", "no:cacheprovider",
                "--release", str(tarball), "--results-dir", str(results), "--warm"]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False, timeout=3600,

@@ -12,6 +12,11 @@ import pytest
 
 
 @pytest.hookspec(firstresult=False)
+def pytest_harness_phase_started(name: str, target: str) -> None:
+    """Called when a timed phase of the suite (boot, copy, install, serve, ...) begins on ``target``."""
+
+
+@pytest.hookspec(firstresult=False)
 def pytest_harness_phase_finished(phase: Any) -> None:
     """Called after every timed phase (boot, copy, install, serve, complete, teardown).
 

@@ -4,7 +4,7 @@
                 -> manifest of the installed tree
 
 Nothing here decides pass or fail: it returns an :class:`Installed` value holding the installer's
-result, both file-system snapshots and the manifest; the checks in ``tests/portability`` judge it.
+result, both file-system snapshots and the manifest; the checks in ``harness.portability`` judge it.
 An installer that fails or hangs is a finding about the release, so it is recorded, not raised;
 only the harness's own trouble (SSH, copying, a snapshot command failing) raises.
 """

@@ -12,6 +12,7 @@ import importlib
 import pytest
 
 AREA_PLUGINS: tuple[str, ...] = (
+    "harness.suite.pipeline",
     "harness.vm.fixtures",
     "harness.suite.fixtures",
     "harness.inspect.fixtures",

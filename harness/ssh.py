@@ -45,6 +45,8 @@ SFTP_REQUEST_SIZE = 255 * 1024
 SFTP_PREFETCH_REQUESTS = 64
 COPY_BLOCK = 4 * 2**20
 KILL_GRACE_S = 2.0
+# Per stream, kept at each end of a command's output (a file-system listing fits well inside).
+OUTPUT_KEEP_BYTES = 16 * 1024 * 1024
 _PID_MARKER = "hnspid:"
 
 
@@ -197,29 +199,57 @@ def _wrap(cmd: str, env: Mapping[str, str] | None, cwd: str | None) -> str:
     return " && ".join(steps)
 
 
+class _Stream:
+    """One output stream, bounded: the first and the last ``OUTPUT_KEEP_BYTES`` are kept and what
+    lies between is counted, so a command printing hundreds of MB costs neither the host's memory
+    nor a report of that size."""
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def add(self, data: bytes) -> None:
+        room = OUTPUT_KEEP_BYTES - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        self.tail += data
+        if len(self.tail) > 2 * OUTPUT_KEEP_BYTES:
+            excess = len(self.tail) - OUTPUT_KEEP_BYTES
+            del self.tail[:excess]
+            self.dropped += excess
+
+    def text(self) -> str:
+        if not self.dropped:
+            return (self.head + self.tail).decode(errors="replace")
+        middle = f"\n[... {self.dropped} bytes of output dropped here ...]\n"
+        return self.head.decode(errors="replace") + middle + self.tail.decode(errors="replace")
+
+
 class _Output:
     """Collects a channel's stdout/stderr; peels the pid marker off the first stdout line."""
 
     def __init__(self) -> None:
-        self.out = bytearray()
-        self.err = bytearray()
+        self.out = _Stream()
+        self.err = _Stream()
         self.pid: int | None = None
         self._head_done = False
 
     def drain(self, chan: paramiko.Channel) -> None:
         while chan.recv_ready():
-            self.out += chan.recv(1 << 16)
+            self.out.add(chan.recv(1 << 16))
         while chan.recv_stderr_ready():
-            self.err += chan.recv_stderr(1 << 16)
-        if not self._head_done and b"\n" in self.out:
-            head, _, rest = bytes(self.out).partition(b"\n")
+            self.err.add(chan.recv_stderr(1 << 16))
+        if not self._head_done and b"\n" in self.out.head:
+            head, _, rest = bytes(self.out.head).partition(b"\n")
             if head.startswith(_PID_MARKER.encode()):
                 self.pid = int(head[len(_PID_MARKER) :])
-                self.out = bytearray(rest)
+                self.out.head = bytearray(rest)
             self._head_done = True
 
     def text(self) -> tuple[str, str]:
-        return self.out.decode(errors="replace"), self.err.decode(errors="replace")
+        return self.out.text(), self.err.text()
 
 
 class SSHTransport:

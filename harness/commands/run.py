@@ -1,17 +1,20 @@
 """`harness run`: the portability suite against a release, in clean VMs.
 
-    harness run                                   # the reference release on linux-debian12
+    harness run                                   # in a checkout: the reference release on linux-debian12
     harness run --release dist/tiles-v0.4.18-x86_64-linux.tar.gz --profile tiles --image linux-debian12
     harness run --release a.tar.gz --release b.tar.gz -n 2      # a matrix, two VMs at once
 
 A run is a short pipeline: resolve what to test (building the reference release and the base
 images when they are missing) -> the pytest command line -> pytest in a child process, whose exit
-code becomes this command's. Everything after ``--`` goes to pytest unchanged.
+code becomes this command's. The suite is the installed package ``harness.portability`` and pytest
+runs in the current directory, so the caller's own pytest configuration and conftest apply.
+Everything after ``--`` goes to pytest unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -20,15 +23,15 @@ from pathlib import Path
 from harness.errors import UsageError
 from harness.profile import load_profile
 from harness.release import load_release
-from harness.suite.reference import build_reference, checkout_root, default_release
+from harness.report.results_space import check_results_dir
+from harness.suite.pipeline import SUITE_PACKAGE
+from harness.suite.reference import build_reference, default_release, release_dir
 
 DEFAULT_IMAGE = "linux-debian12"
-SUITE_DIR = Path("tests") / "portability"
 
 
 @dataclass(frozen=True)
 class RunPlan:
-    suite: Path
     releases: tuple[Path, ...]
     profile: str
     images: tuple[str, ...]
@@ -38,7 +41,7 @@ class RunPlan:
     update_goldens: bool
     select: str | None
     pytest_args: tuple[str, ...]
-    warm: bool = True  # --warm/--cold (harness.vm.warm) [WARM]
+    warm: bool = True  # --warm/--cold (harness.vm.warm)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -74,10 +77,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def make_plan(args: argparse.Namespace) -> RunPlan:
-    suite = checkout_root() / SUITE_DIR
-    if not suite.is_dir():
-        raise UsageError(f"the portability suite is not at {suite}",
-                         hint="run harness from a checkout of its repository (pip install -e .)")
     if args.workers < 0:
         raise UsageError(f"-n must be 0 or more, got {args.workers}")
     profile_name = args.profile or "reference"
@@ -89,8 +88,9 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
         releases = [reference_release()]
     for path in releases:
         load_release(path, profile.release)  # name, product and existence, before any VM boots
+    check_results_dir((args.results_dir or Path.cwd() / "results").absolute())
     return RunPlan(
-        suite=suite, releases=tuple(releases), profile=profile_name,
+        releases=tuple(releases), profile=profile_name,
         images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
         results_dir=args.results_dir, update_goldens=args.update_goldens, select=args.select,
         pytest_args=tuple(args.pytest_args), warm=args.warm,
@@ -98,6 +98,13 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
 
 
 def reference_release() -> Path:
+    """The reference release of this checkout (built on first use); outside one, say what to pass."""
+    if not release_dir().is_dir():
+        raise UsageError(
+            "no --release given, and the reference release exists only in a checkout of the harness repository",
+            hint="pass the tarball to test: harness run --release PATH/TO/product-vX.Y.Z-ARCH-OS.tar.gz "
+            "[--profile NAME|FILE] [--image IMAGE]",
+        )
     found = default_release()
     if found is None:
         print("harness run: building the reference release (first run only)", file=sys.stderr)
@@ -122,12 +129,12 @@ def prepare(plan: RunPlan) -> None:
 
 
 def pytest_argv(plan: RunPlan) -> list[str]:
-    argv = [sys.executable, "-m", "pytest", str(plan.suite), "-p", "no:cacheprovider", "-rA",
-            "--profile", plan.profile, "--keep-vm", plan.keep_vm, "--warm" if plan.warm else "--cold"]
-    for release in plan.releases:
-        argv += ["--release", str(release)]
-    for image in plan.images:
-        argv += ["--image", image]
+    # Values ride in the same word as their option (--release=PATH): pytest picks its rootdir, and
+    # with it the caller's configuration, from free-standing paths before the plugin is loaded.
+    argv = [sys.executable, "-m", "pytest", "--pyargs", SUITE_PACKAGE, "-p", "no:cacheprovider", "-rA",
+            f"--profile={plan.profile}", f"--keep-vm={plan.keep_vm}", "--warm" if plan.warm else "--cold"]
+    argv += [f"--release={release}" for release in plan.releases]
+    argv += [f"--image={image}" for image in plan.images]
     if plan.workers:
         # loadgroup: every check of one target stays in one worker, so one VM serves them all. A
         # crashed worker is not replaced: its target's VM is gone with it, and the sign-off names
@@ -135,7 +142,7 @@ def pytest_argv(plan: RunPlan) -> list[str]:
         argv += ["-n", str(plan.workers), "--dist", "loadgroup", "--max-vms", str(max(2, plan.workers)),
                  "--max-worker-restart", "0"]
     if plan.results_dir is not None:
-        argv += ["--results-dir", str(plan.results_dir)]
+        argv.append(f"--results-dir={plan.results_dir}")
     if plan.update_goldens:
         argv.append("--update-goldens")
     if plan.select:
@@ -147,8 +154,14 @@ def execute(plan: RunPlan) -> int:
     argv = pytest_argv(plan)
     print("harness run: " + " ".join(argv[1:]), file=sys.stderr)
     # Same process group: Ctrl-C reaches pytest, which tears its VMs down; we wait for it.
-    process = subprocess.Popen(argv, cwd=checkout_root())
+    process = subprocess.Popen(argv)
+    # A SIGTERM for this process alone (a CI runner stopping the job) must not orphan pytest: it
+    # is passed on, and this process waits while pytest removes its VMs, as for Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signal.SIGTERM))
     try:
-        return process.wait()
-    except KeyboardInterrupt:
-        return process.wait()
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)

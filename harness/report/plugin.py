@@ -1,4 +1,6 @@
-"""The report area's pytest plugin: every run leaves allure results, JUnit XML and a sign-off.
+"""The report area's pytest plugin: every portability run leaves allure results, JUnit XML and a
+sign-off (other pytest sessions keep their VM logs in a scratch directory and leave ``results/``
+alone; see :mod:`harness.suite.pipeline` for which sessions are portability runs).
 
 Roles under pytest-xdist: the *controller* owns the results directory (claims it, empties it
 once, writes JUnit, the check records, the allure extras and the sign-off); *workers* only run
@@ -10,6 +12,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,9 +21,9 @@ from typing import Any
 import allure_commons
 import pytest
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, UsageError
 from harness.journal import CheckRecord, GenericRecord, Journal, Outcome, read_journal
-from harness.report import allure_glue, junit
+from harness.report import allure_glue, junit, progress
 from harness.report.allure_files import write_allure_extras
 from harness.report.facts import HostFacts, facts_from_records
 from harness.report.formatting import first_lines
@@ -30,6 +34,7 @@ from harness.report.model import SignoffModel
 from harness.report.outcome import classify_phase, combine, failure_message
 from harness.report.recorder import ProcessState, Reporter
 from harness.report.signoff import build_signoff, write_signoff
+from harness.suite.pipeline import is_portability_run
 
 DEFAULT_RESULTS = "results"
 WORKER_INPUT_KEY = "harness_results_dir"
@@ -57,20 +62,12 @@ def _results_root(config: pytest.Config) -> Path:
     return (config.invocation_params.dir / Path(chosen).expanduser()).absolute()
 
 
-def _runs_tests(config: pytest.Config) -> bool:
-    """False for --help, --collect-only, --fixtures and friends: those must not touch results."""
-    option = config.option
-    return not any(
-        getattr(option, name, False)
-        for name in (
-            "help",
-            "version",
-            "collectonly",
-            "showfixtures",
-            "show_fixtures_per_test",
-            "markers",
-        )
-    )
+def _scratch_root(config: pytest.Config) -> Path:
+    """Where a session that is not a portability run keeps VM logs and evidence: a temporary
+    directory removed at its end, so that the last real run's results stay as they were."""
+    root = Path(tempfile.mkdtemp(prefix="harness-scratch-"))
+    config.add_cleanup(lambda: shutil.rmtree(root, ignore_errors=True))
+    return root
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -80,15 +77,20 @@ def pytest_configure(config: pytest.Config) -> None:
         f"{CHECK_MARKER}(name=None, area=None): the check this test is and its report area "
         "(install, determinism, egress, static, server) when the test name and module do not say it",
     )
-    layout = ResultsLayout(_results_root(config))
     worker = hasattr(config, "workerinput")
-    active = _runs_tests(config)
+    active = is_portability_run(config)
+    layout = ResultsLayout(_results_root(config) if active or worker else _scratch_root(config))
     session = ReportSession(config, layout, worker=worker)
     if active and not worker:
         try:
             session.claim_results_dir()
         except HarnessError as exc:
             raise pytest.UsageError(str(exc)) from None
+        except OSError as exc:
+            raise pytest.UsageError(str(UsageError(
+                f"the results directory {layout.root} cannot be written: {exc.strerror or exc}",
+                hint="pass --results-dir DIR on a writable file system with free space",
+            ))) from None
     # Must run before allure-pytest's own pytest_configure reads these options.
     if active and getattr(config.option, "allure_report_dir", "") is None:
         config.option.allure_report_dir = str(layout.allure_results)
@@ -99,6 +101,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(layout.junit)
     config.stash[session_key] = session
     config.pluginmanager.register(session, "harness-report-session")
+    if active:
+        progress.register(config)
     fixer = allure_glue.OutcomeFixer()
     allure_commons.plugin_manager.register(fixer)
     config.add_cleanup(lambda: allure_commons.plugin_manager.unregister(fixer))

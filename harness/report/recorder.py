@@ -94,8 +94,9 @@ class Reporter:
 
     @contextmanager
     def phase(self, name: str, target: str | None = None) -> Iterator[None]:
-        """Time a phase; it shows as an allure step, a journal record and a hook call."""
+        """Time a phase; it shows as an allure step, a journal record and two hook calls."""
         where = target or self.current_target()
+        self._hook.pytest_harness_phase_started(name=name, target=where)
         step = uuid.uuid4().hex
         allure_commons.plugin_manager.hook.start_step(
             uuid=step, title=f"{name} [{where}]", params={}

@@ -14,6 +14,7 @@ failed (no install, no server) are skipped as *blocked*, naming the check that r
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,14 +25,17 @@ from harness.completions import CompletionClient
 from harness.errors import HarnessError, UsageError
 from harness.install import Installed
 from harness.journal import Journal, read_journal
-from harness.profile import Profile, load_profile
+from harness.profile import Profile, load_profile, resolve_profile_path
 from harness.release import parse_release_name
 from harness.server import Server, ServerFailed
 from harness.suite.deployment import Deployment, TwinResult, open_deployment, run_twin
+from harness.suite.pipeline import is_portability_run, utility_session
 from harness.suite.reference import DEFAULT_PROFILE, default_release
 from harness.suite.target import Target, TargetSpec, matrix, resolve
 
 DEFAULT_IMAGE = "linux-debian12"
+GOLDENS = "goldens"  # beside a profile's TOML file: its approved answers, <profile>/<platform>.json
+NO_RELEASE = "no-release"
 TARGET_FIXTURE = "target"
 LOADGROUP_KEY = "harness_loadgroup"
 
@@ -56,7 +60,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--goldens-dir", dest="goldens_dir", default=None, metavar="DIR",
-        help="where golden files live (default: tests/goldens under the rootdir)",
+        help="where golden files live (default: goldens/ beside the profile's TOML file; the built-in "
+        "profiles' goldens ship in the package)",
     )
 
 
@@ -71,7 +76,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config, "workerinput", {}).get(LOADGROUP_KEY):
         # A worker parses the original command line (plain -n), so it must be told.
         config.option.loadgroup = True
-    check_inputs(config)
+    if is_portability_run(config):
+        check_inputs(config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -124,17 +130,26 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     specs = matrix(release_paths(metafunc.config), images(metafunc.config))
     if not specs:
-        # No release given and none built: one explicit skip rather than a silent empty suite.
-        metafunc.parametrize(TARGET_FIXTURE, [pytest.param(None, marks=pytest.mark.skip(
-            reason="no --release given and the reference release is not built: run "
-            "`python examples/reference_release/build.py` or pass --release PATH"))],
-            indirect=True, scope="session", ids=["no-release"])
+        # No release given and none built: collection then stops with a usage error that says so.
+        metafunc.parametrize(TARGET_FIXTURE, [None], indirect=True, scope="session", ids=[NO_RELEASE])
         return
     metafunc.parametrize(TARGET_FIXTURE, specs, indirect=True, scope="session", ids=[s.name for s in specs])
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's worker turns xdist_group marks into node ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    checks = [item for item in items if TARGET_FIXTURE in getattr(item, "fixturenames", ())]
+    if utility_session(config):
+        checks = []  # --collect-only and friends list what there is, release or not
+    if checks and not is_portability_run(config):
+        raise pytest.UsageError(
+            f"harness: {checks[0].nodeid} checks a release (it uses the harness's release fixtures), "
+            "but this session names none: pass --release PATH/TO/product.tar.gz (and --profile NAME|FILE)")
+    if any(_spec_of(item) is None for item in checks):
+        raise pytest.UsageError(
+            "harness: no release to test: pass --release PATH/TO/product.tar.gz (and --profile NAME|FILE); "
+            "the reference release is the default only in a checkout of the harness repository, once "
+            "built (python examples/reference_release/build.py)")
     for item in items:
         spec = _spec_of(item)
         if spec is not None:
@@ -261,8 +276,16 @@ def client(deployment: Deployment, server: Server) -> Iterator[CompletionClient]
 
 @pytest.fixture(scope="session")
 def goldens_dir(pytestconfig: pytest.Config) -> Path:
+    """``--goldens-dir``, else ``goldens/`` beside the profile's file (the built-in profiles' own
+    goldens ship in the package; recording into an installed package needs ``--goldens-dir``)."""
     given = pytestconfig.getoption("goldens_dir")
-    return Path(given).absolute() if given else pytestconfig.rootpath / "tests" / "goldens"
+    if given:
+        return Path(given).absolute()
+    found = resolve_profile_path(pytestconfig.getoption("profile") or DEFAULT_PROFILE).resolve().parent / GOLDENS
+    if pytestconfig.getoption("update_goldens") and found.is_relative_to(Path(sys.prefix).resolve()):
+        raise UsageError(f"--update-goldens would write into the installed harness package ({found})",
+                         hint="pass --goldens-dir DIR to record your own goldens, and use it for later runs")
+    return found
 
 
 def _safe(name: str) -> str:
@@ -288,7 +311,7 @@ def timing_rows(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    if hasattr(config, "workerinput"):
+    if hasattr(config, "workerinput") or not is_portability_run(config):
         return
     try:
         from harness.report.plugin import reporter_for

@@ -13,6 +13,7 @@ Fixtures at other scopes build their VMs from the session-scoped ``vm_environmen
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Callable, Generator, Iterator
@@ -23,6 +24,7 @@ import pytest
 
 from harness.config import HostPaths
 from harness.errors import HarnessError
+from harness.host.watchdog import Watchdog
 from harness.journal import GenericRecord, Journal, PhaseRecord
 from harness.vm.interrupts import SigtermAsInterrupt, interrupts_deferred
 from harness.vm.leases import LeaseBook
@@ -187,6 +189,19 @@ class VMEnvironment:
     warm: bool = True  # --warm/--cold
     _providers: dict[str, Provider] = field(default_factory=dict)
     _pools: dict[str, SlotPool] = field(default_factory=dict)
+    _watchdog: Watchdog | None = None
+
+    def watchdog(self) -> Watchdog:
+        """This process's watchdog (started with the first VM): its VMs go if the process dies."""
+        if self._watchdog is None or not self._watchdog.alive:
+            log = self.results_dir / "vms" / f"watchdog-{os.getpid()}.log"
+            self._watchdog = Watchdog.spawn(self.paths, log)
+        return self._watchdog
+
+    def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.close()
+            self._watchdog = None
 
     def provider(self, image: str) -> Provider:
         if image not in self._providers:
@@ -223,7 +238,8 @@ class VMEnvironment:
             hook.pytest_harness_vm_ready(vm=machine)
 
         return Machine(provider, settings, slots=self.slots(provider), paths=self.paths,
-                       journal=self.journal, on_phase=phase_finished, on_ready=vm_ready, say=say)
+                       journal=self.journal, on_phase=phase_finished, on_ready=vm_ready, say=say,
+                       watchdog=self.watchdog())
 
 
 class VMFactory:
@@ -260,10 +276,10 @@ def harness_run_id(pytestconfig: pytest.Config) -> str:
 
 
 @pytest.fixture(scope="session")
-def vm_environment(pytestconfig: pytest.Config, harness_run_id: str) -> VMEnvironment:
+def vm_environment(pytestconfig: pytest.Config, harness_run_id: str) -> Iterator[VMEnvironment]:
     config = pytestconfig
     results = _results_dir(config)
-    return VMEnvironment(
+    environment = VMEnvironment(
         config=config,
         run_id=harness_run_id,
         images=list(config.getoption("image") or [DEFAULT_IMAGE]),
@@ -276,6 +292,8 @@ def vm_environment(pytestconfig: pytest.Config, harness_run_id: str) -> VMEnviro
         journal=Journal(results),
         warm=config.getoption("vm_warm"),
     )
+    yield environment
+    environment.close()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -1,7 +1,7 @@
-"""The catalogue of base images: recipes in ``vm_images/``, their content hashes, and the builds
-in the cache (``HostPaths.images/<name>/<hash>/``).
+"""The catalogue of base images: recipes in ``harness/vm_images/`` (shipped in the package), their
+content hashes, and the builds in the cache (``HostPaths.images/<name>/<hash>/``).
 
-A recipe is a directory ``vm_images/linux/<variant>/`` holding ``recipe.toml``; its image name is
+A recipe is a directory ``harness/vm_images/linux/<variant>/`` holding ``recipe.toml``; its image name is
 ``linux-<variant>``. Its content hash covers every file of the directory except ``*.md`` plus
 ``BUILDER_VERSION``, so editing the recipe (or the way it is built) yields a new image while
 documentation edits do not. Builds are made by ``harness.vm.image_build``; this module only finds,
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
+import harness
 from harness.config import HostPaths
 from harness.errors import UsageError
 
@@ -36,11 +37,11 @@ Progress = Callable[[str], None]
 
 
 def default_recipes_root() -> Path:
-    """``vm_images/`` of the checkout this package runs from, or ``$HARNESS_VM_IMAGES``."""
+    """The recipes shipped inside the harness package, or ``$HARNESS_VM_IMAGES``."""
     override = os.environ.get("HARNESS_VM_IMAGES")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[2] / "vm_images"
+    return Path(harness.__file__).resolve().parent / "vm_images"
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class Recipe:
         except (KeyError, ValueError, TypeError, tomllib.TOMLDecodeError) as exc:
             raise UsageError(
                 f"image recipe {path} is malformed: {exc!r}",
-                hint="compare it with vm_images/linux/debian12/recipe.toml",
+                hint=f"compare it with {default_recipes_root() / 'linux' / 'debian12' / RECIPE_FILE}",
             ) from exc
 
     @property

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Literal, Self, get_args
 
 from harness.config import HostPaths
-from harness.errors import HarnessError, InfrastructureError, UsageError
+from harness.errors import HarnessError, InfrastructureError, RemoteTimeout, UsageError
+from harness.host.watchdog import Watchdog
 from harness.journal import Journal, PhaseRecord
 from harness.ssh import CommandResult, SSHTransport, Transfer, ssh_command
 from harness.vm.interrupts import SigtermAsInterrupt, interrupts_deferred
@@ -71,6 +72,7 @@ class Machine(AbstractContextManager["Machine"]):
         on_phase: PhaseSink | None = None,
         on_ready: Callable[[Machine], None] | None = None,
         say: Say = print,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self.provider = provider
         self.settings = settings
@@ -85,6 +87,11 @@ class Machine(AbstractContextManager["Machine"]):
         self._on_ready = on_ready
         self._say = say
         self._sigterm = SigtermAsInterrupt()
+        # The run's watchdog removes this VM if this process dies; without one given, the
+        # Machine starts a watchdog of its own and ends it when it closes.
+        self._watchdog = watchdog
+        self._own_watchdog = watchdog is None
+        self._watched = False
         self._slot: Slot | None = None
         self._ssh: SSHTransport | None = None
         self._endpoint: SSHEndpoint | None = None
@@ -115,6 +122,7 @@ class Machine(AbstractContextManager["Machine"]):
                 self._slot = self._slots.acquire(self.settings.slot_timeout_s, label=label)
             self._leases.write(Lease.for_this_process(
                 str(self.name), self.provider.name, self.image, artifacts=str(self.artifacts)))
+            self._watch()
             boot_started = time.monotonic()
             with self._phase("clone"):
                 self._created = True  # a half-made clone must be deleted too
@@ -140,6 +148,24 @@ class Machine(AbstractContextManager["Machine"]):
                        boot_error=exc)
             raise
         return self
+
+    def _watch(self) -> None:
+        """Tell the watchdog before the VM exists: a clone interrupted half-way is removed too."""
+        if self._watchdog is None:
+            self._watchdog = Watchdog.spawn(self._paths, self.artifacts / "watchdog.log")
+        self._watchdog.watch(self.provider.name, str(self.name))
+        self._watched = True
+
+    def _unwatch(self) -> None:
+        if self._watchdog is None:
+            return
+        try:
+            if self._watched:
+                self._watchdog.release(str(self.name))
+        except InfrastructureError as exc:
+            self._say(str(exc))
+        if self._own_watchdog:
+            self._watchdog.close()
 
     def close(self, failed: bool = False, interrupted: bool = False,
               boot_error: BaseException | None = None) -> None:
@@ -174,6 +200,12 @@ class Machine(AbstractContextManager["Machine"]):
                     errors += self._destroy()
                 else:
                     self._leases.remove(str(self.name))
+            if not errors:
+                # Removed or kept on purpose: nothing left for the watchdog. A VM that could not
+                # be removed stays watched, so the watchdog tries again once this process ends.
+                self._unwatch()
+            elif self._own_watchdog and self._watchdog is not None:
+                self._watchdog.close()
         finally:
             if self._slot is not None:
                 self._slot.release()
@@ -267,10 +299,34 @@ class Machine(AbstractContextManager["Machine"]):
     def ssh_command(self) -> str:
         return ssh_command(self.endpoint, self.artifacts / "known_hosts")
 
+    @contextmanager
+    def _explained(self) -> Iterator[None]:
+        """A lost connection says whether the VM itself is gone, with the console's last words
+        (a kernel panic, an OOM kill), so the broken check names the fault, not just SSH."""
+        try:
+            yield
+        except RemoteTimeout:
+            raise
+        except InfrastructureError as exc:
+            state = self._vm_state()
+            if state != "running":
+                exc.message += f"; VM {self.name} is no longer running ({state})"
+                exc.detail = "\n".join(filter(None, [
+                    exc.detail, f"console tail of {self.name}:", self.console_tail(30)]))
+            raise
+
+    def _vm_state(self) -> str:
+        try:
+            found = [info.state for info in self.provider.list() if info.name == str(self.name)]
+        except (HarnessError, OSError) as exc:
+            return f"unknown: {exc}"
+        return found[0] if found else "gone"
+
     def run(self, cmd: str, timeout: float = DEFAULT_COMMAND_TIMEOUT_S,
             env: Mapping[str, str] | None = None, cwd: str | None = None,
             check: bool = False, stdin: bytes | None = None) -> CommandResult:
-        return self.ssh.run(cmd, timeout=timeout, env=env, cwd=cwd, check=check, stdin=stdin)
+        with self._explained():
+            return self.ssh.run(cmd, timeout=timeout, env=env, cwd=cwd, check=check, stdin=stdin)
 
     def sudo(self, cmd: str, timeout: float = DEFAULT_COMMAND_TIMEOUT_S,
              check: bool = False) -> CommandResult:
@@ -279,10 +335,12 @@ class Machine(AbstractContextManager["Machine"]):
 
     def put(self, local: Path | str, remote: str, mode: int | None = None,
             timeout: float = 900.0) -> Transfer:
-        return self.ssh.put(local, remote, mode=mode, timeout=timeout)
+        with self._explained():
+            return self.ssh.put(local, remote, mode=mode, timeout=timeout)
 
     def get(self, remote: str, local: Path | str, timeout: float = 900.0) -> Transfer:
-        return self.ssh.get(remote, local, timeout=timeout)
+        with self._explained():
+            return self.ssh.get(remote, local, timeout=timeout)
 
     def forward(self, guest_port: int, guest_host: str = "127.0.0.1") -> AbstractContextManager[int]:
         return self.ssh.forward(guest_port, guest_host)

@@ -54,6 +54,10 @@ CONSOLE_READ_BYTES = 256 * 1024
 # ESC c, ESC 7 ...), then stray control bytes: the tail goes into error messages and reports.
 ANSI_ESCAPE = re.compile(rb"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[0-~]|[\x00-\x08\x0b-\x1f\x7f]")
 PORT_IN_USE = re.compile(r"host ?forward", re.IGNORECASE)
+# A guest kernel that panics reboots at once, which -no-reboot turns into QEMU exiting: the SSH
+# connection then drops and the step fails in seconds, instead of waiting out its timeout
+# against a frozen guest.
+PANIC_EXITS = "panic=-1"
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,8 @@ def option_path(path: Path) -> str:
 
 def qemu_command(qemu: str, launch: QemuLaunch) -> list[str]:
     """The QEMU argv. Runs with cwd = the VM directory (the QMP socket path is relative to it)."""
+    # restrict=on: the guest reaches nothing through slirp, the host's own ports included; the
+    # one way in is SSH forwarded from the host's loopback, and there is no guestfwd at all.
     netdev = (f"user,id=n0,restrict=on,"
               f"hostfwd=tcp:{LOOPBACK}:{launch.ssh_port}-:{GUEST_SSH_PORT}")
     argv = [
@@ -122,7 +128,7 @@ def qemu_command(qemu: str, launch: QemuLaunch) -> list[str]:
         "-nodefaults", "-display", "none", "-no-reboot",
         "-serial", f"file:{option_path(launch.serial_log)}",
         "-kernel", str(launch.kernel), "-initrd", str(launch.initrd),
-        "-append", launch.kernel_cmdline,
+        "-append", f"{launch.kernel_cmdline} {PANIC_EXITS}",
         # cache=unsafe: the overlay is thrown away, so flushes buy nothing but time.
         "-drive", f"file={option_path(launch.overlay)},if=virtio,format=qcow2,cache=unsafe,discard=unmap",
         "-netdev", netdev, "-device", "virtio-net-pci,netdev=n0",

@@ -61,9 +61,18 @@ def _why_reapable(name: VMName, lease: Lease | None, policy: ReapPolicy) -> str 
         return None
     if lease is not None and lease.kept:
         return "kept VM, owner gone" if policy.include_kept else None
-    if lease is not None and psutil.pid_exists(lease.owner_pid):
+    if lease is not None and _runs_as_another_process(lease.owner_pid):
         return f"owner pid {lease.owner_pid} was recycled by another process"
     return f"owner pid {name.owner_pid} is dead"
+
+
+def _runs_as_another_process(pid: int) -> bool:
+    """The pid is taken by a live process (the owner itself is known dead); a zombie is the
+    dead owner not yet waited for by its parent, not a recycled pid."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def find_leftovers(

@@ -152,7 +152,7 @@ class TartCLI:
                 f"the tart binary {self.binary!r} was not found",
                 hint="on an Apple Silicon Mac install tart (brew install cirruslabs/cli/tart) or point "
                 "HARNESS_TART_BIN at it; on Linux use the stand-in: "
-                "HARNESS_TART_BIN=$(python -m harness.vm.tart_standin shim DIR) (see vm_images/macos/README.md)",
+                "HARNESS_TART_BIN=$(python -m harness.vm.tart_standin shim DIR) (see harness/vm_images/macos/README.md)",
             )
         return found
 
@@ -283,7 +283,7 @@ class TartProvider:
             raise InfrastructureError(
                 f"`tart clone {image} {name}` failed (exit {result.returncode})",
                 hint=f"check that the image exists (`tart list`, or `tart pull {image}`) and that the disk has room; "
-                "build a clean image with vm_images/macos/README.md",
+                "build a clean image with harness/vm_images/macos/README.md",
                 detail=result.message,
             )
         if template is not None:
@@ -394,7 +394,7 @@ class TartProvider:
             ))
         raise BootTimeout(
             f"tart VM {name} did not answer SSH within {timeout_s:.0f} s: {last_problem}",
-            hint="raise the boot timeout, check that the image enables Remote Login (vm_images/macos/README.md) "
+            hint="raise the boot timeout, check that the image enables Remote Login (harness/vm_images/macos/README.md) "
             "and that macOS's Local Network privacy setting lets the host reach the VM",
             detail=self.console_tail(name),
         )

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError, InfrastructureError
+from harness.host.watchdog import Watchdog
 from harness.vm.host_tools import require_tool
 from harness.vm.images import BuiltImage
 from harness.vm.provider import VMName, VMOptions
@@ -266,11 +267,19 @@ def _tail(path: Path, chars: int = 600) -> str:
 def build_snapshot(provider: QemuProvider, image: str, options: VMOptions, work: Path) -> None:
     """Boot a template VM cold, prepare it, save it into ``work/state`` and keep its disk as
     ``work/disk.qcow2``. The template is an ordinary harness VM meanwhile (the reaper removes it if
-    this process dies)."""
-    from harness.ssh import SSHTransport
-
+    this process dies; so does its own watchdog, at once)."""
     name = VMName.new(TEMPLATE_RUN_ID)
     template_options = VMOptions(cpus=options.cpus, memory_mb=options.memory_mb)
+    with Watchdog.spawn(provider.paths) as watchdog:
+        watchdog.watch(provider.name, str(name))
+        _build_template(provider, image, name, template_options, work)
+        watchdog.release(str(name))
+
+
+def _build_template(provider: QemuProvider, image: str, name: VMName, template_options: VMOptions,
+                    work: Path) -> None:
+    from harness.ssh import SSHTransport
+
     vm_dir = provider.vm_dir(name)
     try:
         provider.clone(image, name, template_options)

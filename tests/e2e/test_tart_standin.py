@@ -4,7 +4,7 @@ Every "tart VM" here is a real Debian guest booted by the QEMU provider behind t
 ``tart`` command line; the harness drives it only through :class:`harness.vm.tart.TartProvider`.
 What this proves: the provider's code path (clone, random MAC, detached run, ip, SSH proof, first
 password login, key install, stop, delete) and the whole portability suite work through it.
-What it cannot prove: anything about macOS or Apple's tart itself (see vm_images/macos/README.md).
+What it cannot prove: anything about macOS or Apple's tart itself (see harness/vm_images/macos/README.md).
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ def _suite_env(standin: StandinHome) -> dict[str, str]:
 
 def run_suite_through_tart(standin: StandinHome, release: Path, results: Path,
                            select: str | None = None) -> tuple[int, dict[str, dict[str, Any]]]:
-    """``pytest tests/portability`` on ``release`` with --image naming the stand-in's golden VM."""
+    """``pytest --pyargs harness.portability`` on ``release`` with --image naming the stand-in's golden VM."""
     command = [
-        sys.executable, "-m", "pytest", "tests/portability", "-p", "no:cacheprovider", "-q",
+        sys.executable, "-m", "pytest", "--pyargs", "harness.portability", "-p", "no:cacheprovider", "-q",
         "--image", GOLDEN, "--release", str(release), "--profile", "reference", "--results-dir", str(results),
     ]
     if select:

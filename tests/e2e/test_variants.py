@@ -14,7 +14,9 @@ pattern the failure message must contain, so that "caught" also means "pointing 
 from __future__ import annotations
 
 import json
+import os
 import re
+import secrets
 import subprocess
 import sys
 import tomllib
@@ -30,7 +32,7 @@ from harness.suite.reference import build_reference, default_release, release_di
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-SUITE = REPO / "tests" / "portability"
+SUITE = ["--pyargs", "harness.portability"]  # the suite as installed
 VARIANTS_FILE = release_dir(REPO) / "variants.toml"
 RUN_TIMEOUT_S = 3600
 PARALLEL_START_S = 60.0
@@ -80,16 +82,16 @@ def load_variants() -> list[Variant]:
 
 
 def run_suite(release: Path, results: Path, select: str | None = None,
-              profile: Path | None = None) -> dict[str, dict[str, Any]]:
+              profile: Path | None = None, env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
     """Run the suite on ``release``; the check records of its journal, by check name."""
-    argv = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q",
+    argv = [sys.executable, "-m", "pytest", *SUITE, "-p", "no:cacheprovider", "-q",
             "--release", str(release), "--results-dir", str(results)]
     if profile is not None:
         argv += ["--profile", str(profile)]
     if select:
         argv += ["-k", select]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
-                          check=False)
+                          check=False, env={**os.environ, **(env or {})})
     (results.parent / f"{results.name}.log").write_text(done.stdout + done.stderr)
     checks = {r["check"]: r for r in read_journal(results) if r.get("kind") == "check"}
     assert checks, f"the suite run recorded no checks (exit {done.returncode}):\n{done.stdout[-3000:]}{done.stderr[-2000:]}"
@@ -114,9 +116,35 @@ def test_variant_table_is_covered() -> None:
             assert check in CAUSES[variant.name], f"{variant.name}: no cause pattern for {check}"
 
 
+# Secrets a run's environment may hold; none may reach a report, a log or an attachment. (No
+# HARNESS_ORCHARD_URL: that would send the run's bookkeeping to a controller that does not exist.)
+PLANTED_SECRETS = ("HARNESS_ORCHARD_TOKEN", "HARNESS_ORCHARD_PASSWORD", "HARNESS_TART_PASSWORD",
+                   "TART_REGISTRY_USERNAME", "TART_REGISTRY_PASSWORD")
+
+
+def secrets_found(results: Path, planted: dict[str, str]) -> list[str]:
+    """``file: VARIABLE`` for every planted value found anywhere under ``results`` (bytes, any file)."""
+    found = []
+    for path in sorted(p for p in results.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        found += [f"{path.relative_to(results)}: {key}" for key, value in planted.items() if value.encode() in data]
+    return found
+
+
 def test_good_release_passes_everything(built_release: Path, tmp_path: Path) -> None:
-    """Zero false alarms: on the good release no check fails and none is broken."""
-    checks = run_suite(built_release, tmp_path / "good")
+    """Zero false alarms: on the good release no check fails and none is broken. The run's
+    environment carries planted secrets, and no file of its results holds any of them."""
+    planted = {key: f"planted-{key.lower()}-{secrets.token_hex(8)}" for key in PLANTED_SECRETS}
+    checks = run_suite(built_release, tmp_path / "good", env=planted)
+    assert (tmp_path / "good" / "allure-results").is_dir() and (tmp_path / "good" / "signoff.json").is_file()
+    run_output = (tmp_path / "good.log").read_text(errors="replace")
+    leaked = secrets_found(tmp_path / "good", planted) + [f"the run's output: {key}" for key, value in planted.items()
+                                                          if value in run_output]
+    assert not leaked, "planted secrets in the run's results:\n" + "\n".join(leaked)
+    control = tmp_path / "control"
+    control.mkdir()
+    (control / "attachment.bin").write_bytes(b"\0token=" + planted["HARNESS_ORCHARD_TOKEN"].encode() + b"\0")
+    assert secrets_found(control, planted) == ["attachment.bin: HARNESS_ORCHARD_TOKEN"], "the grep itself is blind"
     bad = {name: f"{r['outcome']}: {r['message'][:400]}" for name, r in checks.items()
            if r["outcome"] in ("failed", "broken")}
     assert not bad, "false alarms on the good release:\n" + "\n".join(f"  {k}: {v}" for k, v in bad.items())
@@ -174,7 +202,7 @@ def test_matrix_runs_two_targets_at_once(built_release: Path, tmp_path: Path) ->
     broken = variant_release("stream_mismatch", REPO)
     assert broken is not None
     results = tmp_path / "matrix"
-    argv = [sys.executable, "-m", "pytest", str(SUITE), "-p", "no:cacheprovider", "-q", "-n", "2",
+    argv = [sys.executable, "-m", "pytest", *SUITE, "-p", "no:cacheprovider", "-q", "-n", "2",
             "--release", str(built_release), "--release", str(broken), "--results-dir", str(results),
             "-k", "stream_matches_nonstream or install_offline"]
     done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,

@@ -145,13 +145,18 @@ def test_an_interrupt_mid_boot_leaves_nothing(tmp_path: Path, sig: signal.Signal
 
 
 def test_a_crashed_xdist_worker_leaves_nothing(tmp_path: Path) -> None:
-    run = InnerRun.start(tmp_path, "-n", "1", crash=True)
+    # As `harness run -n` does: a crashed worker is not replaced (a replacement would run the
+    # crashing test again, and again).
+    run = InnerRun.start(tmp_path, "-n", "1", "--max-worker-restart", "0", crash=True)
     vm_dir = run.wait_for_boot()
     qemu = _qemu_pid(vm_dir)
     assert run.wait() != 0
     output = run.output()
     assert "crashed" in output, output
-    assert f"harness reaper (worker crashed): removed {vm_dir.name}" in output, output
+    # The worker's watchdog removes its VM at once; the reaper at the worker's crash is the belt.
+    watchdog_logs = "".join(p.read_text() for p in (run.log.parent / "results" / "vms").glob("watchdog-*.log"))
+    assert (f"harness reaper (worker crashed): removed {vm_dir.name}" in output
+            or f"removed {vm_dir.name}" in watchdog_logs), output + watchdog_logs
     _assert_nothing_left(run.run_id, [qemu] if qemu else [])
 
 
@@ -197,13 +202,24 @@ OWNER = textwrap.dedent(
 )
 
 
-def test_the_reaper_removes_a_vm_whose_owner_was_killed(tmp_path: Path) -> None:
+def _watchdogs_of(pid: int) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["cmdline"])
+            if "harness.host.watchdog" in " ".join(p.info["cmdline"] or []) and f"--owner {pid}" in " ".join(p.info["cmdline"] or [])]
+
+
+def test_the_reaper_removes_a_vm_whose_owner_and_watchdog_were_killed(tmp_path: Path) -> None:
+    """The belt: when the watchdog dies with its owner, the reaper (and `harness gc`) still cleans."""
     run_id = _run_id()
     owner = subprocess.Popen([sys.executable, "-c", OWNER, run_id, str(tmp_path)])
     try:
         wait_for(lambda: any(_qemu_pid(d) for d in _vm_dirs(run_id)) or owner.poll() is not None,
               900, "the owner's VM to start")
         assert owner.poll() is None, "the owner ended before its VM booted (see its stderr above)"
+        watchdogs = _watchdogs_of(owner.pid)
+        assert len(watchdogs) == 1, "the Machine should have started a watchdog of its own"
+        for watchdog in watchdogs:
+            watchdog.kill()  # SIGKILL first, so that it cannot see its owner go
+            watchdog.wait(timeout=30)
     finally:
         owner.kill()  # SIGKILL: no cleanup of its own can run
         owner.wait(timeout=30)

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from harness.cli import build_parser, main
+from harness.commands import run as run_command
 from harness.commands.run import make_plan, pytest_argv
 from harness.errors import UsageError
 
@@ -29,18 +35,20 @@ def test_matrix_and_workers(tmp_path: Path) -> None:
     plan = make_plan(parse("--release", str(a), "--release", str(b), "--image", "linux-debian12", "-n", "2",
                            "--results-dir", str(tmp_path / "res"), "-k", "determinism", "--", "-x"))
     argv = pytest_argv(plan)
-    assert argv[argv.index("--profile") + 1] == "reference"
-    assert [argv[i + 1] for i, v in enumerate(argv) if v == "--release"] == [str(a), str(b)]
+    assert "--profile=reference" in argv
+    # Paths share a word with their option: pytest must not take them for rootdir hints.
+    assert [v.removeprefix("--release=") for v in argv if v.startswith("--release")] == [str(a), str(b)]
+    assert f"--results-dir={tmp_path / 'res'}" in argv
     assert argv[argv.index("-n") + 1] == "2" and argv[argv.index("--dist") + 1] == "loadgroup"
     assert argv[argv.index("--max-worker-restart") + 1] == "0"
     assert argv[argv.index("-k") + 1] == "determinism" and argv[-1] == "-x"
-    assert str(plan.suite).endswith("tests/portability")
+    assert argv[argv.index("--pyargs") + 1] == "harness.portability"
 
 
 def test_single_run_has_no_xdist(tmp_path: Path) -> None:
     argv = pytest_argv(make_plan(parse("--release", str(fake_release(tmp_path)))))
     assert "-n" not in argv and "--dist" not in argv
-    assert argv[argv.index("--image") + 1] == "linux-debian12"
+    assert "--image=linux-debian12" in argv
 
 
 def test_bad_inputs_fail_before_any_vm(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -66,3 +74,25 @@ def test_timing_rows_keep_first_of_repeated_phases() -> None:
         {"kind": "phase", "target": "linux-debian12", "phase": "vm_clone", "duration_s": 0.1},
     ]
     assert timing_rows(records) == {"linux-debian12": {"boot": 40.0, "serve": 12.5}}
+
+
+def test_a_sigterm_for_harness_alone_reaches_pytest_and_is_waited_for(monkeypatch: pytest.MonkeyPatch,
+                                                                       tmp_path: Path) -> None:
+    """A CI runner stopping the job signals `harness`; pytest must get it and be waited for."""
+    ready = tmp_path / "ready"
+    child = ("import pathlib, signal, sys, time\n"
+             "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.5), sys.exit(7)))\n"
+             f"pathlib.Path({str(ready)!r}).touch()\n"
+             "time.sleep(60)\n")
+    monkeypatch.setattr(run_command, "pytest_argv", lambda plan: [sys.executable, "-c", child])
+    monkeypatch.chdir(tmp_path)  # pytest runs where harness was started
+
+    def terminate_when_ready() -> None:
+        while not ready.exists():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=terminate_when_ready, daemon=True).start()
+    before = signal.getsignal(signal.SIGTERM)
+    assert run_command.execute(None) == 7  # type: ignore[arg-type]
+    assert signal.getsignal(signal.SIGTERM) is before

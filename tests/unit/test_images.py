@@ -32,7 +32,7 @@ from harness.vm.images import (
 from harness.vm.provider import VMName
 from harness.vm.qemu import QemuProvider
 
-REAL_RECIPES = Path(__file__).resolve().parents[2] / "vm_images"
+REAL_RECIPES = Path(__file__).resolve().parents[2] / "harness" / "vm_images"
 
 
 # ---------------------------------------------------------------- recipes and hashing

@@ -55,7 +55,8 @@ def test_command_line_isolates_the_guest_and_boots_directly(tmp_path: Path) -> N
     assert "-no-reboot" in argv and "-nodefaults" in argv
     assert _option(argv, "-serial") == [f"file:{tmp_path / 'vm' / 'serial.log'}"]
     assert _option(argv, "-kernel") == ["/img/vmlinuz"] and _option(argv, "-initrd") == ["/img/initrd.img"]
-    assert _option(argv, "-append") == ["root=/dev/vda console=ttyS0"]
+    assert _option(argv, "-append") == ["root=/dev/vda console=ttyS0 panic=-1"]  # a panic ends QEMU
+    assert not any("guestfwd" in arg for arg in argv)
     drive = _option(argv, "-drive")[0]
     assert drive.startswith(f"file={tmp_path / 'vm' / 'overlay.qcow2'},if=virtio,format=qcow2")
     assert "virtio-net-pci,netdev=n0" in _option(argv, "-device")

@@ -83,6 +83,19 @@ def test_timeout_raises_and_kills_the_remote_process_group(ssh: SSHTransport) ->
     assert ssh.run("echo still usable", timeout=20).stdout == "still usable\n"
 
 
+def test_a_flood_of_output_is_kept_at_both_ends_and_counted(ssh: SSHTransport,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.ssh
+
+    monkeypatch.setattr(harness.ssh, "OUTPUT_KEEP_BYTES", 1000)
+    result = ssh.run("echo first; seq 1 200000; echo last", timeout=60)
+    assert result.ok
+    assert result.stdout.startswith("first\n1\n2\n") and result.stdout.endswith("200000\nlast\n")
+    dropped = int(re.search(r"\[\.\.\. (\d+) bytes of output dropped here", result.stdout)[1])  # type: ignore[index]
+    assert len(result.stdout) < 3000 + 100
+    assert dropped + len(result.stdout) > 1_200_000  # seq 1..200000 prints ~1.29 MB
+
+
 def test_every_command_is_logged_with_timestamps(ssh: SSHTransport) -> None:
     ssh.run("echo logged-out; echo logged-err >&2", timeout=20)
     log = ssh.log.path.read_text()

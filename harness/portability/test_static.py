@@ -1,7 +1,7 @@
 """Static portability checks of the release under test: no VM, one test per check area.
 
-Run as ``pytest tests/portability/test_static.py --release PATH [--profile NAME]
-[--inspect-target debian-12|macos-14]``; without ``--release`` these tests skip.
+Run as ``pytest --pyargs harness.portability.test_static --release PATH [--profile NAME]
+[--inspect-target debian-12|macos-14]``.
 """
 
 from __future__ import annotations
