@@ -179,7 +179,7 @@ def test_clean_rebuild_on_another_cpu_kernel_is_byte_identical(built: BuiltRelea
 
 def test_reference_goldens_describe_this_build(built: BuiltReleases) -> None:
     """The committed goldens were recorded from the very tarball this checkout builds."""
-    golden = load_goldens(golden_path(REPO / "tests" / "goldens", "reference", "linux-x86_64"))
+    golden = load_goldens(golden_path(REPO / "harness" / "profiles" / "goldens", "reference", "linux-x86_64"))
     assert golden.provenance is not None, "the reference goldens do not say which build they describe"
     built_sha = hashlib.sha256(built.tarball().read_bytes()).hexdigest()
     assert golden.provenance.release_sha256 == built_sha, (
