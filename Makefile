@@ -23,6 +23,7 @@ bench: setup
 	$(VENV)/bin/python bench/bench_inspect.py
 	$(VENV)/bin/python bench/bench_vm.py
 	$(VENV)/bin/python bench/bench_warm.py
+	$(VENV)/bin/python bench/bench_shell.py
 
 clean-results:
 	rm -rf results

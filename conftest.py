@@ -10,6 +10,9 @@ import os
 
 import pytest
 
+# The tart/Orchard stand-ins' fixtures: an opt-in plugin, never loaded by portability runs.
+pytest_plugins = ["harness.testing"]
+
 ONDEMAND_ENV = "HARNESS_ONDEMAND"
 
 

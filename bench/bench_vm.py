@@ -26,10 +26,10 @@ from pathlib import Path
 
 from harness.config import HostPaths
 from harness.errors import HarnessError
+from harness.host.slots import SlotPool
 from harness.ssh import openssh_options
 from harness.vm.machine import Machine, MachineSettings
 from harness.vm.registry import provider_for_image
-from harness.vm.slots import SlotPool
 
 OUT_DIR = Path(__file__).parent / "out"
 SCP_RATIO_TARGET = 0.8  # the bar: SFTP put at least 0.8x of scp

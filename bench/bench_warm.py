@@ -27,13 +27,13 @@ from pathlib import Path
 
 from harness.config import HostPaths
 from harness.errors import HarnessError
+from harness.host.slots import SlotPool
 from harness.journal import read_journal
 from harness.ssh_trace import TRACE_ENV
 from harness.vm.machine import Machine, MachineSettings
 from harness.vm.provider import VMOptions
 from harness.vm.registry import provider_for_image
-from harness.vm.slots import SlotPool
-from harness.vm.warm_plan import start_mode
+from harness.warm.plan import start_mode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ssh_replay import guest_busy_s, load_traces, replay_run  # bench/ is not a package

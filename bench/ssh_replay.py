@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.config import HostPaths
+from harness.host.slots import SlotPool
 from harness.ssh import openssh_options
 from harness.vm.machine import Machine, MachineSettings
 from harness.vm.provider import VMOptions
 from harness.vm.registry import provider_for_image
-from harness.vm.slots import SlotPool
 
 IMAGE = "linux-debian12"
 TEMPLATE_MARK = "harness-warm-agent"  # a snapshot build's own connection: not part of the run

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from harness import __version__
 from harness.errors import HarnessError, UsageError
 
-SUBCOMMANDS: tuple[str, ...] = ("run", "images", "gc", "inspect", "diff", "report")
+SUBCOMMANDS: tuple[str, ...] = ("run", "shell", "repro", "exec", "cp", "images", "gc", "inspect", "diff", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,6 +26,11 @@ class HostPaths:
     def vms(self) -> Path:
         return self.state / "vms"
 
+    @property
+    def desk(self) -> Path:
+        """Logs and host-key pins of VMs made by ``harness shell`` and ``harness repro``."""
+        return self.state / "desk"
+
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> HostPaths:
         env = os.environ if environ is None else environ

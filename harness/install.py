@@ -11,6 +11,7 @@ only the harness's own trouble (SSH, copying, a snapshot command failing) raises
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import posixpath
 import shlex
@@ -22,7 +23,8 @@ from pathlib import Path
 from typing import Protocol
 
 from harness.errors import InfrastructureError, RemoteTimeout
-from harness.profile import Profile
+from harness.install_failure import TRACE_PS4, InstallFailure, diagnose
+from harness.profile import BoundProfile, Profile, bind
 from harness.release import Release
 from harness.ssh import CommandResult, Transfer
 
@@ -61,11 +63,10 @@ class GuestFacts:
     home: str
     pythons: tuple[str, ...]  # interpreters found on PATH (a clean image has none)
 
-    def context(self, profile: Profile, release: Release | None = None) -> dict[str, str]:
-        runtime = {"home": self.home, "user": self.user, "upload": UPLOAD_DIR}
-        if release is not None:
-            runtime |= {"tarball": f"{UPLOAD_DIR}/{release.filename}", "version": release.name.version}
-        return profile.context(runtime)
+    def bind(self, profile: Profile, release: Release, upload: str = UPLOAD_DIR) -> BoundProfile:
+        """The profile with every template rendered for this guest and release (uploaded to ``upload``)."""
+        return bind(profile, {"home": self.home, "user": self.user, "upload": upload,
+                              "tarball": f"{upload}/{release.filename}", "version": release.name.version})
 
 
 PYTHON_NAMES = ("python3", "python", "python2")
@@ -270,7 +271,8 @@ def take_manifest(guest: Guest, guest_os: str, roots: Sequence[str], ignore: Seq
     return Manifest(tuple(sorted(entries, key=lambda e: e.path)))
 
 
-def manifest_differences(a: Manifest, b: Manifest, limit: int = 40) -> list[str]:
+def manifest_differences(a: Manifest, b: Manifest, limit: int = 40,
+                         names: tuple[str, str] = ("the first VM", "the second VM")) -> list[str]:
     left, right = a.by_path(), b.by_path()
     out = []
     for path in sorted(left.keys() | right.keys()):
@@ -278,9 +280,9 @@ def manifest_differences(a: Manifest, b: Manifest, limit: int = 40) -> list[str]
         if x == y:
             continue
         if x is None:
-            out.append(f"only in the second VM: {y.line()}")  # type: ignore[union-attr]
+            out.append(f"only in {names[1]}: {y.line()}")  # type: ignore[union-attr]
         elif y is None:
-            out.append(f"only in the first VM: {x.line()}")
+            out.append(f"only in {names[0]}: {x.line()}")
         else:
             out.append(f"differs: {x.line()}  <->  {y.kind} {y.mode} {y.digest or '-'}")
     if len(out) > limit:
@@ -310,6 +312,10 @@ class InstallerRun:
     def tail(self, lines: int = 25) -> str:
         return "\n".join(self.output.splitlines()[-lines:])
 
+    def failure(self) -> InstallFailure:
+        """What went wrong, named by step, first error line, exit code and a known-cause hint."""
+        return diagnose(self.output, self.exit_code)
+
 
 @dataclass(frozen=True)
 class Installed:
@@ -317,7 +323,7 @@ class Installed:
 
     release: Release
     facts: GuestFacts
-    context: Mapping[str, str]
+    bound: BoundProfile
     installer: InstallerRun
     before: Snapshot
     after: Snapshot
@@ -326,17 +332,29 @@ class Installed:
     roots: tuple[str, ...]  # rendered install.tree
     copy_s: float
     timings: Mapping[str, float] = field(default_factory=dict)
+    # Entries of the scratch places (temp dirs, the user's cache) just before and after the installer.
+    scratch_before: frozenset[str] = frozenset()
+    scratch_after: frozenset[str] = frozenset()
 
     @property
     def changes(self) -> list[Change]:
         return changes(self.before, self.after)
 
+    @property
+    def context(self) -> Mapping[str, str]:
+        return self.bound.context
 
-def upload(guest: Guest, release: Release, profile: Profile) -> float:
+    @property
+    def scratch_left(self) -> list[str]:
+        """What the installer left in the scratch places (the harness's own upload excluded)."""
+        return sorted(p for p in self.scratch_after - self.scratch_before if not under(p, UPLOAD_DIR))
+
+
+def upload(guest: Guest, release: Release, profile: Profile, directory: str = UPLOAD_DIR) -> float:
     """Copy the tarball, its checksums file and the installer files beside it into the guest."""
     started = time.monotonic()
-    guest.run(f"rm -rf {UPLOAD_DIR} && mkdir -p {UPLOAD_DIR}", timeout=60, check=True)
-    sent = guest.put(release.path, f"{UPLOAD_DIR}/{release.filename}")
+    guest.run(f"rm -rf {directory} && mkdir -p {directory}", timeout=60, check=True)
+    sent = guest.put(release.path, f"{directory}/{release.filename}")
     if sent.sha256 != release.sha256:
         raise InfrastructureError(
             f"{release.path} is not the tarball checked at the start of the run "
@@ -350,10 +368,10 @@ def upload(guest: Guest, release: Release, profile: Profile) -> float:
                 f"the profile's install.files lists {name}, but {local} does not exist",
                 hint="put the installer next to the tarball (the release build writes it to dist/)",
             )
-        guest.put(local, f"{UPLOAD_DIR}/{posixpath.basename(name)}", mode=0o755)
+        guest.put(local, f"{directory}/{posixpath.basename(name)}", mode=0o755)
     if release.checksum.file is not None:
         # Published beside the tarball, so an installer that verifies it finds it there too.
-        guest.put(release.checksum.file, f"{UPLOAD_DIR}/{release.checksum.file.name}")
+        guest.put(release.checksum.file, f"{directory}/{release.checksum.file.name}")
     return time.monotonic() - started
 
 
@@ -371,40 +389,58 @@ def run_step(guest: Guest, command: str, env: Mapping[str, str], timeout: float,
     return InstallerRun(command, result.exit_code, output, result.duration_s, timeout)
 
 
-def run_installer(guest: Guest, profile: Profile, context: Mapping[str, str]) -> InstallerRun:
-    command = profile.render(profile.install.command, context, "install.command")
-    env = {k: profile.render(v, context, f"install.env.{k}") for k, v in profile.install.env.items()}
-    return run_step(guest, command, env, profile.install.timeout_s, context["home"])
+def run_installer(guest: Guest, bound: BoundProfile) -> InstallerRun:
+    spec = bound.install
+    if not spec.trace:
+        return run_step(guest, spec.command, dict(spec.env), spec.timeout_s, bound.context["home"])
+    # bash reads SHELLOPTS at start-up, so a /bin/sh installer that re-execs bash is traced too.
+    traced = f"env SHELLOPTS=xtrace PS4={shlex.quote(TRACE_PS4)} /bin/sh -c {shlex.quote(spec.command)}"
+    run = run_step(guest, traced, dict(spec.env), spec.timeout_s, bound.context["home"])
+    return dataclasses.replace(run, command=spec.command)  # reports show the profile's command
 
 
-def run_uninstaller(guest: Guest, profile: Profile, context: Mapping[str, str]) -> InstallerRun | None:
-    spec = profile.uninstall
+def run_uninstaller(guest: Guest, bound: BoundProfile) -> InstallerRun | None:
+    spec = bound.uninstall
     if spec is None:
         return None
-    command = profile.render(spec.command, context, "uninstall.command")
-    env = {k: profile.render(v, context, f"uninstall.env.{k}") for k, v in spec.env.items()}
-    return run_step(guest, command, env, spec.timeout_s, context["home"])
+    return run_step(guest, spec.command, dict(spec.env), spec.timeout_s, bound.context["home"])
 
 
-def snapshot_exclusions(profile: Profile, context: Mapping[str, str]) -> tuple[str, ...]:
-    extra = tuple(profile.render(p, context, "install.volatile") for p in profile.install.volatile)
-    return VOLATILE_PATHS + (UPLOAD_DIR,) + extra
+def snapshot_exclusions(bound: BoundProfile) -> tuple[str, ...]:
+    return VOLATILE_PATHS + (UPLOAD_DIR,) + bound.install.volatile
+
+
+SCRATCH_DEPTH = 2  # deep enough to name an unpack directory, shallow enough to stay quick
+
+
+def scratch_places(home: str) -> tuple[str, ...]:
+    """Where installers park temporary files: the snapshots leave these out on purpose."""
+    return ("/tmp", "/var/tmp", f"{home}/.cache")
+
+
+def list_scratch(guest: Guest, home: str) -> frozenset[str]:
+    places = " ".join(shlex.quote(p) for p in scratch_places(home))
+    result = guest.run(as_root_if_possible(f"find {places} -mindepth 1 -maxdepth {SCRATCH_DEPTH} 2>/dev/null; true"),
+                       timeout=120)
+    return frozenset(line for line in result.stdout.splitlines() if line)
 
 
 def install_release(guest: Guest, profile: Profile, release: Release, facts: GuestFacts,
                     phase: PhaseTimer) -> Installed:
-    context = facts.context(profile, release)
-    excluded = snapshot_exclusions(profile, context)
+    bound = facts.bind(profile, release)
+    excluded = snapshot_exclusions(bound)
     with phase("copy"):
         copy_s = upload(guest, release, profile)
     before = take_snapshot(guest, facts.os, excluded)
+    scratch_before = list_scratch(guest, facts.home)
     with phase("install"):
-        installer = run_installer(guest, profile, context)
+        installer = run_installer(guest, bound)
+    scratch_after = list_scratch(guest, facts.home)
     after = take_snapshot(guest, facts.os, excluded)
-    roots = tuple(profile.render(p, context, "install.tree") for p in profile.install.tree)
-    manifest = take_manifest(guest, facts.os, roots, profile.install.manifest_ignore)
-    allowed = tuple(profile.render(p, context, "install.writes") for p in profile.install.writes)
-    return Installed(release, facts, dict(context), installer, before, after, manifest, allowed, roots, copy_s)
+    roots = bound.install.tree
+    manifest = take_manifest(guest, facts.os, roots, bound.install.manifest_ignore)
+    return Installed(release, facts, bound, installer, before, after, manifest, bound.install.writes, roots, copy_s,
+                     scratch_before=scratch_before, scratch_after=scratch_after)
 
 
 def leftovers(before: Snapshot, after: Snapshot, leaves: Sequence[str], writes: Sequence[str]) -> list[Change]:

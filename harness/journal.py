@@ -13,6 +13,8 @@ Record kinds:
 - ``digest``: sha256 of a golden completion (prompt id -> digest) on one target.
 - ``footprint``: sizes per layer, from static inspection or from the installed tree.
 - ``egress``: network attempts the guest made.
+- ``target``: one per target: the exact inputs (tarball and its companions by sha256, profile
+  file by sha256, image by digest, VM options) that ``harness repro`` recreates it from.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 Outcome = Literal["passed", "failed", "broken", "skipped"]
+# The pytest mark the suite puts on each check with its stage (see CheckRecord.stage).
+STAGE_MARK = "harness_stage"
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,9 @@ class CheckRecord:
     area: str = ""  # install | determinism | egress | static | server | infrastructure
     evidence: tuple[str, ...] = ()  # paths relative to the results directory
     nodeid: str = ""
+    # How far along the fixture chain the check needed the target: release | installed | server |
+    # client ("" when unknown). ``harness repro`` replays the steps up to there.
+    stage: str = ""
     kind: str = "check"
 
 

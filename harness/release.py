@@ -1,8 +1,7 @@
 """The release tarball on the host: does it exist, is it intact, and which platform is it for.
 
 Checked before any VM boots, so that a typo in a path or a truncated download costs a second, not
-a boot. Tarball names follow ``<product>-v<version>-<arch>-<os>[-<suffix>].tar.gz`` (Tiles'
-convention, which the reference release copies); a ``checksums.txt`` beside the tarball, when
+a boot. Names are read by :mod:`harness.release_name`; a ``checksums.txt`` beside the tarball, when
 present, must list it with the right sha256.
 """
 
@@ -14,33 +13,15 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.errors import UsageError
 from harness.hashing import sha256_file
 from harness.profile import ReleaseSpec
-
-# uname -m spellings that mean the same machine.
-ARCH_ALIASES = {"aarch64": "arm64", "amd64": "x86_64", "x64": "x86_64"}
-_NAME_RE = re.compile(
-    r"^(?P<product>[A-Za-z0-9][A-Za-z0-9_.+-]*?)-v(?P<version>\d[0-9A-Za-z.+~]*)"
-    r"-(?P<arch>x86_64|arm64|aarch64|amd64)-(?P<os>linux|darwin)(?:-(?P<suffix>[a-z0-9]+))?\.tar\.gz$"
+from harness.release_name import (  # noqa: F401  (re-exported: the release's own names)
+    ARCH_ALIASES,
+    ReleaseError,
+    ReleaseName,
+    ReleaseNameError,
+    parse_release_name,
 )
-
-
-class ReleaseError(UsageError):
-    """The tarball given with ``--release`` cannot be tested as it is."""
-
-
-@dataclass(frozen=True)
-class ReleaseName:
-    product: str
-    version: str
-    arch: str
-    os: str
-    suffix: str = ""
-
-    @property
-    def platform(self) -> str:
-        return f"{self.os}-{self.arch}"
 
 
 @dataclass(frozen=True)
@@ -79,7 +60,7 @@ class Release:
     @property
     def id(self) -> str:
         """Short, stable label for test ids and report rows."""
-        suffix = f"-{self.name.suffix}" if self.name.suffix else ""
+        suffix = f"-{self.name.backend}" if self.name.backend else ""
         variant = _variant_label(self.origin or self.path)
         return f"{self.name.product}-{self.name.version}{suffix}{variant}"
 
@@ -88,19 +69,6 @@ def _variant_label(path: Path) -> str:
     # Broken variants of one release share its file name; the directory tells them apart.
     parent = path.parent.name
     return "" if parent in ("dist", "") else f"@{parent}"
-
-
-def parse_release_name(filename: str) -> ReleaseName:
-    match = _NAME_RE.match(filename)
-    if not match:
-        raise ReleaseError(
-            f"cannot read product, version and platform from the tarball name {filename!r}",
-            hint="release tarballs are named <product>-v<version>-<arch>-<os>.tar.gz, "
-            "e.g. tiles-v0.4.18-x86_64-linux.tar.gz; rename the file or pass the original",
-        )
-    arch = ARCH_ALIASES.get(match["arch"], match["arch"])
-    return ReleaseName(match["product"], match["version"], arch, match["os"], match["suffix"] or "")
-
 
 
 def read_checksums(path: Path) -> dict[str, str]:
@@ -137,10 +105,10 @@ def load_release(path: Path, spec: ReleaseSpec) -> Release:
             f"{path.name} is a {name.product!r} release but the profile expects {spec.product!r}",
             hint="pick the matching profile with --profile",
         )
-    if name.suffix and name.suffix not in spec.suffixes:
+    if name.backend and name.backend not in spec.backends:
         raise ReleaseError(
-            f"{path.name} carries the build suffix {name.suffix!r}, which the profile does not list",
-            hint=f"known suffixes: {', '.join(spec.suffixes) or 'none'}; add it to [release] suffixes",
+            f"{path.name} carries the backend suffix {name.backend!r}, which the profile does not list",
+            hint=f"known backends: {', '.join(spec.backends) or 'none'}; add it to [release] backends",
         )
     sha = sha256_file(path)
     return Release(path=path, name=name, sha256=sha, size=path.stat().st_size,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shlex
 import time
-from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import httpx
 
 from harness.errors import HarnessError, ProductDefect, RemoteTimeout
 from harness.install import Guest
-from harness.profile import Profile
+from harness.profile import BoundProfile
 
 POLL_INTERVAL_S = 0.5
 PID_GRACE_S = 15.0  # a launcher may write its pid file a moment after returning
@@ -60,20 +59,17 @@ class StopReport:
 class Server:
     """One server process in one guest; start/stop may be repeated (restart checks do)."""
 
-    def __init__(self, guest: Guest, profile: Profile, context: Mapping[str, str], logs_dir: Path) -> None:
+    def __init__(self, guest: Guest, bound: BoundProfile, logs_dir: Path) -> None:
         self.guest = guest
-        self.profile = profile
-        self.spec = profile.server
-        self.context = context
+        self.bound = bound
+        self.profile = bound.profile
+        self.spec = bound.server  # every template already rendered for this guest
         self.logs_dir = logs_dir
         self.local_port: int | None = None
         self.started_count = 0
         self.last_ready_s: float | None = None
         self._forward = ExitStack()
         self._http = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0), trust_env=False)
-
-    def render(self, template: str, where: str) -> str:
-        return self.profile.render(template, self.context, where)
 
     @property
     def base_url(self) -> str:
@@ -83,7 +79,7 @@ class Server:
 
     @property
     def pid_file(self) -> str:
-        return self.render(self.spec.pid_file, "server.pid_file")
+        return self.spec.pid_file
 
     def _ensure_forward(self) -> int:
         if self.local_port is None:
@@ -96,12 +92,12 @@ class Server:
         """Start and wait until healthy; returns seconds to ready. Raises ServerFailed."""
         started = time.monotonic()
         self._ensure_forward()
-        env = {k: self.render(v, f"server.env.{k}") for k, v in self.spec.env.items()}
-        command = self.render(self.spec.start, "server.start")
+        env = dict(self.spec.env)
+        command = self.spec.start
         # A launcher may itself wait for readiness before returning (refapp and tiles do).
         limit = self.spec.ready_timeout_s + COMMAND_TIMEOUT_S
         try:
-            result = self.guest.run(command, timeout=limit, env=env, cwd=self.render(self.spec.cwd, "server.cwd"))
+            result = self.guest.run(command, timeout=limit, env=env, cwd=self.spec.cwd)
         except RemoteTimeout as exc:
             raise ServerFailed(
                 f"the start command did not return within {limit:g} s: {command}",
@@ -152,7 +148,7 @@ class Server:
     def _load_model(self) -> None:
         load = self.spec.load
         assert load is not None
-        body = {k: self.render(v, f"server.load.json.{k}") if isinstance(v, str) else v for k, v in load.json.items()}
+        body = dict(load.json)
         try:
             reply = self._http.request(load.method, f"{self.base_url}{load.path}", json=body, timeout=load.timeout_s)
         except httpx.HTTPError as exc:
@@ -195,10 +191,10 @@ class Server:
         """Stop as the profile says, then verify; kill what is left so the VM stays usable."""
         started = time.monotonic()
         pid = self.guest.run(f"cat {shlex.quote(self.pid_file)} 2>/dev/null", timeout=30).stdout.strip()
-        command = self.render(self.spec.stop, "server.stop")
+        command = self.spec.stop
         try:
             result = self.guest.run(command, timeout=self.spec.stop_timeout_s + COMMAND_TIMEOUT_S,
-                                    cwd=self.render(self.spec.cwd, "server.cwd"))
+                                    cwd=self.spec.cwd)
             exit_code, output = result.exit_code, result.stdout + result.stderr
         except RemoteTimeout as exc:
             exit_code, output = None, f"stop command timed out: {exc.detail}"
@@ -239,7 +235,7 @@ class Server:
     # -- logs --------------------------------------------------------------------------------
 
     def log_paths(self) -> list[str]:
-        return [self.render(p, f"server.logs[{i}]") for i, p in enumerate(self.spec.logs)]
+        return list(self.spec.logs)
 
     def log_tails(self) -> str:
         """The last lines of every server log, for an attachment or an error message."""

@@ -393,6 +393,13 @@ class SSHTransport:
             raise RemoteCommandFailed(result)
         return result
 
+    def interactive_channel(self, keepalive_s: float = 15.0) -> paramiko.Channel:
+        """A session channel the caller drives itself (a terminal session); keepalives make a
+        guest that died mid-session show as a dropped connection instead of a silent hang."""
+        self._transport.set_keepalive(int(keepalive_s))
+        self.log.note("interactive session opened")
+        return self._open_session(30.0)
+
     def _open_session(self, timeout: float) -> paramiko.Channel:
         try:
             return self._transport.open_session(timeout=min(timeout, 30.0))

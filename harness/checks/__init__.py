@@ -1,1 +1,2 @@
-"""The checks' logic, one module per concern; the suite's test modules stay thin."""
+"""The checks' logic, importable and unit-tested on its own; the suite's test modules
+(:mod:`harness.portability`) call it and say what each check judges."""

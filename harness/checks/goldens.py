@@ -11,7 +11,7 @@ from harness.config import HostPaths
 from harness.errors import HarnessError, ProductDefect
 from harness.goldens import GoldenVerdict, Judgement, Provenance
 from harness.suite.target import Target
-from harness.vm.images import ImageStore
+from harness.images import image_store
 
 CHANGED_SINCE_APPROVED_PHRASE = "goldens describe build"
 
@@ -38,7 +38,7 @@ def this_build(target: Target, answers: Sequence[Completion]) -> Provenance:
 def image_digest(image: str) -> str:
     """The base image's content digest where the local image store built it; else unknown."""
     try:
-        store = ImageStore(HostPaths.from_env())
+        store = image_store(HostPaths.from_env())
         return store.current(image).content_hash if image in store.known() else ""
     except (HarnessError, OSError):
         return ""

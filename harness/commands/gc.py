@@ -10,9 +10,9 @@ import argparse
 
 from harness.config import HostPaths
 from harness.errors import HarnessError, UsageError
-from harness.vm.leases import LeaseBook, owner_alive
+from harness.host.leases import LeaseBook, owner_alive
+from harness.host.reaper import ReapPolicy, reap
 from harness.vm.provider import VMName
-from harness.vm.reaper import ReapPolicy, reap
 from harness.vm.registry import available_providers
 
 

@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from harness.config import HostPaths
-from harness.vm.images import ImageStore
-from harness.vm.qemu import QemuProvider
+from harness.images import image_store
+from harness.images.store import ImageStore
+from harness.vm.qemu.provider import QemuProvider
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -24,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     paths = HostPaths.from_env()
-    store = ImageStore(paths)
+    store = image_store(paths)
     if args.images_action == "build":
         built = store.ensure(args.name, force=args.force, progress=lambda msg: print(msg, file=sys.stderr),
                              in_use=QemuProvider(paths).backing_files_in_use)

@@ -21,6 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("release", type=Path, help="release tarball (.tar.gz/.tar.xz), wheel or directory")
     parser.add_argument("--profile", help="profile whose [layout] the release must match (name or TOML path)")
+    parser.add_argument("--profile-variant", action="append", default=[], metavar="NAME", dest="variants",
+                        help="apply this [[variant]] of the profile instead of the one the tarball's version picks")
     parser.add_argument("--target", help=f"target system: {', '.join(known_targets())} or a target JSON "
                         "(default: inferred from the binaries)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -28,6 +30,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = inspect_release(args.release, target=args.target, profile=args.profile)
+    report = inspect_release(args.release, target=args.target, profile=args.profile, variants=args.variants)
     print(json.dumps(report.to_dict(), indent=2) if args.json else render_report(report))
     return 1 if report.errors() else 0

@@ -123,6 +123,7 @@ def write_trends(
             "run_id": previous.facts.run_id,
             "generated_at": previous.generated_at,
             "tarball": previous.facts.release.tarball,
+            "version": previous.facts.release.version_label,
             "verdict": previous.verdict.headline,
         }
     )

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.profile import load_profile
+from harness.profile import load_profile, select_profile
 from harness.release import load_release
+from harness.release_name import parse_release_name
 from harness.report.results_space import check_results_dir
 from harness.suite.pipeline import SUITE_PACKAGE
 from harness.suite.reference import build_reference, default_release, release_dir
@@ -41,7 +42,10 @@ class RunPlan:
     update_goldens: bool
     select: str | None
     pytest_args: tuple[str, ...]
-    warm: bool = True  # --warm/--cold (harness.vm.warm)
+    warm: bool = True  # --warm/--cold (harness.vm.qemu.warm)
+    upgrade_from: Path | None = None  # the previous release, for the upgrade check
+    conditions: tuple[str, ...] = ()  # the profile's install conditions to add ('all': every one)
+    variants: tuple[str, ...] = ()  # --profile-variant: forced instead of picked by version and OS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -53,6 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="release tarball (repeat for a matrix); default: the reference release, built if missing")
     parser.add_argument("--profile", default=None, metavar="NAME|FILE",
                         help="built-in profile name or a TOML file (default: reference)")
+    parser.add_argument("--profile-variant", action="append", default=[], metavar="NAME", dest="variants",
+                        help="apply this [[variant]] of the profile whatever the release's version and OS "
+                        "(repeatable; replaces the variant picked automatically on the same axis)")
     parser.add_argument("--image", action="append", default=[], metavar="IMAGE",
                         help=f"base image (repeat for a matrix; default {DEFAULT_IMAGE}); Linux images are built if missing")
     parser.add_argument("-n", "--workers", type=int, default=0, metavar="N",
@@ -65,6 +72,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
                         help="where results go (default: ./results)")
     parser.add_argument("--update-goldens", action="store_true", help="record golden answers instead of comparing")
+    parser.add_argument("--upgrade-from", type=Path, default=None, metavar="OLD_TARBALL",
+                        help="the previous release: also check that upgrading from it leaves nothing old behind")
+    parser.add_argument("--condition", action="append", default=[], metavar="NAME|all", dest="conditions",
+                        help="also install under this [[conditions]] entry of the profile (repeatable; 'all')")
     parser.add_argument("-k", dest="select", default=None, metavar="EXPR", help="only checks matching EXPR (pytest -k)")
     parser.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="extra pytest arguments after --")
     parser.set_defaults(handler=run)
@@ -86,14 +97,19 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
         if profile.name != "reference":
             raise UsageError(f"the {profile.name} profile needs a release: pass --release PATH")
         releases = [reference_release()]
-    for path in releases:
-        load_release(path, profile.release)  # name, product and existence, before any VM boots
+    upgrade_from = args.upgrade_from.expanduser().absolute() if args.upgrade_from else None
+    for path in [*releases, *([upgrade_from] if upgrade_from else [])]:
+        # Name, product and existence, before any VM boots, against the profile as resolved for
+        # this release's version and OS (a backend suffix may be known to one variant only).
+        name = parse_release_name(path.name)
+        load_release(path, select_profile(profile, name.os, name.parsed, args.variants).release)
     check_results_dir((args.results_dir or Path.cwd() / "results").absolute())
     return RunPlan(
         releases=tuple(releases), profile=profile_name,
         images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
         results_dir=args.results_dir, update_goldens=args.update_goldens, select=args.select,
-        pytest_args=tuple(args.pytest_args), warm=args.warm,
+        pytest_args=tuple(args.pytest_args), warm=args.warm, upgrade_from=upgrade_from,
+        conditions=tuple(args.conditions), variants=tuple(args.variants),
     )
 
 
@@ -119,9 +135,9 @@ def reference_release() -> Path:
 def prepare(plan: RunPlan) -> None:
     """Build missing Linux base images (cached by recipe hash: a no-op when current)."""
     from harness.config import HostPaths
-    from harness.vm.images import ImageStore
+    from harness.images import image_store
 
-    store = ImageStore(HostPaths.from_env())
+    store = image_store(HostPaths.from_env())
     known = set(store.known())
     for image in plan.images:
         if image in known:
@@ -134,6 +150,7 @@ def pytest_argv(plan: RunPlan) -> list[str]:
     argv = [sys.executable, "-m", "pytest", "--pyargs", SUITE_PACKAGE, "-p", "no:cacheprovider", "-rA",
             f"--profile={plan.profile}", f"--keep-vm={plan.keep_vm}", "--warm" if plan.warm else "--cold"]
     argv += [f"--release={release}" for release in plan.releases]
+    argv += [f"--profile-variant={variant}" for variant in plan.variants]
     argv += [f"--image={image}" for image in plan.images]
     if plan.workers:
         # loadgroup: every check of one target stays in one worker, so one VM serves them all. A
@@ -145,6 +162,9 @@ def pytest_argv(plan: RunPlan) -> list[str]:
         argv.append(f"--results-dir={plan.results_dir}")
     if plan.update_goldens:
         argv.append("--update-goldens")
+    if plan.upgrade_from is not None:
+        argv.append(f"--upgrade-from={plan.upgrade_from}")
+    argv += [f"--condition={condition}" for condition in plan.conditions]
     if plan.select:
         argv += ["-k", plan.select]
     return argv + list(plan.pytest_args)

@@ -1,1 +1,2 @@
-"""Host bookkeeping: what this machine's runs share and what outlives none of them."""
+"""Host bookkeeping: what this machine's runs share and what outlives none of them (VM slots,
+leases, the reaper of leftovers, the run watchdog, signal handling, the host tools a step needs)."""

@@ -42,7 +42,7 @@ from typing import IO, Self
 
 from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError
-from harness.vm.leases import LeaseBook
+from harness.host.leases import LeaseBook
 from harness.vm.provider import Provider, VMName
 
 READY_LINE = "ready"

@@ -8,10 +8,12 @@ downloads it again. The content digest ignores mtimes and owners on purpose.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import PurePath
 from typing import Any
 
 from harness.inspect.archive import LayerArchive, ReleaseContents
 from harness.inspect.findings import Finding
+from harness.release_name import ReleaseName, try_parse_release_name
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,8 @@ class ReleaseDiff:
     loose_removed: tuple[str, ...]
     loose_changed: tuple[str, ...]
     findings: tuple[Finding, ...]
+    old_version: str = ""  # from the tarball names, when they follow the release-name convention
+    new_version: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +73,8 @@ def diff_releases(old: ReleaseContents, new: ReleaseContents) -> ReleaseDiff:
                 "reuse the previous archive, or make the packing reproducible (clamp mtimes, sort entries)")
         for change in changes if change.status == "repacked-identical"
     )
+    old_name, new_name = _name_of(old.source), _name_of(new.source)
+    findings += version_findings(old_name, new_name, new.source)
     return ReleaseDiff(
         old=old.source,
         new=new.source,
@@ -77,4 +83,25 @@ def diff_releases(old: ReleaseContents, new: ReleaseContents) -> ReleaseDiff:
         loose_removed=tuple(sorted(set(old_loose) - set(new_loose))),
         loose_changed=tuple(sorted(p for p in set(old_loose) & set(new_loose) if old_loose[p] != new_loose[p])),
         findings=findings,
+        old_version=old_name.version if old_name else "",
+        new_version=new_name.version if new_name else "",
     )
+
+
+def _name_of(source: str) -> ReleaseName | None:
+    return try_parse_release_name(PurePath(source).name)
+
+
+def version_findings(old: ReleaseName | None, new: ReleaseName | None, where: str) -> tuple[Finding, ...]:
+    """Comparing across products or platforms, or backwards in version, is worth a warning."""
+    if old is None or new is None:
+        return ()
+    if (old.product, old.platform) != (new.product, new.platform):
+        return (Finding("diff.different_release", "warning", where,
+                        f"comparing {old.product} {old.platform} with {new.product} {new.platform}",
+                        "diff two builds of the same product and platform"),)
+    if new.parsed < old.parsed:
+        return (Finding("diff.version_went_back", "warning", where,
+                        f"the new release {new.version} sorts before the old one {old.version}",
+                        "pass the older release first: harness diff OLD NEW"),)
+    return ()

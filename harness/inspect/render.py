@@ -66,7 +66,8 @@ def render_report(report: Report) -> str:
 def render_diff(diff: ReleaseDiff) -> str:
     rows = [[c.layer, c.status, "yes" if c.content_changed else "no", "yes" if c.archive_changed else "no",
              human_bytes(c.old_bytes), human_bytes(c.new_bytes)] for c in diff.layers]
-    out = [f"Old: {diff.old}", f"New: {diff.new}", "",
+    out = [f"Old: {diff.old}" + (f" (version {diff.old_version})" if diff.old_version else ""),
+           f"New: {diff.new}" + (f" (version {diff.new_version})" if diff.new_version else ""), "",
            table(rows, ["layer", "status", "content changed", "archive changed", "old size", "new size"])]
     for label, paths in (("added", diff.loose_added), ("removed", diff.loose_removed), ("changed", diff.loose_changed)):
         if paths:

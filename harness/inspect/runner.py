@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from harness.inspect.macho import MachOCollector, check_macho
 from harness.inspect.scripts import ShebangCollector, check_scripts
 from harness.inspect.targets import Target, load_target
 from harness.journal import GenericRecord, Journal
+from harness.release_name import ReleaseName, try_parse_release_name
 
 DEFAULT_LINUX_TARGET = "debian-12"
 DEFAULT_MACOS_TARGET = "macos-14"
@@ -44,8 +46,11 @@ def collect(release: Path) -> Collected:
     return Collected(contents, elf, macho, scripts, metadata)
 
 
-def default_target(collected: Collected) -> Target:
-    """macOS when the release carries more loadable Mach-O than ELF files, else Linux."""
+def default_target(collected: Collected, name: ReleaseName | None = None) -> Target:
+    """The OS the tarball's name says; without one, macOS when the release carries more loadable
+    Mach-O than ELF files, else Linux."""
+    if name is not None:
+        return load_target(DEFAULT_MACOS_TARGET if name.os == "darwin" else DEFAULT_LINUX_TARGET)
     macho = sum(1 for info in collected.macho.binaries.values() if info.loadable)
     return load_target(DEFAULT_MACOS_TARGET if macho > len(collected.elf.binaries) else DEFAULT_LINUX_TARGET)
 
@@ -77,11 +82,14 @@ def inspect_collected(collected: Collected, target: Target, layout: LayoutExpect
                   footprint=footprint.to_dict(), stats=stats)
 
 
-def profile_layout(profile: str, target: Target) -> LayoutExpectations:
-    """The ``[layout]`` of a profile (built-in name or TOML path) as it applies to ``target``'s OS."""
-    from harness.profile import load_profile
+def profile_layout(profile: str, target: Target, name: ReleaseName | None = None,
+                   variants: Sequence[str] = ()) -> LayoutExpectations:
+    """The ``[layout]`` of a profile (built-in name or TOML path) as it applies to ``target``'s OS
+    and, when the tarball's name tells it, the release's version."""
+    from harness.profile import load_profile, select_profile
 
-    resolved = load_profile(profile).for_os(PROFILE_OS[target.os])
+    resolved = select_profile(load_profile(profile), PROFILE_OS[target.os],
+                              name.parsed if name is not None else None, variants)
     return expectations_from_layout(resolved.layout_table())
 
 
@@ -91,6 +99,7 @@ def inspect_release(
     layout: LayoutExpectations | None = None,
     journal: Journal | None = None,
     profile: str | None = None,
+    variants: Sequence[str] = (),
 ) -> Report:
     """Inspect ``release`` for ``target`` (inferred from its binaries when None).
 
@@ -98,11 +107,16 @@ def inspect_release(
     """
     started = time.perf_counter()
     collected = collect(release)
-    resolved = load_target(target) if isinstance(target, str) else (target or default_target(collected))
+    name = try_parse_release_name(release.name)
+    resolved = load_target(target) if isinstance(target, str) else (target or default_target(collected, name))
     if layout is None:
-        layout = profile_layout(profile, resolved) if profile else LayoutExpectations()
+        layout = profile_layout(profile, resolved, name, variants) if profile else LayoutExpectations()
     report = inspect_collected(collected, resolved, layout)
     report.stats["profile"] = profile or ""
+    if name is not None:
+        report.stats["release_name"] = {"product": name.product, "version": name.version,
+                                        "prerelease": name.parsed.is_prerelease, "platform": name.platform,
+                                        "backend": name.backend}
     report.stats["duration_s"] = round(time.perf_counter() - started, 3)
     if journal is not None:
         journal.write(GenericRecord(kind="footprint", target=resolved.name,

@@ -9,11 +9,13 @@ import pytest
 
 from harness.errors import InfrastructureError
 from harness.install import Installed, manifest_differences, outside
+from harness.install_failure import without_trace
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment, TwinResult
 from harness.suite.interpreters import (
     check_paths_exist,
     foreign_interpreters,
+    interpreter_headline,
     not_found_lines,
     runnable,
     scan_shebangs,
@@ -27,13 +29,19 @@ def test_install_offline(deployment: Deployment, report) -> None:
     run = deployment.installed.installer
     report.attach_text(f"$ {run.command}\n{run.output}\n[exit {run.exit_code}, {run.duration_s:.1f} s]",
                        "installer output", target=deployment.name)
-    assert not run.timed_out, (
-        f"the installer was still running after {run.timeout_s:g} s and was killed "
-        f"(waiting for the network?); last output:\n{run.tail()}")
-    assert run.ok, f"the installer exited with {run.exit_code}; last output:\n{run.tail()}"
+    if not run.ok:
+        failure = run.failure()
+        waited = f" ({run.timeout_s:g} s; waiting for the network?)" if run.timed_out else ""
+        hint = f"\nhint: {failure.hint}" if failure.hint else ""
+        pytest.fail(f"{failure.headline()}{waited}{hint}\nlast output:\n{without_trace_tail(run.output)}",
+                    pytrace=False)
     missing = [path for path in deployment.installed.allowed
                if not deployment.machine.run(f"test -e {shlex.quote(path)}", timeout=30).ok]
     assert not missing, f"the installer reported success but left nothing at {', '.join(missing)}"
+
+
+def without_trace_tail(output: str, lines: int = 12) -> str:
+    return "\n".join(without_trace(output).splitlines()[-lines:])
 
 
 def test_install_writes_confined(installed: Installed, report) -> None:
@@ -72,4 +80,4 @@ def test_no_system_python(deployment: Deployment, report) -> None:
     if inert:
         report.attach_text("\n".join(f"{s.path}: {s.line}" for s in inert),
                            "shebangs inside Python libraries (not run directly, not judged)")
-    expect_none(problems, "the release relies on a Python outside itself")
+    expect_none(problems, interpreter_headline(problems))

@@ -39,10 +39,8 @@ def test_server_stops_cleanly(server: Server, report) -> None:
 def test_footprint_confined(deployment: Deployment, client: CompletionClient, report) -> None:
     """Installing and then serving wrote only under install.writes and server.writes."""
     installed = deployment.installed
-    profile = deployment.target.profile
-    now = take_snapshot(deployment.machine, installed.facts.os, snapshot_exclusions(profile, installed.context))
-    allowed = list(dict.fromkeys([*installed.allowed, *(profile.render(w, installed.context, "server.writes")
-                                                         for w in profile.server.writes)]))
+    now = take_snapshot(deployment.machine, installed.facts.os, snapshot_exclusions(installed.bound))
+    allowed = list(dict.fromkeys([*installed.allowed, *installed.bound.server.writes]))
     found = changes(installed.before, now)
     report.attach_text("\n".join(c.describe() for c in found) or "(no changes)", "file-system changes (install + serve)")
     stray = outside(found, allowed)

@@ -23,7 +23,8 @@ def test_uninstall_clean(target: Target, install_twin: TwinResult, report) -> No
     run = install_twin.uninstall
     report.attach_text(f"{install_twin.served}\n$ {run.command}\n{run.output}\n[exit {run.exit_code}]", "uninstall output")
     assert run.ok, f"the uninstaller exited with {run.exit_code}:\n{run.tail()}"
-    leaves = [profile.render(p, twin.context, "uninstall.leaves") for p in profile.uninstall.leaves]
-    writes = [*twin.allowed, *(profile.render(w, twin.context, "server.writes") for w in profile.server.writes)]
+    assert twin.bound.uninstall is not None
+    leaves = list(twin.bound.uninstall.leaves)
+    writes = [*twin.allowed, *twin.bound.server.writes]
     left = leftovers(twin.before, install_twin.after_uninstall, leaves, writes)
     expect_none([c.describe() for c in left], "the uninstall left things behind")

@@ -56,9 +56,11 @@ def add_test_labels(
         hook.add_parameter(name=name, value=value, excluded=False, mode=None)
 
 
-def hand_over_outcome(outcome: Outcome, area: str) -> None:
+def hand_over_outcome(outcome: Outcome, area: str, repro: str = "") -> None:
+    """``repro``: the command that recreates a failed check's VM, shown in its description."""
     allure_commons.plugin_manager.hook.add_label(
-        label_type=TRANSIENT_LABEL, labels=[json.dumps({"outcome": outcome, "area": area})]
+        label_type=TRANSIENT_LABEL,
+        labels=[json.dumps({"outcome": outcome, "area": area, "repro": repro})],
     )
 
 
@@ -77,6 +79,9 @@ class OutcomeFixer:
             details = result.statusDetails or StatusDetails(message="")
             details.message = tagged(payload["area"], details.message or "")
             result.statusDetails = details
+            if payload.get("repro"):
+                shown = f"Reproduce in a kept VM: `{payload['repro']}`"
+                result.description = f"{result.description}\n\n{shown}" if result.description else shown
 
 
 def report_lost_test(nodeid: str, identity: CheckIdentity, message: str) -> None:

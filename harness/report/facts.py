@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import harness
+from harness.release_name import try_parse_release_name
 
 GIT_TIMEOUT_S = 5.0
 
@@ -28,6 +29,13 @@ class ReleaseFacts:
     version: str = ""
     sha256: str = ""
     profile: str = ""
+
+    @property
+    def version_label(self) -> str:
+        """The version as the sign-off shows it; a pre-release (canary, nightly, rc) says so."""
+        name = try_parse_release_name(self.tarball)
+        version = self.version or (name.version if name else "")
+        return f"{version} (pre-release)" if name is not None and name.parsed.is_prerelease else version
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ machines and for the next run's trends.
 
 from __future__ import annotations
 
+import shlex
 import statistics
 import time
 from collections import defaultdict
@@ -41,6 +42,11 @@ INCOMPLETE_EXIT = {
     4: "pytest was called wrongly",
     5: "no tests were collected",
 }
+
+
+def repro_command(results_dir: str, check: str, target: str) -> str:
+    """The command that recreates ``check``'s target in a kept VM (see ``harness repro``)."""
+    return shlex.join(["harness", "repro", results_dir, "--check", check, "--target", target])
 
 
 @dataclass(frozen=True)
@@ -164,6 +170,7 @@ class SignoffModel:
     regressions: tuple[Regression, ...] = ()
     generated_at: float = 0.0
     schema: int = SCHEMA
+    results_dir: str = ""  # where the run's results are: the repro commands point there
 
     # -- views the renderers share --------------------------------------------------------------
 
@@ -213,10 +220,17 @@ class SignoffModel:
     def phase(self, target: str, name: str) -> PhaseTiming | None:
         return next((p for p in self.phases if p.target == target and p.phase == name), None)
 
+    def repro(self, check: CheckResult) -> str:
+        """How to get a VM where ``check`` failed ("" for a passed or static check: no VM)."""
+        if check.outcome not in ("failed", "broken") or check.target == TARBALL_TARGET or not self.results_dir:
+            return ""
+        return repro_command(self.results_dir, check.check, check.target)
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["verdict"]["headline"] = self.verdict.headline
         data["counts"] = self.counts()
+        data["repro"] = {f"{c.check}@{c.target}": cmd for c in self.checks if (cmd := self.repro(c))}
         return data
 
     @classmethod
@@ -255,6 +269,7 @@ class SignoffModel:
             regressions=tuple(_load(Regression, r) for r in data.get("regressions", ())),
             generated_at=float(data.get("generated_at", 0.0)),
             schema=int(data.get("schema", SCHEMA)),
+            results_dir=str(data.get("results_dir", "")),
         )
 
 

@@ -22,15 +22,21 @@ import allure_commons
 import pytest
 
 from harness.errors import HarnessError, UsageError
-from harness.journal import CheckRecord, GenericRecord, Journal, Outcome, read_journal
+from harness.journal import STAGE_MARK, CheckRecord, GenericRecord, Journal, Outcome, read_journal
 from harness.report import allure_glue, junit, progress
 from harness.report.allure_files import write_allure_extras
 from harness.report.facts import HostFacts, facts_from_records
 from harness.report.formatting import first_lines
 from harness.report.history import HistoryStore
-from harness.report.identity import CHECK_MARKER, identify, identify_nodeid, target_objects
+from harness.report.identity import (
+    CHECK_MARKER,
+    TARBALL_TARGET,
+    identify,
+    identify_nodeid,
+    target_objects,
+)
 from harness.report.layout import ResultsLayout, ResultsLock, clean_for_new_run
-from harness.report.model import SignoffModel
+from harness.report.model import SignoffModel, repro_command
 from harness.report.outcome import classify_phase, combine, failure_message
 from harness.report.recorder import ProcessState, Reporter
 from harness.report.signoff import build_signoff, write_signoff
@@ -211,7 +217,9 @@ class ReportSession:
             final = combine((when, o) for when, o, _ in phases)
             deciding = next((m for _, o, m in phases if o == final and m), "")
             identity = identify(item)
-            allure_glue.hand_over_outcome(final, identity.area)
+            repro = (repro_command(str(self.layout.root), identity.check, identity.target)
+                     if final in ("failed", "broken") and identity.target != TARBALL_TARGET else "")
+            allure_glue.hand_over_outcome(final, identity.area, repro)
             # Travels to the xdist controller with the report (reports keep unknown attributes).
             report.harness = {  # type: ignore[attr-defined]
                 "check": identity.check,
@@ -220,6 +228,7 @@ class ReportSession:
                 "outcome": final,
                 "message": deciding,
                 "evidence": self.state.evidence.pop(item.nodeid, []),
+                "stage": _stage(item),
             }
             report.user_properties.extend(
                 [
@@ -257,6 +266,7 @@ class ReportSession:
                     area=data["area"],
                     evidence=tuple(data.get("evidence", ())),
                     nodeid=report.nodeid,
+                    stage=str(data.get("stage", "")),
                 )
             )
             self.reported.add(report.nodeid)
@@ -321,6 +331,12 @@ class ReportSession:
         for reason in verdict.reasons:
             terminalreporter.write_line(f"  {reason}")
         terminalreporter.write_line(f"  {self.layout.signoff_html}")
+
+
+def _stage(item: pytest.Item) -> str:
+    """The fixture-chain stage the suite marked the check with ("" outside the suite)."""
+    mark = item.get_closest_marker(STAGE_MARK)
+    return str(mark.args[0]) if mark is not None and mark.args else ""
 
 
 def finish_results(layout: ResultsLayout) -> SignoffModel:

@@ -85,8 +85,8 @@ def _anchor(check: CheckResult) -> str:
 def _verdict(model: SignoffModel) -> str:
     release = model.facts.release
     parts = [release.tarball or "no release under test"]
-    if release.version:
-        parts.append(f"version {release.version}")
+    if release.version_label:
+        parts.append(f"version {release.version_label}")
     if release.profile:
         parts.append(f"profile {release.profile}")
     if release.sha256:
@@ -139,6 +139,8 @@ def _failures(model: SignoffModel) -> str:
             f'<span class="{lead.outcome}">{SYMBOLS[lead.outcome]} {lead.outcome}{count}</span></h3>'
             f"<pre>{escape(first_lines(lead.message) or 'no message')}</pre>"
             f'<div class="evidence">Evidence: {_evidence_links(group.evidence)}</div>'
+            + "".join(f'<div class="repro">Reproduce: <code>{escape(cmd)}</code></div>'
+                      for m in group.members if (cmd := model.repro(m)))
             + (
                 f'<details class="muted mono"><summary>tests</summary>{nodeids}</details>'
                 if nodeids

@@ -29,7 +29,7 @@ def render_markdown(model: SignoffModel) -> str:
     ]
     lines += [f"- {_cell(r)}" for r in model.verdict.reasons]
     facts = [
-        f"version `{release.version}`" if release.version else "",
+        f"version `{release.version_label}`" if release.version_label else "",
         f"profile `{release.profile}`" if release.profile else "",
         f"sha256 `{short_sha(release.sha256, 16)}`" if release.sha256 else "",
         f"{len(model.targets)} image(s): {', '.join(model.targets)}" if model.targets else "",
@@ -63,6 +63,11 @@ def render_markdown(model: SignoffModel) -> str:
             ["⚠️ (outside any check)", "", _cell(p)[:MESSAGE_CHARS], "–"] for p in model.problems
         ]
         lines += _table(["Checks", "Category", "Message", "Evidence"], rows)
+        repros = [cmd for g in groups for m in g.members if (cmd := model.repro(m))]
+        if repros:
+            lines += ["A kept VM where the check failed (then `harness shell --name VM`):", ""]
+            lines += [f"- `{cmd}`" for cmd in repros]
+            lines.append("")
 
     if model.regressions:
         lines += ["### Regressions since the previous run", ""]

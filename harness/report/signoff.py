@@ -50,6 +50,7 @@ def evidence_links(layout: ResultsLayout) -> dict[str, str]:
 
 def build_signoff(layout: ResultsLayout, regressions: Sequence[Regression] = ()) -> SignoffModel:
     model = build_model(read_journal(layout.root), read_cases(layout.junit), evidence_links(layout))
+    model = replace(model, results_dir=str(layout.root))
     return replace(model, regressions=tuple(regressions)) if regressions else model
 
 

@@ -13,13 +13,15 @@ MAX_LISTED = 25
 
 
 def expect_none(problems: Sequence[str], summary: str) -> None:
-    """Fail with ``summary`` and the problems, one per line, when there are any."""
+    """Fail with ``summary`` and the problems, one per line, when there are any. The first line
+    names the first problem too, so a one-line view (a table cell, a notification) says where."""
     if not problems:
         return
     shown = list(problems[:MAX_LISTED])
     if len(problems) > MAX_LISTED:
         shown.append(f"... and {len(problems) - MAX_LISTED} more")
-    raise AssertionError(f"{summary} ({len(problems)}):\n" + "\n".join(f"  - {p}" for p in shown))
+    first = problems[0] if len(problems) == 1 else f"{problems[0]} (and {len(problems) - 1} more)"
+    raise AssertionError(f"{summary}: {first}\n" + "\n".join(f"  - {p}" for p in shown))
 
 
 def ask(client: CompletionClient, profile: Profile, prompt: Prompt, *, temperature: float | None = None,

@@ -13,13 +13,15 @@ never holds two VMs at once and parallel workers cannot deadlock on the per-host
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from harness import installed_footprint
+from harness.checks.conditions import ConditionRun, run_condition
+from harness.checks.reinstall import Reinstall, Upgrade, install_previous, reinstall
 from harness.completions import Completion, CompletionClient
 from harness.egress import make_attempts_visible
 from harness.errors import HarnessError
@@ -29,11 +31,16 @@ from harness.install import (
     Snapshot,
     install_release,
     probe_guest,
+    run_installer,
     run_uninstaller,
     snapshot_exclusions,
+    take_manifest,
     take_snapshot,
+    upload,
 )
 from harness.journal import Journal, PhaseRecord
+from harness.profile import ConditionSpec
+from harness.release import Release
 from harness.server import Server, ServerFailed
 from harness.suite.target import Target
 from harness.vm.machine import Machine
@@ -103,7 +110,7 @@ class Deployment:
         if self.server_error is not None:
             raise self.server_error
         if self._server is None:
-            self._server = Server(self.machine, self.target.profile, self.installed.context, self.logs_dir)
+            self._server = Server(self.machine, self.installed.bound, self.logs_dir)
         if not self._server.healthy():
             try:
                 with self.report.phase("serve", target=self.name):
@@ -180,41 +187,84 @@ def open_deployment(make_machine: MachineMaker, target: Target, report: Reporter
 
 @dataclass(frozen=True)
 class TwinResult:
-    """The second VM's install (and uninstall), finished and gone before the checks read it."""
+    """The second VM's install, reinstall, install conditions (and uninstall), finished and gone
+    before the checks read them."""
 
     installed: Installed
     served: str  # what happened when the server was started and stopped before uninstalling
     uninstall: InstallerRun | None
     after_uninstall: Snapshot | None
     vm_name: str
+    reinstall: Reinstall | None = None  # None when the first install failed
+    conditions: tuple[ConditionRun, ...] = ()
 
 
 def run_twin(make_machine: MachineMaker, target: Target, report: Reporter, interrupted: Callable[[], bool],
-             logs_dir: Path) -> TwinResult:
+             logs_dir: Path, conditions: Sequence[ConditionSpec] = ()) -> TwinResult:
+    """install -> reinstall over it -> serve once (the reinstalled tree must work) -> install
+    conditions (each in a home of its own) -> uninstall."""
     profile = target.profile
     with booted(make_machine, target, VMOptions(), report, prefix="twin_", interrupted=interrupted) as machine:
         facts = probe_guest(machine)
         installed = install_release(machine, profile, target.release, facts, timer(report, target, "twin_"))
-        served, uninstall, after = "not attempted: the install failed", None, None
+        served, uninstall, after, again = "not attempted: the install failed", None, None, None
+        tried: tuple[ConditionRun, ...] = ()
+        if installed.installer.ok:
+            with report.phase("twin_reinstall", target=target.name):
+                run, manifest = reinstall(machine, installed.bound, facts, installed.roots)
+            served, server_ok = ("not attempted: the reinstall failed", False)
+            if run.ok:
+                served, server_ok = _serve_once(machine, target, installed, logs_dir)
+            again = Reinstall(run, manifest, served, server_ok)
+            if conditions:
+                with report.phase("twin_conditions", target=target.name):
+                    tried = tuple(run_condition(machine, profile, target.release, facts, spec) for spec in conditions)
         if installed.installer.ok and profile.uninstall is not None:
-            served = _serve_once(machine, target, installed, logs_dir)
+            if again is None or not again.server_ok:
+                served, _ = _serve_once(machine, target, installed, logs_dir)
             with report.phase("twin_uninstall", target=target.name):
-                uninstall = run_uninstaller(machine, profile, installed.context)
-            after = take_snapshot(machine, facts.os, snapshot_exclusions(profile, installed.context))
-        return TwinResult(installed, served, uninstall, after, str(machine.name))
+                uninstall = run_uninstaller(machine, installed.bound)
+            after = take_snapshot(machine, facts.os, snapshot_exclusions(installed.bound))
+        return TwinResult(installed, served, uninstall, after, str(machine.name), again, tried)
 
 
-def _serve_once(machine: Machine, target: Target, installed: Installed, logs_dir: Path) -> str:
+def _serve_once(machine: Machine, target: Target, installed: Installed, logs_dir: Path) -> tuple[str, bool]:
     """Start and stop the server once, so the uninstall must also clear what serving leaves."""
-    server = Server(machine, target.profile, installed.context, logs_dir)
+    server = Server(machine, installed.bound, logs_dir)
     try:
         ready = server.start()
         stop = server.stop()
-        return f"served (ready in {ready:.1f} s) and stopped ({'clean' if stop.clean else '; '.join(stop.problems())})"
+        return (f"served (ready in {ready:.1f} s) and stopped "
+                f"({'clean' if stop.clean else '; '.join(stop.problems())})"), True
     except HarnessError as exc:
-        return f"the server did not start in the second VM: {exc.message}"
+        return f"the server did not start in the second VM: {exc.message}", False
     finally:
         server.close()
+
+
+@dataclass(frozen=True)
+class UpgradeResult:
+    """A third VM: the older release installed with its own installer, then this one over it."""
+
+    upgrade: Upgrade
+    vm_name: str
+
+
+def run_upgrade(make_machine: MachineMaker, target: Target, previous: Release, report: Reporter,
+                interrupted: Callable[[], bool]) -> UpgradeResult:
+    profile = target.profile
+    with booted(make_machine, target, VMOptions(), report, prefix="upgrade_", interrupted=interrupted) as machine:
+        facts = probe_guest(machine)
+        bound = facts.bind(profile, target.release)
+        roots = bound.install.tree
+        with report.phase("upgrade_previous", target=target.name):
+            first = install_previous(machine, profile, previous, facts)
+        old = take_manifest(machine, facts.os, roots, bound.install.manifest_ignore)
+        with report.phase("upgrade_install", target=target.name):
+            upload(machine, target.release, profile)
+            run = run_installer(machine, bound)
+        manifest = take_manifest(machine, facts.os, roots, bound.install.manifest_ignore)
+        return UpgradeResult(Upgrade(previous, first, run, old, manifest), str(machine.name))
 
 
 def with_options(machine: Machine, options: VMOptions) -> Machine:

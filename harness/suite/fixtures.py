@@ -25,13 +25,28 @@ from harness.completions import CompletionClient
 from harness.errors import HarnessError, UsageError
 from harness.install import Installed
 from harness.journal import Journal, read_journal
-from harness.profile import Profile, load_profile, resolve_profile_path
-from harness.release import parse_release_name
+from harness.profile import (
+    ConditionSpec,
+    Profile,
+    load_profile,
+    resolve_profile_path,
+    select_profile,
+)
+from harness.release import load_release, parse_release_name
 from harness.server import Server, ServerFailed
-from harness.suite.deployment import Deployment, TwinResult, open_deployment, run_twin
+from harness.suite.deployment import (
+    Deployment,
+    TwinResult,
+    UpgradeResult,
+    open_deployment,
+    run_twin,
+    run_upgrade,
+)
 from harness.suite.pipeline import is_portability_run, utility_session
 from harness.suite.reference import DEFAULT_PROFILE, default_release
-from harness.suite.target import Target, TargetSpec, matrix, resolve
+from harness.suite.stages import STAGE_MARK, stage_of
+from harness.suite.target import Target, TargetInputs, TargetSpec, matrix, resolve
+from harness.vm.provider import VMOptions
 
 DEFAULT_IMAGE = "linux-debian12"
 GOLDENS = "goldens"  # beside a profile's TOML file: its approved answers, <profile>/<platform>.json
@@ -55,8 +70,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help=f"release profile: a built-in name (reference, tiles) or a TOML file (default: {DEFAULT_PROFILE})",
     )
     group.addoption(
+        "--profile-variant", action="append", dest="profile_variant", default=None, metavar="NAME",
+        help="apply this [[variant]] of the profile whatever the release's version and OS (repeatable)",
+    )
+    group.addoption(
         "--update-goldens", dest="update_goldens", action="store_true", default=False,
         help="record this run's completions as the golden answers instead of comparing with them",
+    )
+    group.addoption(
+        "--upgrade-from", dest="upgrade_from", default=None, metavar="OLD_TARBALL",
+        help="the previous release: the upgrade check installs it, then the release under test over it "
+        "(in a VM of its own); without it that check skips",
+    )
+    group.addoption(
+        "--condition", action="append", dest="conditions", default=None, metavar="NAME|all",
+        help="also install under this install condition of the profile's [[conditions]] (repeatable; "
+        "'all' for every one), in the second VM; without it install_conditions skips",
     )
     group.addoption(
         "--goldens-dir", dest="goldens_dir", default=None, metavar="DIR",
@@ -66,6 +95,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{STAGE_MARK}(stage): how far along the fixture chain a check goes")
     config.stash[_failed_targets] = set()
     config.stash[_targets] = {}
     if getattr(config.option, "dist", None) == "load" and not _dist_given(config):
@@ -99,11 +129,17 @@ def check_inputs(config: pytest.Config) -> None:
                 raise UsageError(f"release tarball {release} does not exist",
                                  hint="pass the path of a built .tar.gz with --release")
             found = parse_release_name(release.name)
+            select_profile(profile, found.os, found.parsed, forced_variants(config))  # unknown names fail here
             if found.product != profile.release.product:
                 raise UsageError(f"{release.name} is a {found.product!r} release but the {profile.name} "
                                  f"profile expects {profile.release.product!r}", hint="pick the matching --profile")
+        chosen_conditions(config, profile)
     except UsageError as exc:
         raise pytest.UsageError(f"harness: {exc}") from None
+
+
+def forced_variants(config: pytest.Config) -> tuple[str, ...]:
+    return tuple(config.getoption("profile_variant", default=None) or ())
 
 
 def _dist_given(config: pytest.Config) -> bool:
@@ -151,6 +187,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             "the reference release is the default only in a checkout of the harness repository, once "
             "built (python examples/reference_release/build.py)")
     for item in items:
+        stage = stage_of(getattr(item, "fixturenames", ()))
+        if stage:
+            item.add_marker(getattr(pytest.mark, STAGE_MARK)(stage))
         spec = _spec_of(item)
         if spec is not None:
             # With --dist loadgroup every check of one target runs in one worker, on one VM.
@@ -190,14 +229,29 @@ def target(request: pytest.FixtureRequest, profile: Profile) -> Target:
     if spec not in cache:
         report = request.getfixturevalue("report")
         try:
-            cache[spec] = resolve(spec, profile, pin_dir=report.layout.root / "releases" / _safe(spec.name))
+            cache[spec] = resolve(spec, profile, pin_dir=report.layout.root / "releases" / _safe(spec.name),
+                                  forced=forced_variants(request.config))
         except UsageError as exc:
             raise pytest.UsageError(str(exc)) from None
         found = cache[spec]
+        _record_inputs(request, found, report)
         report.describe_release(tarball=found.release.filename, version=found.release.name.version,
                                 sha256=found.release.sha256, profile=profile.name)
         report.describe_image(found.name, image_id=found.image)
     return cache[spec]
+
+
+def _record_inputs(request: pytest.FixtureRequest, found: Target, report: Any) -> None:
+    """The target's exact inputs into the journal, for ``harness repro``."""
+    environment = request.getfixturevalue("vm_environment")
+    try:
+        provider = environment.provider(found.image)
+        name, digest_of = provider.name, getattr(provider, "image_digest", None)
+        digest = digest_of(found.image) if digest_of is not None else ""
+    except HarnessError:
+        name, digest = "", ""  # the boot will fail and say why; the record stays incomplete
+    options = VMOptions(warm=environment.warm)
+    Journal(report.layout.root).write(TargetInputs.of(found, name, digest, options).record())
 
 
 @pytest.fixture(scope="session")
@@ -220,22 +274,51 @@ def _needs(request: pytest.FixtureRequest, fixture: str, spec: TargetSpec) -> bo
                for item in request.session.items)
 
 
+def chosen_conditions(config: pytest.Config, profile: Profile) -> tuple[ConditionSpec, ...]:
+    """The profile's install conditions named by --condition ('all': every one)."""
+    wanted = [n for given in config.getoption("conditions", default=None) or [] for n in given.split(",") if n]
+    if "all" in wanted:
+        return profile.conditions
+    known = {c.name: c for c in profile.conditions}
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise pytest.UsageError(f"harness: --condition {', '.join(unknown)}: the {profile.name} profile declares "
+                                f"{', '.join(known) or 'no [[conditions]]'}")
+    return tuple(known[n] for n in dict.fromkeys(wanted))
+
+
 @pytest.fixture(scope="session")
 def install_twin(request: pytest.FixtureRequest, target: Target, report: Any) -> TwinResult:
-    """The same release installed in a second fresh VM (then served, stopped and uninstalled)."""
+    """The same release installed in a second fresh VM (then reinstalled, served, installed under
+    the chosen conditions, and uninstalled)."""
     evidence = report.layout.evidence / _safe(target.name) / "twin"
-    return run_twin(_machine_maker(request), target, report, lambda: _interrupted(request), evidence)
+    return run_twin(_machine_maker(request), target, report, lambda: _interrupted(request), evidence,
+                    chosen_conditions(request.config, target.profile))
+
+
+@pytest.fixture(scope="session")
+def upgrade_run(request: pytest.FixtureRequest, target: Target, report: Any) -> UpgradeResult:
+    """The previous release (--upgrade-from) installed in a fresh VM, then this one over it."""
+    given = request.config.getoption("upgrade_from")
+    if not given:
+        pytest.skip("no --upgrade-from OLD_TARBALL given: nothing to upgrade from")
+    try:
+        previous = load_release(Path(given).expanduser().absolute(), target.profile.release)
+    except UsageError as exc:
+        raise pytest.UsageError(f"harness: --upgrade-from: {exc}") from None
+    return run_upgrade(_machine_maker(request), target, previous, report, lambda: _interrupted(request))
 
 
 @pytest.fixture(scope="session")
 def deployment(request: pytest.FixtureRequest, target: Target, report: Any,
                harness_journal: Journal) -> Iterator[Deployment]:
     """The target's primary VM with the release installed; torn down after its last check."""
-    if _needs(request, "install_twin", target.spec):
-        try:
-            request.getfixturevalue("install_twin")  # finish the second VM before this one boots
-        except HarnessError:
-            pass  # pytest keeps the error for the checks that need the second VM; the rest go on
+    for first in ("upgrade_run", "install_twin"):  # finish the other VMs before this one boots
+        if _needs(request, first, target.spec):
+            try:
+                request.getfixturevalue(first)
+            except (HarnessError, pytest.skip.Exception):
+                pass  # pytest keeps the error for the checks that need that VM; the rest go on
     failed = request.config.stash[_failed_targets]
     with open_deployment(
         _machine_maker(request), target, report, harness_journal,

@@ -12,6 +12,7 @@ import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Self
 
 from harness.install import Guest
 
@@ -65,6 +66,27 @@ def scan_shebangs(guest: Guest, roots: Sequence[str]) -> list[Shebang]:
     return found
 
 
+class InterpreterProblem(str):
+    """One problem line, remembering which interpreter it is about (for the check's headline)."""
+
+    interpreter: str
+
+    def __new__(cls, text: str, interpreter: str) -> Self:
+        made = super().__new__(cls, text)
+        made.interpreter = interpreter
+        return made
+
+
+def interpreter_headline(problems: Sequence[str]) -> str:
+    """What the check's first line says, naming the interpreters it found."""
+    names = sorted({p.interpreter for p in problems if isinstance(p, InterpreterProblem) and p.interpreter})
+    pythons = [n for n in names if PYTHONISH.match(n)]
+    shown = ", ".join(names) or "an interpreter"
+    if names and len(pythons) == len(names):
+        return f"the release relies on a Python outside itself ({shown})"
+    return f"the release relies on interpreters a clean machine lacks ({shown})"
+
+
 def runnable(shebangs: Sequence[Shebang]) -> tuple[list[Shebang], list[Shebang]]:
     """(scripts a release can run, inert ones inside Python library directories)."""
     library = [s for s in shebangs if LIBRARY_DIRS.search(s.path)]
@@ -77,28 +99,27 @@ def foreign_interpreters(shebangs: Sequence[Shebang], roots: Sequence[str],
 
     ``exists`` maps each absolute interpreter path to whether the guest has it.
     """
-    problems = []
+    problems: list[str] = []
     for shebang in shebangs:
-        program = shebang.interpreter
-        name = posixpath.basename(program)
-        inside = any(program.startswith(root.rstrip("/") + "/") for root in roots)
-        if not program.startswith("/"):  # looked up on PATH through env
-            if PYTHONISH.match(name):
-                problems.append(f"{shebang.path}: '{shebang.line}' runs whatever {name} is on PATH; "
-                                "the clean machine has none, so this script cannot start")
-            elif name not in SYSTEM_SHELLS:
-                problems.append(f"{shebang.path}: '{shebang.line}' needs {name} from PATH")
-            continue
-        if inside:
-            if not exists.get(program, True):
-                problems.append(f"{shebang.path}: '{shebang.line}' points inside the release at a "
-                                "file that is not there")
-            continue
-        if PYTHONISH.match(name):
-            problems.append(f"{shebang.path}: '{shebang.line}' uses a Python outside the release")
-        elif not exists.get(program, True):
-            problems.append(f"{shebang.path}: '{shebang.line}': {program} does not exist on a clean machine")
+        text = _judge(shebang, roots, exists)
+        if text:
+            problems.append(InterpreterProblem(f"{shebang.path}: '{shebang.line}'{text}",
+                                               posixpath.basename(shebang.interpreter)))
     return problems
+
+
+def _judge(shebang: Shebang, roots: Sequence[str], exists: dict[str, bool]) -> str:
+    program = shebang.interpreter
+    name = posixpath.basename(program)
+    if not program.startswith("/"):  # looked up on PATH through env
+        if PYTHONISH.match(name):
+            return f" runs whatever {name} is on PATH; the clean machine has none, so this script cannot start"
+        return "" if name in SYSTEM_SHELLS else f" needs {name} from PATH"
+    if any(program.startswith(root.rstrip("/") + "/") for root in roots):
+        return "" if exists.get(program, True) else " points inside the release at a file that is not there"
+    if PYTHONISH.match(name):
+        return " uses a Python outside the release"
+    return "" if exists.get(program, True) else f": {program} does not exist on a clean machine"
 
 
 def check_paths_exist(guest: Guest, paths: Sequence[str]) -> dict[str, bool]:
@@ -112,5 +133,10 @@ def check_paths_exist(guest: Guest, paths: Sequence[str]) -> dict[str, bool]:
 
 def not_found_lines(text: str, source: str, limit: int = 5) -> list[str]:
     """Lines of ``text`` where a shell failed to find a Python."""
-    hits = [f"{source}: {line.strip()}" for line in text.splitlines() if NOT_FOUND.search(line)]
+    hits: list[str] = []
+    for line in text.splitlines():
+        match = NOT_FOUND.search(line)
+        if match:
+            name = posixpath.basename(match["name"] or match["env"] or "")
+            hits.append(InterpreterProblem(f"{source}: {line.strip()}", name))
     return hits[:limit]

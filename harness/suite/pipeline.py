@@ -8,8 +8,8 @@ unit tests, the harness's own tests) must run as if it were not there, apart fro
 fixtures.
 
 The suite runs as a release manager reads it: what can be judged on the host first (release,
-static), then each target's VM work in the order it happens (install, server, determinism,
-goldens, uninstall), and egress last because it judges everything the guest did before it. A
+static), then each target's VM work in the order it happens (install and what it left, server,
+determinism with the sockets the serving holds, goldens, uninstall), and egress last because it judges everything the guest did before it. A
 user's own checks in the same session run after the built-in ones and before egress, so their
 traffic is judged too.
 """
@@ -45,16 +45,19 @@ class Stage:
 PIPELINE: tuple[Stage, ...] = (
     Stage("release", ("test_release",), on_host=True),
     Stage("static", ("test_static",), on_host=True),
-    Stage("install", ("test_install",)),
+    Stage("install", ("test_install", "test_tree_hygiene", "test_build_host", "test_native", "test_reinstall",
+                      "test_conditions")),
     Stage("server", ("test_server",)),
     Stage("macos", ("test_macos",)),
-    Stage("determinism", ("test_determinism",)),
+    Stage("determinism", ("test_determinism", "test_sampling", "test_listening")),
     Stage("goldens", ("test_goldens",)),
     Stage("uninstall", ("test_uninstall",)),
     Stage("more", ()),  # the user's own checks and any suite module not placed above
     Stage("egress", ("test_egress",)),
 )
 _STAGE_OF_MODULE = {module: index for index, stage in enumerate(PIPELINE) for module in stage.modules}
+# Within a stage, modules run in the order the stage lists them (the install's own verdict first).
+_PLACE_IN_STAGE = {module: place for stage in PIPELINE for place, module in enumerate(stage.modules)}
 _MORE = next(index for index, stage in enumerate(PIPELINE) if stage.name == "more")
 
 
@@ -149,12 +152,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if key is not None:
             targets.setdefault(key, len(targets))
 
-    def order(item: pytest.Item) -> tuple[int, int, int]:
+    def order(item: pytest.Item) -> tuple[int, int, int, int]:
         stage = stage_index(item)
+        place = _PLACE_IN_STAGE.get(Path(str(getattr(item, "path", ""))).stem, 0)
         if PIPELINE[stage].on_host:
-            return (0, stage, 0)
+            return (0, stage, place, 0)
         key = _target_key(item)
-        return (1, targets.get(key, len(targets)) if key is not None else len(targets), stage)
+        return (1, targets.get(key, len(targets)) if key is not None else len(targets), stage, place)
 
     items.sort(key=order)
 

@@ -7,10 +7,14 @@ and the profile's per-OS overrides applied. Its ``name`` is the "target" the rep
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
-from harness.profile import Profile
+from harness.hashing import sha256_file
+from harness.journal import GenericRecord
+from harness.profile import Profile, select_profile
 from harness.release import (
     ImagePlatform,
     Release,
@@ -19,6 +23,8 @@ from harness.release import (
     load_release,
     pin_release,
 )
+from harness.release_name import parse_release_name
+from harness.vm.provider import VMOptions
 
 # The QEMU provider runs guests of the host's own architecture (software emulation of another
 # architecture is far too slow to be useful here).
@@ -69,13 +75,60 @@ class Target:
 
 
 def resolve(spec: TargetSpec, profile: Profile, pin_dir: Path | None = None,
-            guest_arch: str = QEMU_GUEST_ARCH) -> Target:
+            guest_arch: str = QEMU_GUEST_ARCH, forced: Sequence[str] = ()) -> Target:
     """Check the tarball and that it fits the image, and pin its bytes for the run (into
-    ``pin_dir``); raises ReleaseError (a usage error)."""
+    ``pin_dir``); raises ReleaseError (a usage error). The profile is resolved for the image's OS
+    and the release's version (``forced`` variants win over the automatic pick)."""
     platform = image_platform(spec.image, guest_arch if spec.image.startswith("linux") else "arm64")
-    resolved = profile.for_os(platform.os)
+    name = parse_release_name(spec.release_path.name)
+    resolved = select_profile(profile, platform.os, name.parsed, forced)
     release = load_release(spec.release_path, resolved.release)
     check_release_fits(release, platform, resolved.release)
     if pin_dir is not None:
         release = pin_release(release, pin_dir, resolved.install.files)
     return Target(spec, resolved, release, platform)
+
+
+@dataclass(frozen=True)
+class TargetInputs:
+    """Everything a target was made from, as the journal's ``target`` record keeps it: enough to
+    make the same target again and to notice when any input has changed since."""
+
+    target: str
+    release_path: str  # the bytes the run used (its pinned copy)
+    release_origin: str  # where the user's tarball was
+    release_sha256: str
+    companions: dict[str, str]  # files published beside the tarball (installer, checksums) -> sha256
+    profile_source: str
+    profile_sha256: str
+    image: str
+    provider: str
+    image_digest: str  # "" when the provider cannot tell
+    warm: bool
+    cpus: int
+    memory_mb: int
+
+    @classmethod
+    def of(cls, target: Target, provider: str, image_digest: str, options: VMOptions) -> TargetInputs:
+        release = target.release
+        folder = release.path.parent
+        names = [*target.profile.install.files]
+        if release.checksum.file is not None:
+            names.append(release.checksum.file.name)
+        companions = {name: sha256_file(folder / name) for name in dict.fromkeys(names) if (folder / name).is_file()}
+        source = target.profile.source
+        return cls(
+            target=target.name, release_path=str(release.path), release_origin=str(release.origin or release.path),
+            release_sha256=release.sha256, companions=companions, profile_source=str(source),
+            profile_sha256=sha256_file(source) if source.is_file() else "", image=target.image,
+            provider=provider, image_digest=image_digest, warm=options.warm, cpus=options.cpus,
+            memory_mb=options.memory_mb,
+        )
+
+    def record(self) -> GenericRecord:
+        return GenericRecord(kind="target", target=self.target, data=asdict(self))
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> TargetInputs:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

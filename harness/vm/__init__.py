@@ -1,1 +1,3 @@
-"""vm."""
+"""Virtual machines: the Provider protocol (:mod:`.provider`), one package per provider (``qemu``,
+``tart``, ``orchard``), the registry that picks one, a VM's life in a test (:mod:`.machine`) and the
+``vm`` fixtures (:mod:`.fixtures`)."""

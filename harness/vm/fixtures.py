@@ -24,16 +24,16 @@ import pytest
 
 from harness.config import HostPaths
 from harness.errors import HarnessError
+from harness.host.interrupts import SigtermAsInterrupt, interrupts_deferred
+from harness.host.leases import LeaseBook
+from harness.host.reaper import reap
+from harness.host.slots import SlotPool
 from harness.host.watchdog import Watchdog
 from harness.journal import GenericRecord, Journal, PhaseRecord
-from harness.vm.interrupts import SigtermAsInterrupt, interrupts_deferred
-from harness.vm.leases import LeaseBook
 from harness.vm.machine import KEEP_POLICIES, KeepPolicy, Machine, MachineSettings
 from harness.vm.provider import Provider, VMName, VMOptions
-from harness.vm.reaper import reap
 from harness.vm.registry import available_providers, provider_for_image
-from harness.vm.slots import SlotPool
-from harness.vm.warm_plan import start_mode, start_mode_record_data
+from harness.warm.plan import start_mode, start_mode_record_data
 
 DEFAULT_IMAGE = "linux-debian12"
 RUN_ID_LENGTH = 10

@@ -10,6 +10,7 @@ log in and how to remove it. An interrupt (Ctrl-C, SIGTERM) always deletes: noth
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -20,18 +21,20 @@ from typing import Literal, Self, get_args
 
 from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError, RemoteTimeout, UsageError
+from harness.host.interrupts import SigtermAsInterrupt, interrupts_deferred
+from harness.host.leases import Lease, LeaseBook
+from harness.host.slots import Slot, SlotPool
 from harness.host.watchdog import Watchdog
 from harness.journal import Journal, PhaseRecord
 from harness.ssh import CommandResult, SSHTransport, Transfer, ssh_command
-from harness.vm.interrupts import SigtermAsInterrupt, interrupts_deferred
-from harness.vm.leases import Lease, LeaseBook
 from harness.vm.provider import Provider, SSHEndpoint, VMName, VMOptions
-from harness.vm.slots import Slot, SlotPool
 
 KeepPolicy = Literal["never", "on-failure", "always"]
 KEEP_POLICIES: tuple[str, ...] = get_args(KeepPolicy)
 DEFAULT_COMMAND_TIMEOUT_S = 120.0
 CONSOLE_LOG_LINES = 100_000
+VM_EXIT_GRACE_S = 10.0
+CRASH_LINE = re.compile(r"Kernel panic|Oops|BUG:|Out of memory")
 
 Say = Callable[[str], None]
 PhaseSink = Callable[[PhaseRecord], None]
@@ -308,12 +311,29 @@ class Machine(AbstractContextManager["Machine"]):
         except RemoteTimeout:
             raise
         except InfrastructureError as exc:
-            state = self._vm_state()
+            state = self._vm_state_settled()
             if state != "running":
                 exc.message += f"; VM {self.name} is no longer running ({state})"
                 exc.detail = "\n".join(filter(None, [
-                    exc.detail, f"console tail of {self.name}:", self.console_tail(30)]))
+                    exc.detail, f"console of {self.name}, its last words:", self._last_words()]))
             raise
+
+    def _last_words(self, lines: int = 40) -> str:
+        """The console's end, starting at the kernel's own account of a crash when there is one
+        (a panic's register dump would otherwise push its first line out of the tail)."""
+        tail = self.console_tail(lines * 3).splitlines()
+        start = next((i for i, line in enumerate(tail) if CRASH_LINE.search(line)), max(len(tail) - lines, 0))
+        return "\n".join(tail[start:start + lines])
+
+    def _vm_state_settled(self) -> str:
+        """The VM's state, given a moment to change: a guest that dies closes its connections a
+        little before its hypervisor has finished exiting."""
+        deadline = time.monotonic() + VM_EXIT_GRACE_S
+        state = self._vm_state()
+        while state == "running" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            state = self._vm_state()
+        return state
 
     def _vm_state(self) -> str:
         try:

@@ -79,9 +79,12 @@ class VMOptions:
     capture_traffic: bool = False
     # Where the capture goes; None = the provider's per-VM directory (gone after delete).
     pcap_path: Path | None = None
-    # Start from a saved running machine where the provider can (qemu: harness.vm.warm; tart:
+    # Start from a saved running machine where the provider can (qemu: harness.vm.qemu.warm; tart:
     # suspend/resume); a provider that cannot, or a restore that fails, boots cold instead.
     warm: bool = False
+    # Leave the guest's network open (``harness shell --online-for-debugging``). Never set by the
+    # suite: every check assumes the network is cut.
+    online: bool = False
 
 
 @runtime_checkable

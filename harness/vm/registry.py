@@ -23,9 +23,9 @@ class ProviderEntry:
 
 
 PROVIDERS: tuple[ProviderEntry, ...] = (
-    ProviderEntry("qemu", "harness.vm.qemu:QemuProvider", "Linux guests under QEMU"),
-    ProviderEntry("tart", "harness.vm.tart:TartProvider", "macOS guests through tart"),
-    ProviderEntry("orchard", "harness.vm.orchard:OrchardProvider", "macOS guests from an Orchard fleet (HARNESS_ORCHARD_URL)"),
+    ProviderEntry("qemu", "harness.vm.qemu.provider:QemuProvider", "Linux guests under QEMU"),
+    ProviderEntry("tart", "harness.vm.tart.provider:TartProvider", "macOS guests through tart"),
+    ProviderEntry("orchard", "harness.vm.orchard.provider:OrchardProvider", "macOS guests from an Orchard fleet (HARNESS_ORCHARD_URL)"),
 )
 
 

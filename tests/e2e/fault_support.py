@@ -18,11 +18,11 @@ import psutil
 import pytest
 
 from harness.config import HostPaths
+from harness.host.leases import LeaseBook
+from harness.host.slots import SlotPool
 from harness.ssh import SSHTransport
-from harness.vm.leases import LeaseBook
 from harness.vm.provider import VMName
-from harness.vm.qemu import QemuProvider
-from harness.vm.slots import SlotPool
+from harness.vm.qemu.provider import QemuProvider
 
 PATHS = HostPaths.from_env()
 HARNESS = [sys.executable, "-m", "harness.cli"]
@@ -134,6 +134,17 @@ class HarnessRun:
         for pid in pids:
             os.kill(pid, sig)
         return pids
+
+    def stop(self, timeout_s: float = 600.0) -> None:
+        """SIGTERM (passed on to pytest, which removes its VMs), then SIGKILL if that hangs."""
+        if self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=30)
 
     def wait(self, timeout_s: float) -> int:
         try:

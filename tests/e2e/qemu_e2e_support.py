@@ -11,10 +11,11 @@ import psutil
 import pytest
 
 from harness.config import HostPaths
-from harness.vm.images import BuiltImage, ImageStore
+from harness.host.slots import SlotPool
+from harness.images import image_store
+from harness.images.store import BuiltImage
 from harness.vm.provider import VMName
-from harness.vm.qemu import QemuProvider
-from harness.vm.slots import SlotPool
+from harness.vm.qemu.provider import QemuProvider
 
 IMAGE = "linux-debian12"
 BOOT_TIMEOUT_S = 600.0  # TCG on a shared 2-core host; ~30 s when idle, minutes when crowded
@@ -26,7 +27,7 @@ RUN_ID = "qe2e" + uuid.uuid4().hex[:6]
 @pytest.fixture(scope="module")
 def base_image() -> BuiltImage:
     """The current Debian image, built once if missing (needs root and Debian's mirror)."""
-    return ImageStore(PATHS).ensure(IMAGE)
+    return image_store(PATHS).ensure(IMAGE)
 
 
 @pytest.fixture(scope="module")

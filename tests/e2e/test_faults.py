@@ -32,10 +32,11 @@ from fault_support import (
     wait_until,
 )
 
+from harness.host.slots import SlotPool
 from harness.suite.reference import default_release
 from harness.vm.machine import Machine, MachineSettings
-from harness.vm.qemu import QemuProvider
-from harness.vm.slots import SlotPool
+from harness.vm.provider import VMOptions
+from harness.vm.qemu.provider import QemuProvider
 
 pytestmark = pytest.mark.vm
 
@@ -45,10 +46,29 @@ INTERRUPT_EXIT_TIMEOUT_S = 300.0
 INTO_INSTALL_S = 5.0
 
 
+StartRun = Callable[..., HarnessRun]
+
+
+@pytest.fixture
+def start_run(tmp_path: Path) -> Iterator[StartRun]:
+    """Starts ``harness run``s; one still going at the end (a failed test) is stopped the way a
+    CI runner would, with SIGTERM, so that no run outlives the test that made it."""
+    runs: list[HarnessRun] = []
+
+    def start(*args: str, **kwargs: object) -> HarnessRun:
+        run = HarnessRun.start(tmp_path, *args, **kwargs)  # type: ignore[arg-type]
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        run.stop()
+
+
 def assert_next_run_works(tmp: Path) -> None:
     """A fresh VM boots and answers on this host right after the fault (slots, leases, images)."""
     settings = MachineSettings(image="linux-debian12", run_id="fltnext", artifacts_root=tmp / "next",
-                               slot_timeout_s=1800)
+                               slot_timeout_s=1800, options=VMOptions(warm=True))
     with Machine(QemuProvider(PATHS), settings, slots=SlotPool(PATHS.slots, 2), say=lambda _t: None) as vm:
         assert vm.run("echo next-run-ok").stdout == "next-run-ok\n"
 
@@ -89,9 +109,9 @@ def _inject_at(run: HarnessRun, phase: str, tmp: Path) -> None:
         raise AssertionError(phase)
 
 
-def test_sigkill_during_install_leaves_nothing_within_10s(tmp_path: Path) -> None:
+def test_sigkill_during_install_leaves_nothing_within_10s(start_run: StartRun, tmp_path: Path) -> None:
     """The probe: SIGKILL to `harness` and its pytest child (not QEMU) mid-install, no gc."""
-    run = HarnessRun.start(tmp_path)
+    run = start_run()
     _inject_at(run, "install", tmp_path)
     assert hypervisors_of(run.run_id), "the run's VM should be running before the kill"
     dead = run.kill_runner(signal.SIGKILL)
@@ -121,8 +141,8 @@ SIGNAL_FAULTS = [
 
 
 @pytest.mark.parametrize(("sig", "phase"), SIGNAL_FAULTS)
-def test_the_runner_killed_at_any_phase_leaves_nothing(tmp_path: Path, sig: signal.Signals, phase: str) -> None:
-    run = HarnessRun.start(tmp_path, *(["--cold"] if phase == "boot" else []))
+def test_the_runner_killed_at_any_phase_leaves_nothing(start_run: StartRun, tmp_path: Path, sig: signal.Signals, phase: str) -> None:
+    run = start_run(*(["--cold"] if phase == "boot" else []))
     _inject_at(run, phase, tmp_path)
     dead = run.kill_runner(sig)
     code = run.wait(INTERRUPT_EXIT_TIMEOUT_S)
@@ -165,8 +185,8 @@ def _finished_with(run: HarnessRun, outcome: str, pattern: str) -> dict[str, obj
 
 
 @pytest.mark.ondemand
-def test_a_guest_kernel_panic_mid_install_is_broken_and_named(tmp_path: Path) -> None:
-    run = HarnessRun.start(tmp_path)
+def test_a_guest_kernel_panic_mid_install_is_broken_and_named(start_run: StartRun, tmp_path: Path) -> None:
+    run = start_run()
     _inject_at(run, "install", tmp_path)
     side = guest_side_channel(run.run_id, tmp_path)
     try:
@@ -180,8 +200,8 @@ def test_a_guest_kernel_panic_mid_install_is_broken_and_named(tmp_path: Path) ->
 
 
 @pytest.mark.ondemand
-def test_qemu_killed_mid_install_is_broken_and_named(tmp_path: Path) -> None:
-    run = HarnessRun.start(tmp_path)
+def test_qemu_killed_mid_install_is_broken_and_named(start_run: StartRun, tmp_path: Path) -> None:
+    run = start_run()
     _inject_at(run, "install", tmp_path)
     os.kill(hypervisor_pid(run.run_id), signal.SIGKILL)
     _finished_with(run, "broken", r"no longer running")
@@ -190,8 +210,8 @@ def test_qemu_killed_mid_install_is_broken_and_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.ondemand
-def test_sshd_killed_mid_transfer_is_broken_and_named(tmp_path: Path) -> None:
-    run = HarnessRun.start(tmp_path)
+def test_sshd_killed_mid_transfer_is_broken_and_named(start_run: StartRun, tmp_path: Path) -> None:
+    run = start_run()
     run.wait_booting()
     wait_until(lambda: len(run_vm_dirs(run.run_id)) == 1 and run.phases() & {"vm_connect"}, 600, "the SSH login")
     side = guest_side_channel(run.run_id, tmp_path)
@@ -216,8 +236,8 @@ def _stop_server(run: HarnessRun, tmp: Path, sig: str) -> None:
 
 
 @pytest.mark.ondemand
-def test_a_hung_server_ends_the_run_with_the_hang_named(tmp_path: Path) -> None:
-    run = HarnessRun.start(tmp_path)
+def test_a_hung_server_ends_the_run_with_the_hang_named(start_run: StartRun, tmp_path: Path) -> None:
+    run = start_run()
     _inject_at(run, "serve", tmp_path)
     _stop_server(run, tmp_path, "STOP")
     _finished_with(run, "broken|failed", r"timed out|timeout|did not answer|not healthy")
@@ -225,8 +245,8 @@ def test_a_hung_server_ends_the_run_with_the_hang_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.ondemand
-def test_a_server_dying_after_its_first_answer_is_named(tmp_path: Path) -> None:
-    run = HarnessRun.start(tmp_path)
+def test_a_server_dying_after_its_first_answer_is_named(start_run: StartRun, tmp_path: Path) -> None:
+    run = start_run()
     run.wait_phase("complete")  # the first completion came back
     _stop_server(run, tmp_path, "KILL")
     _finished_with(run, "broken|failed", r"refused|reset|closed|died|not running|exited")
@@ -253,9 +273,9 @@ def _reference() -> str:
 
 
 @pytest.mark.ondemand
-def test_an_installer_that_never_returns_is_killed_at_its_timeout(tmp_path: Path) -> None:
+def test_an_installer_that_never_returns_is_killed_at_its_timeout(start_run: StartRun, tmp_path: Path) -> None:
     profile = _profile_with_install(tmp_path, "sleep 100000", 30)
-    run = HarnessRun.start(tmp_path, "--release", _reference(), "--profile", str(profile), "-k", "install_offline")
+    run = start_run("--release", _reference(), "--profile", str(profile), "-k", "install_offline")
     record = _finished_with(run, "failed", r"still running after 30 s and was killed")
     assert record["check"] == "install_offline"
     assert not hypervisors_of(run.run_id) and not run_vm_dirs(run.run_id)
@@ -263,10 +283,10 @@ def test_an_installer_that_never_returns_is_killed_at_its_timeout(tmp_path: Path
 
 
 @pytest.mark.ondemand
-def test_an_installer_printing_100_mb_is_kept_bounded(tmp_path: Path) -> None:
+def test_an_installer_printing_100_mb_is_kept_bounded(start_run: StartRun, tmp_path: Path) -> None:
     profile = _profile_with_install(
         tmp_path, "head -c 100000000 /dev/zero | tr '\\0' x | fold -w 99; sh {upload}/install.sh --tarball {tarball}", 1200)
-    run = HarnessRun.start(tmp_path, "--release", _reference(), "--profile", str(profile), "-k", "install_offline")
+    run = start_run("--release", _reference(), "--profile", str(profile), "-k", "install_offline")
     code = run.wait(RUN_END_TIMEOUT_S)
     checks = run_checks(run.results)
     assert checks["install_offline"]["outcome"] == "passed", (code, checks["install_offline"]["message"])
@@ -276,11 +296,11 @@ def test_an_installer_printing_100_mb_is_kept_bounded(tmp_path: Path) -> None:
     assert_nothing_left(run.run_id, [])
 
 
-def test_no_free_vm_slot_is_broken_and_names_the_holder(tmp_path: Path) -> None:
+def test_no_free_vm_slot_is_broken_and_names_the_holder(start_run: StartRun, tmp_path: Path) -> None:
     """Out of VM slots: a private host state whose one slot this test holds; no VM boots."""
     state = tmp_path / "state"
     with SlotPool(state / "slots", 1).acquire(timeout_s=5, label="the fault suite holds it"):
-        run = HarnessRun.start(tmp_path, "-k", "install_offline", env={"HARNESS_STATE": str(state)},
+        run = start_run("-k", "install_offline", env={"HARNESS_STATE": str(state)},
                                pytest_args=("--max-vms", "1", "--vm-slot-timeout", "5"))
         record = _finished_with(run, "broken", rf"all 1 VM slots busy for 5 s; held by pids {os.getpid()}")
     assert "the fault suite holds it" in str(record["message"])

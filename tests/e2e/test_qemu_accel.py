@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 
 from harness.config import HostPaths
-from harness.vm.accel import (
+from harness.host.tools import require_tool
+from harness.images import image_store
+from harness.vm.qemu.accel import (
     KERNEL_PROBE_DEADLINE_S,
     ProbeGuest,
     choose_accel,
     kvm_usable,
     run_probe,
 )
-from harness.vm.host_tools import require_tool
-from harness.vm.images import ImageStore
 
 pytestmark = pytest.mark.vm
 PATHS = HostPaths.from_env()
@@ -22,7 +22,7 @@ PATHS = HostPaths.from_env()
 
 def test_kvm_probe_verdict_matches_a_real_probe() -> None:
     qemu = require_tool("qemu-system-x86_64", "boot Linux guests")
-    kernel = ImageStore(PATHS).ensure("linux-debian12").kernel
+    kernel = image_store(PATHS).ensure("linux-debian12").kernel
     tcg = run_probe(qemu, "tcg", deadline_s=15)
     assert tcg.works, f"TCG must boot the probe sector: {tcg.stderr}"
     choice = choose_accel(PATHS, kernel)
@@ -37,6 +37,6 @@ def test_kvm_probe_verdict_matches_a_real_probe() -> None:
 
 def test_tcg_boots_the_guest_kernel() -> None:
     qemu = require_tool("qemu-system-x86_64", "boot Linux guests")
-    kernel = ImageStore(PATHS).ensure("linux-debian12").kernel
+    kernel = image_store(PATHS).ensure("linux-debian12").kernel
     booted = run_probe(qemu, "tcg", 60, ProbeGuest.kernel(kernel))
     assert booted.works, f"the kernel banner never reached the console under TCG: {booted.stderr}"

@@ -1,5 +1,5 @@
 """How the QEMU provider fails: a boot deadline that carries the console, a QEMU that dies
-mid-boot, a forwarded port taken before QEMU could bind it. Each VM is started but never waited
+mid-boot, a forwarded port taken before QEMU could bind it, a guest kernel that panics. Each VM is started but never waited
 for, and is checked gone (no process, no file) afterwards.
 """
 
@@ -10,14 +10,26 @@ import os
 import re
 import signal
 import socket
+import time
+from pathlib import Path
 
 import pytest
-from qemu_e2e_support import base_image, fresh_vm, provider, slot, wait_for  # noqa: F401  (fixtures)
+from qemu_e2e_support import (  # noqa: F401  (fixtures)
+    HOST_VM_CAP,
+    PATHS,
+    base_image,
+    fresh_vm,
+    provider,
+    slot,
+    wait_for,
+)
 
-from harness.errors import BootTimeout
-from harness.vm import qemu as qemu_module
+from harness.errors import BootTimeout, InfrastructureError
+from harness.host.slots import SlotPool
+from harness.vm.machine import Machine, MachineSettings
 from harness.vm.provider import VMName
-from harness.vm.qemu import QemuProvider
+from harness.vm.qemu import provider as qemu_module
+from harness.vm.qemu.provider import QemuProvider
 
 pytestmark = pytest.mark.vm
 
@@ -61,3 +73,20 @@ def test_port_taken_before_qemu_binds_it_is_retried(provider: QemuProvider, fres
     log = (provider.vm_dir(fresh_vm) / "qemu.log").read_text()
     assert f"port {taken}" in log and "host forwarding" in log  # the first attempt failed on it
     assert {i.name: i.state for i in provider.list()}[str(fresh_vm)] == "running"
+
+
+def test_a_guest_kernel_panic_mid_command_is_named_in_seconds(tmp_path: Path) -> None:
+    """A sysrq crash while a long command runs: the command fails within seconds (panic=-1 and
+    -no-reboot end QEMU), naming the VM as gone, with the panic from its console."""
+    settings = MachineSettings(image="linux-debian12", run_id="qe2epanic", artifacts_root=tmp_path,
+                               slot_timeout_s=1800)
+    with Machine(QemuProvider(), settings, slots=SlotPool(PATHS.slots, HOST_VM_CAP), say=lambda _t: None) as vm:
+        vm.run("sudo -n sh -c 'sleep 3; echo c > /proc/sysrq-trigger' >/dev/null 2>&1 &", timeout=60)
+        started = time.monotonic()
+        with pytest.raises(InfrastructureError) as caught:
+            vm.run("sleep 600", timeout=900)
+        took = time.monotonic() - started
+        assert f"VM {vm.name} is no longer running" in caught.value.message, caught.value
+        assert "Kernel panic - not syncing" in caught.value.detail, caught.value.detail
+    assert took < 60, f"the panic took {took:.0f} s to surface"
+    assert not QemuProvider().vm_dir(vm.name).exists()

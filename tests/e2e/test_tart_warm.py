@@ -14,13 +14,14 @@ import pytest
 
 from harness.config import HostPaths
 from harness.ssh import SSHTransport
+from harness.testing import StandinHome
+from harness.testing.tart_standin.guests import STANDIN_RUN_ID
 from harness.vm.provider import VMName, VMOptions
 from harness.vm.registry import get_provider
-from harness.vm.tart import TartProvider, TartSettings
-from harness.vm.tart_standin.guests import STANDIN_RUN_ID
-from harness.vm.tart_standin.testing import StandinHome
-from harness.vm.tart_warm import RESTORED_TEXT, is_template
-from harness.vm.warm_plan import WarmPlan
+from harness.vm.tart.cli import TartSettings
+from harness.vm.tart.provider import TartProvider
+from harness.vm.tart.warm import RESTORED_TEXT, is_template
+from harness.warm.plan import WarmPlan
 
 pytestmark = [pytest.mark.vm]
 

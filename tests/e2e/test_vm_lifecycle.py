@@ -19,10 +19,10 @@ import pytest
 from qemu_e2e_support import wait_for
 
 from harness.config import HostPaths
-from harness.vm.leases import LeaseBook
+from harness.host.leases import LeaseBook
+from harness.host.reaper import reap
 from harness.vm.provider import VMName
-from harness.vm.qemu import QemuProvider
-from harness.vm.reaper import reap
+from harness.vm.qemu.provider import QemuProvider
 
 pytestmark = pytest.mark.vm
 
@@ -191,8 +191,8 @@ OWNER = textwrap.dedent(
     from pathlib import Path
     from harness.config import HostPaths
     from harness.vm.machine import Machine, MachineSettings
-    from harness.vm.qemu import QemuProvider
-    from harness.vm.slots import SlotPool
+    from harness.vm.qemu.provider import QemuProvider
+    from harness.host.slots import SlotPool
 
     paths = HostPaths.from_env()
     settings = MachineSettings(image="linux-debian12", run_id=sys.argv[1],

@@ -24,6 +24,7 @@ from harness.inspect.layout import LayoutExpectations
 from harness.inspect.macho import dependency_listing
 from harness.inspect.runner import collect, inspect_collected
 from harness.inspect.targets import load_target, version_tuple
+from tests.needs import unavailable
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +70,7 @@ def wheels() -> dict[str, Path]:
 def _auditwheel(wheel: Path) -> dict:
     tool = Path(sys.executable).with_name("auditwheel")
     if not tool.exists():
-        pytest.skip("auditwheel is not installed: pip install -e '.[test]'")
+        unavailable("auditwheel is not installed: pip install -e '.[test]'")
     done = subprocess.run([str(tool), "show", "--json", str(wheel)], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -121,7 +122,7 @@ def test_wheel_without_its_bundled_libraries_is_caught(wheels: dict[str, Path], 
 def apple_tools_standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A PATH directory whose otool/lipo are LLVM's, so delocate runs on Linux (a stand-in)."""
     if not (LLVM_BIN / "llvm-otool").exists() or not (LLVM_BIN / "llvm-lipo").exists():
-        pytest.skip("delocate needs otool/lipo; their LLVM stand-ins come with: apt-get install llvm-14")
+        unavailable("delocate needs otool/lipo; their LLVM stand-ins come with: apt-get install llvm-14")
     bindir = tmp_path_factory.mktemp("apple-tools")
     # Apple's otool takes -m (no member name decoration); llvm-otool does not know it.
     (bindir / "otool").write_text(
@@ -136,7 +137,7 @@ def apple_tools_standin(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _delocate_listdeps(wheel: Path, bindir: Path) -> tuple[set[str], str]:
     tool = Path(sys.executable).with_name("delocate-listdeps")
     if not tool.exists():
-        pytest.skip("delocate is not installed: pip install -e '.[test]'")
+        unavailable("delocate is not installed: pip install -e '.[test]'")
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(wheel.parent)}
     done = subprocess.run([str(tool), "--all", str(wheel)], capture_output=True, text=True, timeout=300, env=env, check=False)
     assert done.returncode == 0, done.stderr[-2000:]

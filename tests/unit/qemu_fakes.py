@@ -15,7 +15,10 @@ from pathlib import Path
 import pytest
 
 from harness.config import HostPaths
-from harness.vm.images import ImageStore, recipe_hash
+from harness.images import image_store
+from harness.images.recipe import recipe_hash
+from harness.images.store import ImageStore
+from tests.needs import unavailable
 
 TINY_RECIPE = """
 [image]
@@ -55,7 +58,7 @@ def fake_build(store: ImageStore, name: str, content_hash: str, built_at: str = 
     directory.mkdir(parents=True)
     qemu_img = shutil.which("qemu-img")
     if qemu_img is None:
-        pytest.skip("qemu-img (apt package qemu-utils) is not installed")
+        unavailable("qemu-img is not installed: apt-get install qemu-utils")
     subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(directory / "image.qcow2"), "16M"], check=True)
     for placeholder in ("vmlinuz", "initrd.img", "id_ed25519"):
         (directory / placeholder).write_bytes(b"not a real " + placeholder.encode())
@@ -70,7 +73,7 @@ def fake_images(tmp_path: Path) -> FakeImages:
     paths = HostPaths(cache=tmp_path / "cache", state=tmp_path / "state")
     recipes_root = tmp_path / "vm_images"
     write_recipe(recipes_root)
-    return FakeImages(paths=paths, store=ImageStore(paths, recipes_root), recipes_root=recipes_root)
+    return FakeImages(paths=paths, store=image_store(paths, recipes_root), recipes_root=recipes_root)
 
 
 @pytest.fixture

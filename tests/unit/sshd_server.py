@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness.vm.provider import SSHEndpoint
+from tests.needs import unavailable
 
 SSHD = Path("/usr/sbin/sshd")
 SFTP_SERVER_CANDIDATES = (Path("/usr/lib/openssh/sftp-server"), Path("/usr/libexec/sftp-server"))
@@ -36,10 +37,7 @@ class LocalSSHD:
 def require_sshd() -> None:
     if SSHD.exists() and shutil.which("ssh-keygen"):
         return
-    message = "needs /usr/sbin/sshd and ssh-keygen: apt-get install -y openssh-server openssh-client"
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    unavailable("needs /usr/sbin/sshd and ssh-keygen: apt-get install -y openssh-server openssh-client")
 
 
 def free_port() -> int:

@@ -13,7 +13,7 @@ import pytest
 
 from harness.completions import CompletionClient, CompletionError, parse_sse_lines
 from harness.determinism import all_same, counts_agree, differences, seeds_behave, usage_problems
-from harness.profile import Message, load_profile
+from harness.profile import Message, load_profile, select_profile
 
 HELLO = (Message("user", "hello"),)
 
@@ -68,7 +68,7 @@ def sse_body(pieces: list[str], last: dict[str, Any], done: bool = True) -> str:
 
 
 API = load_profile("reference").api
-TILES_API = load_profile("tiles").api
+TILES_API = select_profile(load_profile("tiles"), "darwin", "0.4.3").api  # the 0.4.x-era server
 
 
 def test_openai_non_stream(server: ThreadingHTTPServer) -> None:

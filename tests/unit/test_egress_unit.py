@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.egress import PcapError, guest_attempts, parse_dns_question, read_frames, summarize
+from tests.needs import unavailable
 
 GUEST_MAC = bytes.fromhex("525400123456")
 SLIRP_MAC = bytes.fromhex("52550a000202")
@@ -137,8 +138,10 @@ def test_dns_question_parse() -> None:
     assert parse_dns_question(b"\0" * 5) == (None, None)
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is only a cross-check, not a dependency")
 def test_tshark_agrees(tmp_path: Path) -> None:
+    """Our pcap reading agrees with Wireshark's on the same capture (tshark: a cross-check only)."""
+    if shutil.which("tshark") is None:
+        unavailable("tshark (the cross-check of the pcap reader) is not installed: apt-get install tshark")
     pcap = write_pcap(tmp_path / "t.pcap", FRAMES)
     out = subprocess.run(
         ["tshark", "-r", str(pcap), "-Y", "dns.flags.response == 0 || (tcp.flags.syn == 1 && tcp.flags.ack == 0)",

@@ -76,6 +76,16 @@ def test_timing_rows_keep_first_of_repeated_phases() -> None:
     assert timing_rows(records) == {"linux-debian12": {"boot": 40.0, "serve": 12.5}}
 
 
+def test_upgrade_from_is_checked_and_passed_on(tmp_path: Path) -> None:
+    (tmp_path / "old").mkdir()
+    old = fake_release(tmp_path / "old", "refapp-v0.0.9-x86_64-linux.tar.gz")
+    argv = pytest_argv(make_plan(parse("--release", str(fake_release(tmp_path)), "--upgrade-from", str(old),
+                                       "--condition", "all")))
+    assert f"--upgrade-from={old}" in argv and "--condition=all" in argv
+    with pytest.raises(UsageError, match="does not exist"):
+        make_plan(parse("--release", str(fake_release(tmp_path)), "--upgrade-from", str(tmp_path / "refapp-v0.0.1-x86_64-linux.tar.gz")))
+
+
 def test_a_sigterm_for_harness_alone_reaches_pytest_and_is_waited_for(monkeypatch: pytest.MonkeyPatch,
                                                                        tmp_path: Path) -> None:
     """A CI runner stopping the job signals `harness`; pytest must get it and be waited for."""
@@ -96,3 +106,12 @@ def test_a_sigterm_for_harness_alone_reaches_pytest_and_is_waited_for(monkeypatc
     before = signal.getsignal(signal.SIGTERM)
     assert run_command.execute(None) == 7  # type: ignore[arg-type]
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_outside_a_checkout_a_bare_run_says_to_pass_a_release(monkeypatch: pytest.MonkeyPatch,
+                                                              tmp_path: Path) -> None:
+    """An installed wheel has no reference release: a run without --release says what to pass."""
+    monkeypatch.setattr(run_command, "release_dir", lambda: tmp_path / "no-checkout-here")
+    with pytest.raises(UsageError, match="only in a checkout") as info:
+        make_plan(parse())
+    assert "harness run --release PATH" in info.value.hint

@@ -13,8 +13,9 @@ from qemu_fakes import FakeImages, built_tiny, fake_build, fake_images, write_re
 
 from harness import cli
 from harness.errors import InfrastructureError, MissingToolError, UsageError
-from harness.vm import host_tools, image_build
-from harness.vm.image_build import (
+from harness.host import tools as host_tools
+from harness.images import build as image_build
+from harness.images.build import (
     BuildLog,
     apt_mirror_for,
     choose_mirror,
@@ -23,14 +24,14 @@ from harness.vm.image_build import (
     make_login_key,
     remove_build_dir,
 )
-from harness.vm.images import (
+from harness.images.recipe import (
     Recipe,
     default_recipes_root,
     discover_recipes,
     recipe_hash,
 )
 from harness.vm.provider import VMName
-from harness.vm.qemu import QemuProvider
+from harness.vm.qemu.provider import QemuProvider
 
 REAL_RECIPES = Path(__file__).resolve().parents[2] / "harness" / "vm_images"
 
@@ -111,7 +112,7 @@ def test_ensure_reuses_a_current_build_without_building(built_tiny: FakeImages, 
     def must_not_build(*args: object) -> None:
         raise AssertionError("a current build must not be rebuilt")
 
-    monkeypatch.setattr(image_build, "build_image", must_not_build)
+    monkeypatch.setattr(built_tiny.store, "builder", must_not_build)
     assert built_tiny.store.ensure("linux-tiny").content_hash == recipe_hash(built_tiny.recipe_dir())
 
 
@@ -126,7 +127,7 @@ def test_ensure_builds_under_the_lock_when_the_recipe_changed(built_tiny: FakeIm
         fake_build(built_tiny.store, recipe.name, recipe.content_hash)
         return built_tiny.store.find(recipe.name, recipe.content_hash)
 
-    monkeypatch.setattr(image_build, "build_image", fake_builder)
+    monkeypatch.setattr(built_tiny.store, "builder", fake_builder)
     image = built_tiny.store.ensure("linux-tiny")
     assert calls == [image.content_hash]
 
@@ -135,7 +136,7 @@ def test_forced_rebuild_refuses_while_vms_use_the_image(built_tiny: FakeImages, 
     def must_not_build(*args: object) -> None:
         raise AssertionError("an image in use must not be rebuilt in place")
 
-    monkeypatch.setattr(image_build, "build_image", must_not_build)
+    monkeypatch.setattr(built_tiny.store, "builder", must_not_build)
     current = built_tiny.store.current("linux-tiny")
     with pytest.raises(UsageError, match="VMs still use it"):
         built_tiny.store.ensure("linux-tiny", force=True, in_use=lambda: {current.disk})

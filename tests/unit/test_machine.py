@@ -14,13 +14,13 @@ from fake_provider import FAKE_IMAGE, FakeProvider, wait_for
 from sshd_server import LocalSSHD, sshd_fixture  # noqa: F401 (fixture)
 
 from harness.config import HostPaths
-from harness.errors import BootTimeout, UsageError
+from harness.errors import BootTimeout, InfrastructureError, UsageError
+from harness.host.interrupts import SigtermAsInterrupt, interrupts_deferred
+from harness.host.leases import LeaseBook
+from harness.host.reaper import ReapPolicy, reap
+from harness.host.slots import SlotPool
 from harness.journal import Journal, PhaseRecord, read_journal
-from harness.vm.interrupts import SigtermAsInterrupt, interrupts_deferred
-from harness.vm.leases import LeaseBook
 from harness.vm.machine import Machine, MachineSettings, parse_keep_policy
-from harness.vm.reaper import ReapPolicy, reap
-from harness.vm.slots import SlotPool
 
 
 @pytest.fixture
@@ -236,3 +236,30 @@ def _no_leftover_processes(provider: FakeProvider) -> Iterator[None]:
         if process.info["cmdline"] == marker:
             process.kill()
             pytest.fail("a stand-in hypervisor outlived its test")
+
+
+def test_a_lost_connection_says_the_vm_is_gone_with_its_console(
+    provider: FakeProvider, paths: HostPaths, slots: SlotPool, tmp_path: Path
+) -> None:
+    with _machine(provider, paths, slots, tmp_path) as vm:
+        trace = "".join(f"[  438.8] register dump line {i}\n" for i in range(100))
+        (paths.vms / str(vm.name) / "serial.log").write_text(
+            "login: ready\nKernel panic - not syncing: sysrq triggered crash\n" + trace)
+        provider.stop(vm.name)  # the hypervisor is gone, as after a guest panic with -no-reboot
+        vm.ssh._transport.close()  # and with it the connection
+        with pytest.raises(InfrastructureError) as caught:
+            vm.run("true")
+    assert f"VM {vm.name} is no longer running (stopped)" in caught.value.message
+    assert "Kernel panic - not syncing" in caught.value.detail  # the cause leads, not the dump
+    assert "login: ready" not in caught.value.detail
+
+
+def test_a_lost_connection_to_a_running_vm_says_only_that(
+    provider: FakeProvider, paths: HostPaths, slots: SlotPool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("harness.vm.machine.VM_EXIT_GRACE_S", 0.5)
+    with _machine(provider, paths, slots, tmp_path) as vm:
+        vm.ssh._transport.close()
+        with pytest.raises(InfrastructureError) as caught:
+            vm.run("true")
+    assert "no longer running" not in caught.value.message

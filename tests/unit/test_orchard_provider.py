@@ -14,10 +14,10 @@ import pytest
 
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, UsageError
-from harness.vm.macos_login import RunKey, key_login_works
-from harness.vm.orchard import OrchardProvider, OrchardSettings
+from harness.testing import OrchardStandin
+from harness.vm.orchard.provider import OrchardProvider, OrchardSettings
 from harness.vm.provider import VMName, VMOptions
-from harness.vm.tart_standin.orchard_api import OrchardStandin
+from harness.vm.tart.macos_login import RunKey, key_login_works
 
 
 @pytest.fixture

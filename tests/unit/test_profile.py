@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.profile import BUILTIN_DIR, ProfileError, builtin_profiles, load_profile, parse_profile
+from harness.profile import (
+    BUILTIN_DIR,
+    ProfileError,
+    bind,
+    builtin_profiles,
+    load_profile,
+    parse_profile,
+    select_profile,
+)
 
 REFERENCE = BUILTIN_DIR / "reference.toml"
 
@@ -39,31 +47,69 @@ def test_builtin_list_names_both() -> None:
     assert {"reference", "tiles"} <= set(builtin_profiles())
 
 
-def test_tiles_profile_matches_contract() -> None:
-    tiles = load_profile("tiles")
-    assert tiles.api.flavour == "tiles-sse"
-    assert tiles.api.supports_stream and not tiles.api.supports_non_stream
+LINUX_USER = {"home": "/home/u", "user": "u", "upload": "/tmp/up", "tarball": "/tmp/up/t.tar.gz"}
+
+
+def test_tiles_current_linux_server_matches_contract() -> None:
+    tiles = select_profile(load_profile("tiles"), "linux", "0.4.20-canary.1")
+    assert tiles.applied == ()
+    assert tiles.api.flavour == "openai" and tiles.api.supports_stream and tiles.api.supports_non_stream
     assert not tiles.api.supports_seed
+    assert tiles.api.model.endswith("-GGUF:Q4_K_M") and not tiles.api.model.startswith("mlx-community/")
     assert tiles.install.env["TILES_DEV_TARBALL"] == "{tarball}"
     assert "--dev" in tiles.install.command
     assert tiles.server.port == 6969 and tiles.server.health_path == "/ping"
     assert tiles.layout.layers == ("cpython3.13", "app-server")
-    assert tiles.for_os("darwin").layout.layers == ("cpython3.13", "framework-mlx", "app-server")
-    assert tiles.for_os("darwin").layout_table()["layers"] == ["cpython3.13", "framework-mlx", "app-server"]
-    linux = tiles.context({"home": "/home/u", "user": "u"})
-    assert linux["bin"] == "/home/u/.local/bin"
-    assert linux["lib"] == "/home/u/.local/share/tiles"
-    mac = tiles.for_os("darwin").context({"home": "/Users/admin", "user": "admin"})
-    assert mac["bin"] == "/usr/local/bin" and mac["lib"] == "/usr/local/share/tiles"
-    assert mac["app_python"] == "/usr/local/share/tiles/server/stack_export_prod/app-server/bin/python"
+    assert {"pi/*", "vendor/*"} <= set(tiles.layout.required_paths)
+    assert tiles.release.platforms == ("linux-x86_64", "darwin-arm64")  # Tiles builds no linux-arm64
+    bound = bind(tiles, LINUX_USER)
+    assert bound.context["bin"] == "/home/u/.local/bin" and bound.context["lib"] == "/home/u/.local/share/tiles"
+    assert "/home/u/.local/share/applications/tiles.desktop" in bound.install.writes
+    assert "/home/u/.local/share/icons/hicolor/128x128/apps/tiles.png" in bound.install.writes
+    assert bound.server.load is not None
+    assert bound.server.load.json["model_cache_path"].startswith("/home/u/.local/share/tiles/models/")
+    assert bound.uninstall is not None and bound.uninstall.command == "/home/u/.local/bin/tiles uninstall"
 
 
-def test_render_expands_paths_and_runtime_values() -> None:
+def test_tiles_sse_era_and_macos_are_picked_by_version_and_os() -> None:
+    tiles = load_profile("tiles")
+    old_mac = select_profile(tiles, "darwin", "0.4.3")
+    assert old_mac.applied == ("macos", "tiles-sse")
+    assert old_mac.api.flavour == "tiles-sse" and not old_mac.api.supports_non_stream
+    assert dict(old_mac.api.extra) == {"chat_start": False, "python_code": ""}
+    assert old_mac.api.model.startswith("mlx-community/")
+    assert old_mac.layout.layers == ("cpython3.13", "framework-mlx", "app-server")
+    assert old_mac.layout_table()["layers"] == ["cpython3.13", "framework-mlx", "app-server"]
+    mac = bind(select_profile(tiles, "darwin", "0.4.18"), {**LINUX_USER, "home": "/Users/admin", "user": "admin"})
+    assert mac.profile.api.flavour == "openai"
+    assert mac.context["bin"] == "/usr/local/bin" and mac.context["lib"] == "/usr/local/share/tiles"
+    assert mac.context["app_python"] == "/usr/local/share/tiles/server/stack_export_prod/app-server/bin/python"
+    assert not any("applications" in w for w in mac.install.writes)
+    # A pre-release of the boundary version is still the older server (semver order).
+    assert select_profile(tiles, "linux", "0.4.17-canary.1").applied == ("tiles-sse",)
+    assert select_profile(tiles, "linux", None).applied == ()  # unknown version: the current server
+
+
+def test_a_variant_can_be_forced() -> None:
+    tiles = load_profile("tiles")
+    assert select_profile(tiles, "linux", "0.4.20", forced=["tiles-sse"]).api.flavour == "tiles-sse"
+    with pytest.raises(ProfileError, match="no variant named 'nope'"):
+        select_profile(tiles, "linux", "0.4.20", forced=["nope"])
+
+
+def test_bad_variant_range_fails_at_load(tmp_path: Path) -> None:
+    text = REFERENCE.read_text() + '\n[[variant]]\nname = "old"\nversions = "~1.0"\n'
+    with pytest.raises(ProfileError, match="variant\\[0\\].versions' is not a version range"):
+        load_profile(write(tmp_path, text))
+
+
+def test_bind_renders_every_template_once() -> None:
     ref = load_profile("reference")
-    ctx = ref.context({"home": "/home/t", "user": "t", "upload": "/tmp/up", "tarball": "/tmp/up/x.tar.gz"})
-    assert ref.render(ref.install.command, ctx) == "sh /tmp/up/install.sh --tarball /tmp/up/x.tar.gz"
-    assert [ref.render(w, ctx) for w in ref.server.writes] == ["/home/t/.local/share/refapp", "/home/t/.config/refapp"]
-    assert ref.render(ref.server.start, ctx).startswith(f"/home/t/.local/bin/refapp serve --port {ref.server.port}")
+    bound = bind(ref, {"home": "/home/t", "user": "t", "upload": "/tmp/up", "tarball": "/tmp/up/x.tar.gz"})
+    assert bound.install.command == "sh /tmp/up/install.sh --tarball /tmp/up/x.tar.gz"
+    assert list(bound.server.writes) == ["/home/t/.local/share/refapp", "/home/t/.config/refapp"]
+    assert bound.server.start.startswith(f"/home/t/.local/bin/refapp serve --port {ref.server.port}")
+    assert bound.text("{lib}/x") == "/home/t/.local/share/refapp/x"
 
 
 def test_profile_by_path(tmp_path: Path) -> None:

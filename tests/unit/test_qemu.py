@@ -18,7 +18,7 @@ from qemu_fakes import FakeImages, built_tiny, fake_images  # noqa: F401  (fixtu
 
 from harness.errors import BootTimeout, UsageError
 from harness.vm.provider import Provider, VMName, VMOptions
-from harness.vm.qemu import (
+from harness.vm.qemu.provider import (
     QemuLaunch,
     QemuProvider,
     VMRecord,

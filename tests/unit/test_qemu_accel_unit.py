@@ -9,8 +9,8 @@ import pytest
 
 from harness.config import HostPaths
 from harness.errors import InfrastructureError, UsageError
-from harness.vm import accel
-from harness.vm.accel import (
+from harness.vm.qemu import accel
+from harness.vm.qemu.accel import (
     KERNEL_MARKER,
     PROBE_MARKER,
     AccelChoice,

@@ -17,9 +17,9 @@ from fake_provider import FAKE_IMAGE, FakeProvider, wait_for
 
 from harness import cli
 from harness.config import HostPaths
-from harness.vm.leases import Lease, LeaseBook
+from harness.host.leases import Lease, LeaseBook
+from harness.host.reaper import ReapPolicy, find_leftovers, reap
 from harness.vm.provider import VMName
-from harness.vm.reaper import ReapPolicy, find_leftovers, reap
 
 # An owner process: makes one VM (lease first, as the Machine does), reports its name, waits.
 OWNER = textwrap.dedent(
@@ -28,7 +28,7 @@ OWNER = textwrap.dedent(
     from pathlib import Path
     sys.path.insert(0, sys.argv[2])
     from fake_provider import FAKE_IMAGE, FakeProvider
-    from harness.vm.leases import Lease, LeaseBook
+    from harness.host.leases import Lease, LeaseBook
     from harness.vm.provider import VMName
     state = Path(sys.argv[1])
     provider = FakeProvider(state / "vms")

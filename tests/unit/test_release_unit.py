@@ -16,7 +16,7 @@ from harness.release import (
     parse_release_name,
 )
 
-SPEC = ReleaseSpec(product="tiles", suffixes=("cuda",), platforms=("linux-x86_64", "darwin-arm64"))
+SPEC = ReleaseSpec(product="tiles", backends=("cuda",), platforms=("linux-x86_64", "darwin-arm64"))
 
 
 def make(tmp_path: Path, name: str, content: bytes = b"tarball bytes", checksums: str | None = None) -> Path:
@@ -39,7 +39,7 @@ def make(tmp_path: Path, name: str, content: bytes = b"tarball bytes", checksums
 )
 def test_parse_name(name: str, expected: tuple[str, ...]) -> None:
     parsed = parse_release_name(name)
-    assert (parsed.product, parsed.version, parsed.arch, parsed.os, parsed.suffix) == expected
+    assert (parsed.product, parsed.version, parsed.arch, parsed.os, parsed.backend) == expected
 
 
 @pytest.mark.parametrize("name", ["tiles.tar.gz", "tiles-0.4.1-x86_64-linux.tar.gz", "tiles-v0.4.1-x86_64-windows.tar.gz",
@@ -104,7 +104,7 @@ def test_wrong_product_names_profile(tmp_path: Path) -> None:
 
 
 def test_unknown_suffix(tmp_path: Path) -> None:
-    with pytest.raises(ReleaseError, match="build suffix 'rocm'"):
+    with pytest.raises(ReleaseError, match="backend suffix 'rocm'"):
         load_release(make(tmp_path, "tiles-v0.4.18-x86_64-linux-rocm.tar.gz"), SPEC)
 
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from harness.errors import InfrastructureError, UsageError
-from harness.vm.slots import SlotPool
+from harness.host.slots import SlotPool
 
 # A worker process: take a slot, note when it held it, hold it a while, let go.
 WORKER = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from harness.vm.slots import SlotPool
+    from harness.host.slots import SlotPool
     directory, max_slots, hold_s, out = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
     with SlotPool(directory, max_slots, poll_s=0.05).acquire(timeout_s=60, label="worker") as slot:
         start = time.time()

@@ -10,23 +10,20 @@ from __future__ import annotations
 import json
 import signal
 import socket
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from harness.vm.tart_standin.testing import StandinHome
+from harness.testing import MakeTartStandin, StandinHome
 
 LIST_FIELDS = {"Source", "Name", "Disk", "Size", "Accessed", "Running", "State"}
 GET_FIELDS = {"OS", "CPU", "Memory", "Disk", "DiskFormat", "Size", "Display", "Running", "State"}
 
 
 @pytest.fixture
-def standin(tmp_path: Path) -> Iterator[StandinHome]:
-    home = StandinHome(tmp_path)
+def standin(make_tart_standin: MakeTartStandin) -> StandinHome:
+    home = make_tart_standin()
     home.golden()
-    yield home
-    home.close()
+    return home
 
 
 def _mac(standin: StandinHome, name: str) -> str:
@@ -201,12 +198,11 @@ def _ssh_port_open(address: str, port: int) -> bool:
 
 
 @pytest.fixture
-def reachable_standin(tmp_path: Path) -> Iterator[StandinHome]:
-    home = StandinHome(tmp_path, backend="loopback")
+def reachable_standin(make_tart_standin: MakeTartStandin) -> StandinHome:
+    home = make_tart_standin("loopback")
     home.golden()
     home.tart("clone", "golden", "vm")
-    yield home
-    home.close()
+    return home
 
 
 def test_softnet_block_all_cuts_the_host_off(reachable_standin: StandinHome) -> None:

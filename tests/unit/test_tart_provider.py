@@ -19,20 +19,20 @@ import pytest
 
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, MissingToolError, UsageError
-from harness.vm.macos_login import RunKey, key_login_works
+from harness.host.reaper import reap
+from harness.testing import MakeTartStandin, StandinHome
 from harness.vm.provider import VMName, VMOptions
-from harness.vm.reaper import reap
-from harness.vm.tart import SoftnetPolicy, TartProvider, TartSettings
-from harness.vm.tart_standin.testing import StandinHome
+from harness.vm.tart.cli import SoftnetPolicy, TartSettings
+from harness.vm.tart.macos_login import RunKey, key_login_works
+from harness.vm.tart.provider import TartProvider
 
 
 @pytest.fixture
-def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandinHome]:
-    home = StandinHome(tmp_path / "standin", backend="loopback")
+def standin(make_tart_standin: MakeTartStandin, monkeypatch: pytest.MonkeyPatch) -> StandinHome:
+    home = make_tart_standin("loopback")
     home.export_tart_env(monkeypatch.setenv)
     home.golden()
-    yield home
-    home.close()
+    return home
 
 
 def _provider(standin: StandinHome, tmp_path: Path, **overrides: object) -> TartProvider:

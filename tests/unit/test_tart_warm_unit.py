@@ -1,6 +1,6 @@
 """tart warm starts against the stand-in (loopback backend: no VM boots): the stand-in's suspend
 contract as tart's sources define it, and the provider cloning suspended templates and resuming
-them. Not run on Apple hardware: this host has no Mac (see harness/vm/tart_warm.py)."""
+them. Not run on Apple hardware: this host has no Mac (see harness/vm/tart/warm.py)."""
 
 from __future__ import annotations
 
@@ -14,24 +14,24 @@ from pathlib import Path
 import pytest
 
 from harness.config import HostPaths
+from harness.testing import MakeTartStandin, StandinHome
 from harness.vm.provider import VMName, VMOptions
-from harness.vm.tart import TartProvider, TartSettings
-from harness.vm.tart_standin.testing import StandinHome
-from harness.vm.tart_warm import PERSONALIZE, RESTORED_TEXT, is_template
-from harness.vm.warm_agent import Personalization
-from harness.vm.warm_plan import WarmStartWarning
+from harness.vm.tart.cli import TartSettings
+from harness.vm.tart.provider import TartProvider
+from harness.vm.tart.warm import PERSONALIZE, RESTORED_TEXT, is_template
+from harness.warm.personalization import Personalization
+from harness.warm.plan import WarmStartWarning
 
 EX_USAGE = 64
 
 
 @pytest.fixture
-def standin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StandinHome]:
-    home = StandinHome(tmp_path / "standin", backend="loopback")
+def standin(make_tart_standin: MakeTartStandin, monkeypatch: pytest.MonkeyPatch) -> StandinHome:
+    home = make_tart_standin("loopback")
     home.export_tart_env(monkeypatch.setenv)
     home.golden("mac", "linux-debian12", "--os", "darwin")
     home.golden("linux", "linux-debian12")
-    yield home
-    home.close()
+    return home
 
 
 @pytest.fixture
@@ -213,7 +213,7 @@ def test_the_macos_personalisation_sets_clock_and_a_fresh_host_key(tmp_path: Pat
 
 
 def test_only_this_images_other_templates_are_outdated() -> None:
-    from harness.vm.tart_warm import TemplateKey
+    from harness.vm.tart.warm import TemplateKey
 
     key = TemplateKey(image="mac", tart_version="2.30", cpu=4, memory_mb=8192, run_flags=())
     other = TemplateKey(image="mac", tart_version="2.31", cpu=4, memory_mb=8192, run_flags=())

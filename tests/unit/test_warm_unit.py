@@ -16,31 +16,31 @@ import pytest
 from qemu_fakes import FakeImages, built_tiny, fake_images  # noqa: F401  (fixtures)
 
 from harness.errors import InfrastructureError
-from harness.vm.images import BuiltImage
+from harness.images.store import BuiltImage
 from harness.vm.provider import VMName, VMOptions
-from harness.vm.qemu import QemuLaunch, QemuProvider, qemu_command
-from harness.vm.warm import WarmStarts
-from harness.vm.warm_agent import (
+from harness.vm.qemu.provider import QemuLaunch, QemuProvider, qemu_command
+from harness.vm.qemu.snapshots import (
+    BackgroundChecksum,
+    Snapshot,
+    SnapshotKey,
+    SnapshotStore,
+    crc32_file,
+)
+from harness.vm.qemu.warm import WarmStarts
+from harness.vm.qemu.warm_agent import (
     AGENT_SCRIPT,
     PEM_END,
-    Personalization,
     check_agent_reply,
     warm_devices,
 )
-from harness.vm.warm_plan import (
+from harness.warm.personalization import Personalization
+from harness.warm.plan import (
     StartMode,
     WarmPlan,
     WarmRestoreFailed,
     WarmStartWarning,
     start_mode,
     start_mode_record_data,
-)
-from harness.vm.warm_snapshots import (
-    BackgroundChecksum,
-    Snapshot,
-    SnapshotKey,
-    SnapshotStore,
-    crc32_file,
 )
 
 pytest_plugins = ["pytester"]
@@ -242,7 +242,7 @@ def test_a_clone_whose_snapshot_cannot_be_built_sits_on_the_base_image(
     def no_template(work: Path) -> None:
         raise InfrastructureError("the template never answered SSH")
 
-    monkeypatch.setattr("harness.vm.warm.build_snapshot", lambda *args: no_template(args[-1]))
+    monkeypatch.setattr("harness.vm.qemu.warm.build_snapshot", lambda *args: no_template(args[-1]))
     name = VMName.new("unit")
     with pytest.warns(WarmStartWarning, match="never answered SSH"):
         provider.clone("linux-tiny", name, VMOptions(warm=True))
@@ -332,7 +332,7 @@ def test_the_key_is_worked_out_once_per_vm_shape(built_tiny: FakeImages, monkeyp
         asked.append(binary)
         return "7.2.22"
 
-    monkeypatch.setattr("harness.vm.accel.qemu_version", version)
+    monkeypatch.setattr("harness.vm.qemu.accel.qemu_version", version)
     provider = QemuProvider(built_tiny.paths, built_tiny.store)
     built = built_tiny.store.current("linux-tiny")
     first = provider.warm.snapshot_key(provider, built, VMOptions())

@@ -17,11 +17,11 @@ import psutil
 import pytest
 
 from harness.config import HostPaths
+from harness.host.leases import LeaseBook
 from harness.host.watchdog import Teardown, Watchdog
-from harness.vm.leases import LeaseBook
+from harness.testing import StandinHome
+from harness.testing.orchard_standin import OrchardStandin
 from harness.vm.provider import VMName
-from harness.vm.tart_standin.orchard_api import OrchardStandin
-from harness.vm.tart_standin.testing import StandinHome
 
 OWNER = textwrap.dedent(
     """
@@ -30,7 +30,7 @@ OWNER = textwrap.dedent(
     import psutil
     from harness.config import HostPaths
     from harness.host.watchdog import Watchdog
-    from harness.vm.leases import Lease, LeaseBook
+    from harness.host.leases import Lease, LeaseBook
 
     paths = HostPaths(cache=Path(sys.argv[1]), state=Path(sys.argv[2]))
     names, how = sys.argv[3].split(","), sys.argv[4]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from .config import BuildPaths, ReleaseIdentity
@@ -39,3 +40,17 @@ def good_release(paths: BuildPaths, identity: ReleaseIdentity, stack: PublishedS
     add_directory(members, modelfiles, "modelfiles")
     installer = (paths.release_files / "install.sh").read_text(encoding="utf-8")
     return ReleaseTree(members=members, installer=installer)
+
+
+PREVIOUS_VERSION = "0.0.9"
+# A module the previous release shipped and this one dropped: an upgrade must not keep it.
+DROPPED_MODULE = "server/legacy_prompts.py"
+
+
+def previous_release(paths: BuildPaths, identity: ReleaseIdentity, stack: PublishedStack,
+                     modelfiles: Path) -> tuple[ReleaseTree, ReleaseIdentity]:
+    """The release before this one, for the upgrade check: same layers, older version, one more file."""
+    older = replace(identity, version=PREVIOUS_VERSION)
+    tree = good_release(paths, older, stack, modelfiles)
+    legacy = b'"""Prompt templates of refapp 0.0.x (dropped in 0.1.0)."""\nTEMPLATES = {}\n'
+    return tree.with_member(DROPPED_MODULE, Member(legacy)), older

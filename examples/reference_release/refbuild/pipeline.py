@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from . import log
-from .assemble import good_release
+from .assemble import good_release, previous_release
 from .cache import exclusive, prune_siblings
 from .config import BuildPaths, ReleaseIdentity
 from .errors import BuildError
@@ -91,6 +91,10 @@ def build_locked(args: argparse.Namespace, paths: BuildPaths, specs: list[Varian
         prune_siblings(entry)
     good = good_release(paths, identity, stack, modelfiles)
     built = [publish("good", good, paths.out, identity)]
+    if wanted:
+        # The release before this one: what the upgrade check installs first.
+        previous, older = previous_release(paths, identity, stack, modelfiles)
+        built.append(publish("previous", previous, paths.out / "previous", older))
     inputs = VariantInputs(paths, stack)
     for name in wanted:
         built.append(publish(name, apply_variant(name, good, inputs), paths.out / "variants" / name, identity))

@@ -8,16 +8,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .assemble import APP_LAYER, STACK_DIR
+from .assemble import APP_LAYER, RUNTIME_LAYER, STACK_DIR
 from .config import BuildPaths
 from .errors import BuildError
+from .layers import ensure_edited_layer
 from .native import NATIVE_FILENAME, ensure_native_extension, ensure_stale_app_archive
+from .seed import PY_XY
 from .stack import PublishedStack
 from .tree import Member, ReleaseTree
 
 UPDATES_URL = "http://updates.refapp.invalid/refapp/v$release_version/models.json"
 POSTINSTALL_ANCHOR = "# ---- move into place, then post-install (it writes absolute paths) ----------\n"
 SMOKE_CHECK_ANCHOR = 'app_python="$stack/$app_layer/bin/python"\n'
+MOVE_ASIDE = (
+    'if [ -e "$lib_dir" ]; then\n'
+    '    backup="$staging/previous"\n'
+    '    mv "$lib_dir" "$backup"\n'
+    '    say "moved the previous install aside (restored if this install fails)"\n'
+    'fi\n'
+)
+# Where the release was built from on the developer's machine: a home the clean machine lacks.
+BUILD_CHECKOUT = "/root/src/refapp"
 WARMUP_SCRIPT = '''#!/usr/bin/env python3
 """Pre-compiles the server sources once they are installed."""
 import compileall
@@ -103,10 +114,66 @@ def stale_checksum(tree: ReleaseTree, _: VariantInputs) -> ReleaseTree:
     return replace(tree, checksum_override=hashlib.sha256(b"refapp 0.0.9 tarball").hexdigest())
 
 
+def reinstall_nests(tree: ReleaseTree, _: VariantInputs) -> ReleaseTree:
+    return tree.edit_installer(MOVE_ASIDE, "")
+
+
+def upgrade_overlays(tree: ReleaseTree, _: VariantInputs) -> ReleaseTree:
+    return tree.edit_installer(MOVE_ASIDE + 'mv "$staging/lib" "$lib_dir"\n',
+                               'mkdir -p "$lib_dir"\ncp -R "$staging/lib/." "$lib_dir/"\n')
+
+
+def listens_everywhere(tree: ReleaseTree, _: VariantInputs) -> ReleaseTree:
+    return tree.edit_text("server/main.py", 'DEFAULT_HOST = "127.0.0.1"', 'DEFAULT_HOST = "0.0.0.0"')
+
+
+def world_writable(tree: ReleaseTree, _: VariantInputs) -> ReleaseTree:
+    return tree.edit_installer(SMOKE_CHECK_ANCHOR, 'chmod -R a+w "$lib_dir/modelfiles"\n' + SMOKE_CHECK_ANCHOR)
+
+
+def leaves_temp(tree: ReleaseTree, _: VariantInputs) -> ReleaseTree:
+    keep = ('scratch=$(mktemp -d "${TMPDIR:-/tmp}/refapp-unpack.XXXXXX")\n'
+            'cp "$staging/lib/release.env" "$scratch/"\n')
+    return tree.edit_installer(POSTINSTALL_ANCHOR, keep + POSTINSTALL_ANCHOR)
+
+
+def build_path_leak(tree: ReleaseTree, inputs: VariantInputs) -> ReleaseTree:
+    current = inputs.stack.archive_for(APP_LAYER)
+    edited = ensure_edited_layer(inputs.paths, current, "build_path_leak",
+                                 add={f"lib/python{PY_XY}/site-packages/__editable__.refapp_dev.pth":
+                                      f"{BUILD_CHECKOUT}/server\n".encode()})
+    return tree.with_member(f"{STACK_DIR}/{current.name}", Member(edited.read_bytes()))
+
+
+def unloaded_library(tree: ReleaseTree, inputs: VariantInputs) -> ReleaseTree:
+    extension = ensure_native_extension(inputs.paths)
+    return tree.with_member(f"server/{NATIVE_FILENAME}", Member(extension.read_bytes(), 0o755))
+
+
+def runtime_without_lzma(tree: ReleaseTree, inputs: VariantInputs) -> ReleaseTree:
+    current = inputs.stack.archive_for(RUNTIME_LAYER)
+    edited = ensure_edited_layer(inputs.paths, current, "runtime_without_lzma",
+                                 drop=[f"lib-dynload/_lzma.cpython-{PY_XY.replace('.', '')}-x86_64-linux-gnu.so"])
+    return tree.with_member(f"{STACK_DIR}/{current.name}", Member(edited.read_bytes()))
+
+
+def shared_rng(tree: ReleaseTree, _: VariantInputs) -> ReleaseTree:
+    tree = tree.edit_text("server/sampling.py", "def make_rng(", "SHARED_RNG = random.Random()\n\n\ndef make_rng(")
+    return tree.edit_text("server/sampling.py", "    return random.Random(seed)\n",
+                          "    SHARED_RNG.seed(seed)\n    return SHARED_RNG\n")
+
+
+def unquoted_paths(tree: ReleaseTree, _: VariantInputs) -> ReleaseTree:
+    return tree.edit_installer('mv "$staging/unpacked/$part" "$staging/lib/$part"',
+                               "mv $staging/unpacked/$part $staging/lib/$part")
+
+
 EDITS: dict[str, Callable[[ReleaseTree, VariantInputs], ReleaseTree]] = {
     edit.__name__: edit
     for edit in (installer_download, foreign_library, ignores_temperature, duplicate_app_layer,
-                 system_python_shebang, unsafe_member, stray_writes, stream_mismatch, stale_checksum)
+                 system_python_shebang, unsafe_member, stray_writes, stream_mismatch, stale_checksum,
+                 reinstall_nests, upgrade_overlays, listens_everywhere, world_writable, leaves_temp,
+                 build_path_leak, unloaded_library, runtime_without_lzma, shared_rng, unquoted_paths)
 }
 
 

@@ -1,0 +1,1 @@
+"""macOS guests from an Orchard controller (REST API plus a WebSocket port-forward for SSH)."""
