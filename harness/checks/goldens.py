@@ -10,8 +10,8 @@ from harness.completions import Completion
 from harness.config import HostPaths
 from harness.errors import HarnessError, ProductDefect
 from harness.goldens import GoldenVerdict, Judgement, Provenance
-from harness.suite.target import Target
 from harness.images import image_store
+from harness.suite.target import Target
 
 CHANGED_SINCE_APPROVED_PHRASE = "goldens describe build"
 
