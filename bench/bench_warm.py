@@ -29,7 +29,7 @@ from harness.config import HostPaths
 from harness.errors import HarnessError
 from harness.host.slots import SlotPool
 from harness.journal import read_journal
-from harness.ssh_trace import TRACE_ENV
+from harness.ssh.trace import TRACE_ENV
 from harness.vm.machine import Machine, MachineSettings
 from harness.vm.provider import VMOptions
 from harness.vm.registry import provider_for_image

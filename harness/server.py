@@ -216,10 +216,6 @@ class Server:
                 return False
             time.sleep(POLL_INTERVAL_S)
 
-    def ensure_running(self) -> None:
-        if not self.healthy():
-            self.start()
-
     def close(self) -> None:
         """Best-effort stop (the VM is about to go anyway) and release the forward."""
         try:

@@ -41,7 +41,7 @@ def _journal(request: pytest.FixtureRequest) -> Journal | None:
 def release_inspection(request: pytest.FixtureRequest) -> Report:
     """The static inspection report of ``--release`` (skips the test when no release is given)."""
     release = request.config.getoption("release", default=None)
-    if isinstance(release, (list, tuple)):  # SUITE: --release is repeatable (a matrix)
+    if isinstance(release, (list, tuple)):  # --release is repeatable (a matrix)
         if len(release) > 1:
             pytest.skip("static inspection takes one release: run it once per --release")
         release = release[0] if release else None

@@ -20,7 +20,7 @@ import pytest
 
 # How each phase of the suite reads while it runs; a phase not listed shows its own name.
 PHASE_LABELS: dict[str, str] = {
-    "boot": "booting a clean VM",
+    "boot": "booting a clean VM (after a free VM slot)",
     "copy": "copying the release in",
     "install": "installing",
     "serve": "starting the server",

@@ -96,7 +96,7 @@ def _verdict(model: SignoffModel) -> str:
     chips.append(f"{len(model.targets)} image{'s' if len(model.targets) != 1 else ''}")
     if model.facts.duration_s is not None:
         chips.append(f"took {seconds(model.facts.duration_s)}")
-    # How the VMs started (--warm/--cold), journaled by harness.vm.fixtures. [WARM]
+    # How the VMs started (--warm/--cold), journaled by harness.vm.fixtures.
     chips += [f"{k}: {v}" for k, v in sorted(model.facts.extra.items()) if k.startswith("vm start")]
     reasons = "".join(f"<li>{escape(r)}</li>" for r in model.verdict.reasons)
     css = "ship" if model.verdict.ship else "noship"

@@ -34,7 +34,7 @@ def render_markdown(model: SignoffModel) -> str:
         f"sha256 `{short_sha(release.sha256, 16)}`" if release.sha256 else "",
         f"{len(model.targets)} image(s): {', '.join(model.targets)}" if model.targets else "",
         f"took {seconds(model.facts.duration_s)}" if model.facts.duration_s is not None else "",
-        # How the VMs started (--warm/--cold), journaled by harness.vm.fixtures. [WARM]
+        # How the VMs started (--warm/--cold), journaled by harness.vm.fixtures.
         *(
             f"{_cell(k)}: {_cell(v)}"
             for k, v in sorted(model.facts.extra.items())

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -266,8 +266,3 @@ def run_upgrade(make_machine: MachineMaker, target: Target, previous: Release, r
         manifest = take_manifest(machine, facts.os, roots, bound.install.manifest_ignore)
         return UpgradeResult(Upgrade(previous, first, run, old, manifest), str(machine.name))
 
-
-def with_options(machine: Machine, options: VMOptions) -> Machine:
-    """``vm_environment.machine()`` takes no VM options yet; set them before the VM starts."""
-    machine.settings = replace(machine.settings, options=options)
-    return machine

@@ -29,9 +29,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
+from harness.ssh.relay import SocketStream, pump
 from harness.testing.tart_standin.guests import Guest
 from harness.testing.tart_standin.loopback import LoopbackSSHGuest
-from harness.testing.tart_standin.network import hang_up
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 REQUIRED_SPEC_FIELDS = ("name", "image")
@@ -270,7 +270,8 @@ class _OrchardHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         self.close_connection = True
-        _pipe_websocket(self.connection, upstream)
+        # Guest bytes -> binary frames, client frames -> guest bytes; either side closing ends both.
+        pump(_ServerFrames(self.connection), SocketStream(upstream))
 
 
 def _send_frame(sock: socket.socket, opcode: int, payload: bytes) -> None:
@@ -308,36 +309,38 @@ def _recv_frame(sock: socket.socket) -> tuple[int, bytes]:
     return first & 0x0F, payload
 
 
-def _pipe_websocket(client: socket.socket, upstream: socket.socket) -> None:
-    """Guest bytes -> binary frames; client frames -> guest bytes; either side closing ends both."""
-    send_lock = threading.Lock()
+class _ServerFrames:
+    """The server end of a WebSocket on a raw socket, as a relay stream: bytes go out as binary
+    frames; a client's data frames come in as bytes, its pings are answered, its close ends it."""
 
-    def guest_to_client() -> None:
+    def __init__(self, sock: socket.socket) -> None:
+        sock.settimeout(None)
+        self.sock = sock
+        self._send_lock = threading.Lock()
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        with self._send_lock:
+            _send_frame(self.sock, opcode, payload)
+
+    def recv(self, size: int) -> bytes:
+        while True:
+            try:
+                opcode, payload = _recv_frame(self.sock)
+            except ConnectionError:
+                return b""
+            if opcode == 0x8:
+                return b""
+            if opcode == 0x9:
+                self._send(0xA, payload)
+            elif opcode in (0x0, 0x1, 0x2) and payload:
+                return payload
+
+    def sendall(self, data: bytes) -> None:
+        self._send(0x2, data)
+
+    def close(self) -> None:
         try:
-            while data := upstream.recv(65536):
-                with send_lock:
-                    _send_frame(client, 0x2, data)
-            with send_lock:
-                _send_frame(client, 0x8, struct.pack("!H", 1000))
+            self._send(0x8, struct.pack("!H", 1000))
         except OSError:
             pass
-
-    reader = threading.Thread(target=guest_to_client, daemon=True)
-    reader.start()
-    client.settimeout(None)
-    try:
-        while True:
-            opcode, payload = _recv_frame(client)
-            if opcode == 0x8:
-                break
-            if opcode == 0x9:
-                with send_lock:
-                    _send_frame(client, 0xA, payload)
-            elif opcode in (0x0, 0x1, 0x2):
-                upstream.sendall(payload)
-    except (OSError, ConnectionError):
-        pass
-    finally:
-        hang_up(upstream, client)
-        upstream.close()
-        reader.join(timeout=5)
+        SocketStream(self.sock).close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,7 +31,8 @@ EXAMPLE = REPO / "examples" / "user_project"
 # The built-in checks one VM answers (the manifest and uninstall checks need a second one).
 SUITE_SELECTION = "release or static or install_offline or server_starts or goldens_match"
 BUILD_TIMEOUT_S = 900
-RUN_TIMEOUT_S = 1800
+RUN_TIMEOUT_S = 3600  # one run waits for a VM slot the host's other runs share, then installs
+STOP_TIMEOUT_S = 300
 
 
 @dataclass(frozen=True)
@@ -46,8 +48,20 @@ class Stranger:
         return env
 
     def run(self, argv: list[str], cwd: Path, timeout: float = RUN_TIMEOUT_S) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(argv, cwd=cwd, env=self.env(), capture_output=True, text=True,
-                              timeout=timeout, check=False)
+        """Run in a session of its own; past ``timeout`` the whole session gets SIGTERM (harness
+        passes it on to pytest, which removes its VMs), and the test fails saying so."""
+        process = subprocess.Popen(argv, cwd=cwd, env=self.env(), stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except BaseException as exc:  # the timeout, or this test interrupted: the run goes too
+            os.killpg(process.pid, signal.SIGTERM)
+            out, err = process.communicate(timeout=STOP_TIMEOUT_S)
+            if not isinstance(exc, subprocess.TimeoutExpired):
+                raise
+            pytest.fail(f"{' '.join(argv[:2])} still ran after {timeout:g} s (a busy host's VM slots?); "
+                        f"stopped it. Last output:\n{(out + err)[-4000:]}")
+        return subprocess.CompletedProcess(argv, process.returncode, out, err)
 
 
 def _timed(seconds: dict[str, float], name: str, argv: list[str], cwd: Path) -> None:

@@ -175,15 +175,23 @@ def test_list_judges_liveness_by_pid_and_start_time(provider: QemuProvider) -> N
     alive, recycled = VMName.new("unit"), VMName.new("unit")
     provider.clone("linux-tiny", alive)
     provider.clone("linux-tiny", recycled)
-    me = psutil.Process()
-    # A live process whose command line names the VM dir counts as that VM's QEMU ...
-    provider._save(replace(provider.record(alive), qemu_pid=me.pid, qemu_started=me.create_time()))
-    # ... a pid with another start time is a recycled pid: not ours, the VM is stopped.
-    provider._save(replace(provider.record(recycled), qemu_pid=me.pid, qemu_started=me.create_time() - 100))
-    states = {info.name: info.state for info in provider.list()}
-    assert states[str(recycled)] == "stopped"
-    # This test process's command line does not contain the VM dir, so it is not that QEMU either.
-    assert states[str(alive)] == "stopped"
+    # One live process whose command line names both VM dirs: only the start time tells them apart.
+    stand_in = subprocess.Popen(["sh", "-c", "sleep 60; exit 0", str(provider.vm_dir(alive)),
+                                 str(provider.vm_dir(recycled))], start_new_session=True)
+    try:
+        process = psutil.Process(stand_in.pid)
+        while str(provider.vm_dir(alive)) not in process.cmdline():  # until exec has happened
+            time.sleep(0.01)
+        started = process.create_time()
+        provider._save(replace(provider.record(alive), qemu_pid=stand_in.pid, qemu_started=started))
+        # The same pid with another start time is a recycled pid: not this VM's QEMU.
+        provider._save(replace(provider.record(recycled), qemu_pid=stand_in.pid, qemu_started=started - 100))
+        states = {info.name: info.state for info in provider.list()}
+        assert states[str(alive)] == "running"
+        assert states[str(recycled)] == "stopped"
+    finally:
+        stand_in.kill()
+        stand_in.wait(timeout=10)
 
 
 def test_stop_kills_a_process_that_does_not_speak_qmp(provider: QemuProvider) -> None:

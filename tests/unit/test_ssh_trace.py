@@ -17,7 +17,7 @@ import pytest
 from sshd_server import LocalSSHD, sshd_fixture  # noqa: F401 (fixture)
 
 from harness.ssh import SSHTransport
-from harness.ssh_trace import TRACE_ENV, BusyClock
+from harness.ssh.trace import TRACE_ENV, BusyClock
 
 
 def _connect(sshd: LocalSSHD, tmp_path: Path) -> SSHTransport:
@@ -85,7 +85,7 @@ def test_every_guest_operation_is_recorded(sshd: LocalSSHD, tmp_path: Path, http
 
 def test_busy_clock_counts_requests_not_idle_time(monkeypatch: pytest.MonkeyPatch) -> None:
     now = [0.0]
-    monkeypatch.setattr("harness.ssh_trace.time.monotonic", lambda: now[0])
+    monkeypatch.setattr("harness.ssh.trace.time.monotonic", lambda: now[0])
     clock = BusyClock()
     for at, event in ((0.0, "sent"), (0.1, "sent"), (1.0, "received"), (1.5, "received"),
                       (10.0, "sent"), (12.0, "received")):

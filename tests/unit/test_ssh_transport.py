@@ -85,9 +85,9 @@ def test_timeout_raises_and_kills_the_remote_process_group(ssh: SSHTransport) ->
 
 def test_a_flood_of_output_is_kept_at_both_ends_and_counted(ssh: SSHTransport,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.ssh
+    import harness.ssh.exec
 
-    monkeypatch.setattr(harness.ssh, "OUTPUT_KEEP_BYTES", 1000)
+    monkeypatch.setattr(harness.ssh.exec, "OUTPUT_KEEP_BYTES", 1000)
     result = ssh.run("echo first; seq 1 200000; echo last", timeout=60)
     assert result.ok
     assert result.stdout.startswith("first\n1\n2\n") and result.stdout.endswith("200000\nlast\n")

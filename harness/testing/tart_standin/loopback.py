@@ -29,6 +29,8 @@ from paramiko.common import (
     OPEN_SUCCEEDED,
 )
 
+from harness.ssh.relay import Listener
+
 
 class _Server(paramiko.ServerInterface):
     def __init__(self, user: str, password: str, home: Path) -> None:
@@ -69,17 +71,15 @@ class LoopbackSSHGuest:
         self._scratch = tempfile.TemporaryDirectory(prefix="tart-standin-loopback-")
         self.home = Path(self._scratch.name)
         self._host_key = paramiko.RSAKey.generate(2048)
-        self._listener: socket.socket | None = None
+        self._listener: Listener | None = None
         self._stop = threading.Event()
 
     def start(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._listener.settimeout(0.5)
-        threading.Thread(target=self._accept_loop, daemon=True).start()
+        self._listener = Listener(self._session, name="loopback-guest")
 
     def wait_ready(self, timeout_s: float) -> tuple[str, int] | None:
         assert self._listener is not None
-        return "127.0.0.1", int(self._listener.getsockname()[1])
+        return self._listener.address
 
     def alive(self) -> bool:
         return self._listener is not None and not self._stop.is_set()
@@ -93,18 +93,7 @@ class LoopbackSSHGuest:
     def console_tail(self) -> str:
         return "(loopback stand-in guest: no console)"
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            threading.Thread(target=self._session, args=(conn,), daemon=True).start()
-
-    def _session(self, conn: socket.socket) -> None:
+    def _session(self, conn: socket.socket, _peer: tuple[str, int]) -> None:
         transport = paramiko.Transport(conn)
         transport.add_server_key(self._host_key)
         server = _Server(self.user, self.password, self.home)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import threading
 from dataclasses import dataclass
+
+from harness.ssh.relay import Relay, SocketStream
 
 HOST_GATEWAY = "192.168.64.1"
 HOST_TOKEN = "@host"
@@ -68,62 +69,7 @@ class SoftnetRules:
         return self.allows(HOST_GATEWAY)
 
 
-def hang_up(*sockets: socket.socket) -> None:
-    """Shut both directions of each socket, so the pump on the other side wakes up and ends."""
-    for sock in sockets:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-
-class Relay:
-    """Accepts on ``listen`` and pipes each connection to ``target``; ``close()`` ends it all."""
-
-    def __init__(self, listen: tuple[str, int], target: tuple[str, int]) -> None:
-        self.target = target
-        self._server = socket.create_server(listen, reuse_port=False)
-        self._server.settimeout(0.5)
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._accept_loop, name="standin-relay", daemon=True)
-        self._thread.start()
-
-    @property
-    def address(self) -> tuple[str, int]:
-        host, port = self._server.getsockname()[:2]
-        return str(host), int(port)
-
-    def _accept_loop(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=10)
-            except OSError:
-                client.close()
-                continue
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        source.settimeout(None)
-        try:
-            while not self._closed.is_set():
-                data = source.recv(262144)
-                if not data:
-                    break
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            hang_up(source, sink)
-            source.close()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._server.close()
-        self._thread.join(timeout=2)
+def relay_to(listen: tuple[str, int], target: tuple[str, int]) -> Relay:
+    """Accepts on ``listen`` and pipes each connection to ``target`` (the harness's one relay)."""
+    return Relay(lambda _peer: SocketStream(socket.create_connection(target, timeout=10)), listen,
+                 name="standin-relay")

@@ -16,9 +16,10 @@ import sys
 import time
 from types import FrameType
 
+from harness.ssh.relay import Relay
 from harness.testing.tart_standin.guests import Guest, make_guest, wait_while_alive
 from harness.testing.tart_standin.home import StandinError, TartHome, VMDir, random_mac
-from harness.testing.tart_standin.network import Relay, SoftnetRules
+from harness.testing.tart_standin.network import SoftnetRules, relay_to
 
 EXIT_STATE = 2
 RELAY_BIND_ATTEMPTS = 50
@@ -94,7 +95,7 @@ def _open_relay(home: TartHome, vm: VMDir, mac: str, port: int, target: tuple[st
     taken: set[str] = set()
     for _ in range(RELAY_BIND_ATTEMPTS):
         try:
-            return address, Relay((address, port), target)
+            return address, relay_to((address, port), target)
         except OSError:
             taken.add(address)
             address = home.assign_lease(mac, avoid=taken | _addresses_in_use(home, vm))

@@ -16,11 +16,9 @@ documented request and response shapes served by the Orchard stand-in in
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import os
 import shutil
-import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -29,11 +27,11 @@ from typing import Any
 
 import httpx
 import paramiko
-from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import WebSocketException
 
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, UsageError
+from harness.ssh.relay import Relay
+from harness.vm.orchard.bridge import port_forward_bridge
 from harness.vm.provider import SSHEndpoint, VMInfo, VMName, VMOptions, VMState
 from harness.vm.tart.macos_login import RunKey, ensure_key_login, probe_ssh
 
@@ -87,79 +85,6 @@ class OrchardSettings:
         return "Basic " + base64.b64encode(f"{self.account}:{self.token}".encode()).decode()
 
 
-class PortForwardBridge:
-    """127.0.0.1:<port> on this host -> Orchard's WebSocket port-forward -> the guest's port.
-
-    One WebSocket per TCP connection, raw bytes in binary frames both ways. Runs its own event
-    loop in a daemon thread; ``close()`` ends the listener and every open tunnel.
-    """
-
-    def __init__(self, ws_url: str, auth: str | None, connect_timeout_s: float) -> None:
-        self.ws_url = ws_url
-        self.headers = {"Authorization": auth} if auth else {}
-        self.connect_timeout_s = connect_timeout_s
-        self.loop = asyncio.new_event_loop()
-        self._server: asyncio.base_events.Server | None = None
-        ready = threading.Event()
-        self._thread = threading.Thread(target=self._serve, args=(ready,), name="orchard-forward", daemon=True)
-        self._thread.start()
-        if not ready.wait(10) or self._server is None:
-            raise InfrastructureError("could not open a local port for Orchard's port-forward")
-        self.port: int = int(self._server.sockets[0].getsockname()[1])
-
-    def _serve(self, ready: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-
-        async def start() -> None:
-            self._server = await asyncio.start_server(self._tunnel, "127.0.0.1", 0)
-            ready.set()
-
-        self.loop.run_until_complete(start())
-        self.loop.run_forever()
-
-    async def _tunnel(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with ws_connect(
-                self.ws_url, additional_headers=self.headers, open_timeout=self.connect_timeout_s,
-                max_size=None, compression=None,
-            ) as ws:
-
-                async def upstream() -> None:
-                    while data := await reader.read(65536):
-                        await ws.send(data)
-                    await ws.close()
-
-                async def downstream() -> None:
-                    async for message in ws:
-                        writer.write(message if isinstance(message, bytes) else message.encode())
-                        await writer.drain()
-
-                tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
-                _, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in pending:
-                    task.cancel()
-        except (TimeoutError, OSError, WebSocketException):
-            pass  # the SSH client sees a closed connection and retries or reports
-        finally:
-            writer.close()
-
-    def close(self) -> None:
-        async def stop() -> None:
-            if self._server is not None:
-                self._server.close()
-            tunnels = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-            for task in tunnels:
-                task.cancel()
-            await asyncio.gather(*tunnels, return_exceptions=True)
-
-        if self.loop.is_running():
-            asyncio.run_coroutine_threadsafe(stop(), self.loop).result(timeout=10)
-            self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        if not self.loop.is_running():
-            self.loop.close()
-
-
 def _vm_state(status: str) -> VMState:
     return "running" if status == "running" else "stopped" if status == "failed" else "unknown"
 
@@ -177,7 +102,7 @@ class OrchardProvider:
             base_url=f"{settings.url}/v1", timeout=settings.request_timeout_s,
             headers={"Authorization": auth} if auth else {}, transport=transport,
         )
-        self._bridges: dict[str, PortForwardBridge] = {}
+        self._bridges: dict[str, Relay] = {}
 
     @classmethod
     def from_env(cls, paths: HostPaths | None = None) -> OrchardProvider:
@@ -284,12 +209,12 @@ class OrchardProvider:
             return str(response.json().get("ip") or "") or None
         return None
 
-    def _bridge(self, name: VMName) -> PortForwardBridge:
+    def _bridge(self, name: VMName) -> Relay:
         bridge = self._bridges.get(str(name))
         if bridge is None:
             ws_base = self.settings.url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
             url = f"{ws_base}/v1/vms/{name}/port-forward?port={GUEST_SSH_PORT}&wait={self.settings.forward_wait_s}"
-            bridge = PortForwardBridge(url, self.settings.basic_auth(), connect_timeout_s=self.settings.forward_wait_s + 10)
+            bridge = port_forward_bridge(url, self.settings.basic_auth(), connect_timeout_s=self.settings.forward_wait_s + 10)
             self._bridges[str(name)] = bridge
         return bridge
 

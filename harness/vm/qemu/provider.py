@@ -12,7 +12,7 @@ One VM = one directory ``HostPaths.vms/<name>/`` holding everything about it:
 
 Nothing is kept in memory that another process would need: ``list``/``stop``/``delete`` work
 from a different process (the reaper, ``harness gc``) from these files alone. A warm start
-(issue 8, :mod:`harness.vm.qemu.warm`) restores a clone from a saved machine: three hooks below (the
+(:mod:`harness.vm.qemu.warm`) restores a clone from a saved machine: three hooks below (the
 overlay's backing disk in ``clone``, extra arguments and ``resume`` in ``start``) and a cold boot
 when restoring fails.
 """

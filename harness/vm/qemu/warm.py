@@ -1,5 +1,5 @@
 """Warm starts for QEMU guests: boot a clean image once, save the running machine, and start every
-later clone from that saved state on its own copy-on-write overlay (issue 8).
+later clone from that saved state on its own copy-on-write overlay.
 
     <image build>/image.qcow2                 clean base image (read-only)
       <- <image build>/warm/<key>/disk.qcow2  frozen layer: the template's disk at the instant of the save

@@ -58,7 +58,7 @@ class TartProvider:
         self.paths = paths
         self.cli = TartCLI(settings.binary, paths.state / "tart-commands.log")
         self._runs: dict[str, subprocess.Popen[bytes]] = {}
-        self.warm = TartWarmStarts(paths.state / "tart-warm", settings.max_running)  # issue 8 [WARM]
+        self.warm = TartWarmStarts(paths.state / "tart-warm", settings.max_running)
 
     @classmethod
     def from_env(cls, paths: HostPaths | None = None) -> TartProvider:
@@ -143,7 +143,7 @@ class TartProvider:
         cpu, memory = self.settings.cpu, self.settings.memory_mb
         if options is not None:
             cpu, memory = max(cpu, options.cpus), max(memory, options.memory_mb)
-        # Warm: clone a suspended template (harness.vm.tart.warm) and resume it. [WARM]
+        # Warm: clone a suspended template (harness.vm.tart.warm) and resume it.
         template = self.warm.source_for_clone(self, image, name, cpu, memory) if options and options.warm else None
         result = self.cli("clone", template or image, str(name), timeout_s=self.settings.clone_timeout_s)
         if result.returncode != 0:

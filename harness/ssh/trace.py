@@ -77,3 +77,18 @@ class BusyClock:
         self.busy_s += max(0.0, end - self._request_at)
         self.requests += 1
         self._request_at, self._answered_at = None, None
+
+
+class ForwardTap(BusyClock):
+    """The busy clock of one port-forwarded connection, written to the trace when it ends."""
+
+    def __init__(self, trace: OperationTrace, guest_port: int) -> None:
+        super().__init__()
+        self._trace = trace
+        self._guest_port = guest_port
+        self._opened = time.time()
+
+    def finish(self) -> None:
+        super().finish()
+        self._trace.record("forward", self._opened, self.busy_s, guest_port=self._guest_port,
+                           requests=self.requests)
