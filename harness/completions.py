@@ -70,6 +70,7 @@ class Completion:
     request: CompletionRequest
     duration_s: float
     first_token_s: float | None = None
+    system_fingerprint: str | None = None  # the server's model/build identity, where its API gives one
 
     @property
     def completion_tokens(self) -> int | None:
@@ -93,6 +94,7 @@ class Completion:
             "content_chunks": self.content_chunks,
             "duration_s": round(self.duration_s, 4),
             "first_token_s": None if self.first_token_s is None else round(self.first_token_s, 4),
+            "system_fingerprint": self.system_fingerprint,
             "raw": list(self.raw),
         }
 
@@ -135,7 +137,13 @@ def parse_json_reply(payload: str, request: CompletionRequest, duration_s: float
         raw=(payload,),
         request=request,
         duration_s=duration_s,
+        system_fingerprint=_fingerprint(data),
     )
+
+
+def _fingerprint(data: Mapping[str, Any]) -> str | None:
+    value = data.get("system_fingerprint")
+    return value if isinstance(value, str) and value else None
 
 
 def parse_sse_lines(lines: Sequence[str], request: CompletionRequest, duration_s: float,
@@ -146,6 +154,7 @@ def parse_sse_lines(lines: Sequence[str], request: CompletionRequest, duration_s
     finish: str | None = None
     usage: Usage | None = None
     metrics: Mapping[str, Any] | None = None
+    fingerprint: str | None = None
     done = False
     for line in lines:
         line = line.rstrip("\r")
@@ -170,6 +179,7 @@ def parse_sse_lines(lines: Sequence[str], request: CompletionRequest, duration_s
                 texts.append(piece)
             finish = choice.get("finish_reason") or finish
         usage = Usage.from_json(chunk.get("usage")) or usage
+        fingerprint = _fingerprint(chunk) or fingerprint
         if isinstance(chunk.get("metrics"), dict):
             metrics = chunk["metrics"]
     if not done:
@@ -181,7 +191,7 @@ def parse_sse_lines(lines: Sequence[str], request: CompletionRequest, duration_s
     return Completion(
         text="".join(texts), finish_reason=finish, usage=usage, metrics=metrics,
         content_chunks=len(texts), raw=tuple(raw), request=request, duration_s=duration_s,
-        first_token_s=first_token_s,
+        first_token_s=first_token_s, system_fingerprint=fingerprint,
     )
 
 

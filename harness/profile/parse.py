@@ -288,7 +288,7 @@ def _api(t: _Table) -> ApiSpec:
 
 
 def _determinism(t: _Table) -> DeterminismSpec:
-    t.only(["repeats", "temperature", "seeded_temperature", "seeds", "max_tokens"])
+    t.only(["repeats", "temperature", "seeded_temperature", "seeds", "max_tokens", "goldens_other_build"])
     seeds = t._get("seeds", list, [7, 8])
     if len(seeds) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or seeds[0] == seeds[1]:
         raise t.fail("seeds", f"must be two different integers, got {seeds!r}")
@@ -298,7 +298,18 @@ def _determinism(t: _Table) -> DeterminismSpec:
         seeded_temperature=t.number("seeded_temperature", 0.9, positive=True),
         seeds=(seeds[0], seeds[1]),
         max_tokens=t.integer("max_tokens", 32, minimum=1),
+        goldens_other_build=_one_of(t, "goldens_other_build", GOLDENS_OTHER_BUILD, "fail"),
     )
+
+
+GOLDENS_OTHER_BUILD = ("fail", "report")
+
+
+def _one_of(t: _Table, name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = t.text(name, default)
+    if value not in allowed:
+        raise t.fail(name, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
+    return value
 
 
 def _prompts(root: _Table) -> tuple[Prompt, ...]:

@@ -139,6 +139,9 @@ class DeterminismSpec:
     seeded_temperature: float = 0.9
     seeds: tuple[int, int] = (7, 8)
     max_tokens: int = 32
+    # What answers that differ from goldens recorded for ANOTHER build mean: "fail" (they must be
+    # reviewed and re-recorded before shipping) or "report" (shown with their diff, not blocking).
+    goldens_other_build: str = "fail"
 
 
 @dataclass(frozen=True)

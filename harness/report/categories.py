@@ -53,12 +53,25 @@ def _area_regex(area: str) -> str:
     return rf"(?s)\[{re.escape(area)}\] .*"
 
 
+# Golden answers that changed because this is another build than the approved one. It comes
+# before "Determinism drift" (the first matching category wins) so such a change is never filed
+# as drift: a new build's answers need review and approval, not a hunt for nondeterminism.
+CHANGED_SINCE_APPROVED = "Changed since approved"
+CHANGED_SINCE_APPROVED_REGEX = r"(?s)\[determinism\] (?:\w+: )?goldens describe build .*"
+
 CATEGORIES: tuple[Category, ...] = (
     Category(
         "Install defect",
         ("failed",),
         _area_regex("install"),
         "The release did not install offline, wrote outside its tree, or its tree differs between clean VMs.",
+    ),
+    Category(
+        CHANGED_SINCE_APPROVED,
+        ("failed", "skipped"),
+        CHANGED_SINCE_APPROVED_REGEX,
+        "Another build than the one the golden answers were recorded from answers differently: "
+        "review the diff, then approve by re-recording (the command is in the message).",
     ),
     Category(
         "Determinism drift",

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from harness.journal import Outcome
-from harness.report.categories import categorize, tagged
+from harness.report.categories import CHANGED_SINCE_APPROVED, categorize, tagged
 from harness.report.facts import HostFacts, ImageFacts, ReleaseFacts, RunFacts, facts_from_records
 from harness.report.identity import TARBALL_TARGET
 from harness.report.junit import JUnitCase
@@ -481,11 +481,17 @@ def _names(checks: list[CheckResult], shown: int = 3) -> str:
 def _verdict(checks: list[CheckResult], problems: list[str], facts: RunFacts) -> Verdict:
     reasons: list[str] = []
     ordered = sorted(checks, key=lambda c: (_area_rank(c.area), c.check, c.target))
-    failed = [c for c in ordered if c.outcome == "failed"]
+    changed = [c for c in ordered if c.outcome == "failed" and c.category == CHANGED_SINCE_APPROVED]
+    failed = [c for c in ordered if c.outcome == "failed" and c not in changed]
     broken = [c for c in ordered if c.outcome == "broken"]
     if failed:
         reasons.append(
             f"{_plural(len(failed), 'check')} failed, the release has a defect: {_names(failed)}"
+        )
+    if changed:
+        reasons.append(
+            f"answers changed since the approved build ({_names(changed)}): review the diff and"
+            " approve by re-recording the goldens, or fix the release"
         )
     if broken:
         reasons.append(

@@ -4,12 +4,25 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
+import subprocess
 import tarfile
 from pathlib import Path, PurePosixPath
 
 import pytest
-from release_support import TARBALL_NAME, BuiltReleases, elf_dynamic, run_build, tar_members
+from cpu_kernels import default_architecture, numpy_dispatch_disabled, runnable_kernels
+from release_support import (
+    CORPUS,
+    REPO,
+    TARBALL_NAME,
+    TOOLS_PYTHON,
+    TRAIN_SCRIPT,
+    BuiltReleases,
+    elf_dynamic,
+    run_build,
+    tar_members,
+)
+
+from harness.goldens import golden_path, load_goldens
 
 SOURCE_DATE_EPOCH = 1767225600
 # glibc and the GCC runtime: what a minbase Debian 12 guarantees (see README, "Platform").
@@ -107,17 +120,68 @@ def test_rebundling_is_byte_identical(built: BuiltReleases, tmp_path: Path) -> N
     assert digests[0][0] == hashlib.sha256(built.tarball().read_bytes()).hexdigest()
 
 
-@pytest.mark.slow
-def test_clean_rebuild_is_byte_identical(built: BuiltReleases, tmp_path: Path) -> None:
-    """From an empty build dir: new seed, venvstacks lock/build/publish and training, same bytes."""
-    env = {**os.environ, "REFAPP_BUILD_DIR": str(tmp_path / "build"),
-           "REFAPP_TOOLS_VENV": str(built.out.parent / "build" / ".tools-venv")}
-    result = run_build("--out", str(tmp_path / "dist"), env=env)
-    assert result.returncode == 0, result.stderr[-4000:]
-    assert (tmp_path / "dist" / TARBALL_NAME).read_bytes() == built.tarball().read_bytes()
-
-
 def test_gzip_stream_is_complete(built: BuiltReleases) -> None:
     with gzip.open(built.tarball()) as handle:
         while handle.read(1 << 20):
             pass
+
+
+# -- the same bytes on every x86_64 CPU ----------------------------------------------------------
+
+PROBE_STEPS = "60"
+
+
+def _train(python: Path, out: Path, env: dict[str, str]) -> tuple[str, str]:
+    """(the BLAS the trainer reports, sha256 of the weights it wrote) for a short training run."""
+    result = subprocess.run([str(python), str(TRAIN_SCRIPT), str(CORPUS), str(out), "--steps", PROBE_STEPS],
+                            env=env, capture_output=True, text=True, check=False, timeout=600)
+    assert result.returncode == 0, f"training failed:\n{result.stderr[-3000:]}"
+    blas = next(line.removeprefix("blas: ") for line in result.stdout.splitlines() if line.startswith("blas: "))
+    return blas, hashlib.sha256((out / "refchar" / "weights.npz").read_bytes()).hexdigest()
+
+
+def test_training_is_identical_across_blas_kernels_and_threads(built: BuiltReleases, tmp_path: Path) -> None:
+    """The model's weights do not depend on the BLAS kernel, the thread count or numpy's SIMD paths."""
+    kernels = runnable_kernels(TOOLS_PYTHON)
+    assert len(kernels) >= 3, f"fewer than three OpenBLAS kernels run on this CPU: {kernels}"
+    assert len({k.product_digest for k in kernels}) >= 2, (
+        "every kernel computes float32 products to the same bits here, so equal weights below would prove nothing")
+    runs: dict[str, str] = {}
+    for kernel in kernels[:4]:
+        for threads in (1, 2):
+            blas, digest = _train(TOOLS_PYTHON, tmp_path / f"{kernel.coretype}-{threads}", kernel.env(threads))
+            assert blas == f"openblas {kernel.architecture} x{threads}", f"asked for {kernel}, {threads} threads, ran {blas}"
+            runs[blas] = digest
+    blas, digest = _train(TOOLS_PYTHON, tmp_path / "numpy-baseline", numpy_dispatch_disabled(TOOLS_PYTHON))
+    runs[f"{blas}, numpy baseline SIMD only"] = digest
+    assert len(set(runs.values())) == 1, "weights differ between simulated CPUs:\n" + "\n".join(
+        f"  {name}: {sha}" for name, sha in runs.items())
+
+
+@pytest.mark.slow
+def test_clean_rebuild_on_another_cpu_kernel_is_byte_identical(built: BuiltReleases, tmp_path: Path) -> None:
+    """From an empty build dir under another OpenBLAS kernel and one thread: seed, venvstacks
+    lock/build/publish and training again, and the very same tarball."""
+    default = default_architecture(TOOLS_PYTHON)
+    other = next((k for k in runnable_kernels(TOOLS_PYTHON) if k.architecture != default), None)
+    assert other is not None, f"no OpenBLAS kernel other than {default} runs on this CPU"
+    env = {**other.env(threads=1), "REFAPP_BUILD_DIR": str(tmp_path / "build"),
+           "REFAPP_TOOLS_VENV": str(TOOLS_PYTHON.parents[1])}
+    result = run_build("--out", str(tmp_path / "dist"), env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    training = (tmp_path / "build" / "logs" / "training.log").read_text()
+    assert f"blas: openblas {other.architecture} x1" in training, (
+        f"the rebuild did not train under {other.architecture}; its training log:\n{training[-3000:]}")
+    rebuilt = hashlib.sha256((tmp_path / "dist" / TARBALL_NAME).read_bytes()).hexdigest()
+    original = hashlib.sha256(built.tarball().read_bytes()).hexdigest()
+    assert rebuilt == original, f"tarball {original} (kernel {default}) became {rebuilt} under {other.architecture}"
+
+
+def test_reference_goldens_describe_this_build(built: BuiltReleases) -> None:
+    """The committed goldens were recorded from the very tarball this checkout builds."""
+    golden = load_goldens(golden_path(REPO / "harness" / "profiles" / "goldens", "reference", "linux-x86_64"))
+    assert golden.provenance is not None, "the reference goldens do not say which build they describe"
+    built_sha = hashlib.sha256(built.tarball().read_bytes()).hexdigest()
+    assert golden.provenance.release_sha256 == built_sha, (
+        f"the reference goldens describe build {golden.provenance.build}, this checkout builds {built_sha[:12]}: "
+        "re-record them with `harness run --update-goldens` after reviewing the change")

