@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 import paramiko
 
+from harness.config import HostPaths
+from harness.host.watchdog import Watchdog
 from harness.testing.tart_standin.home import StandinError
 from harness.vm.provider import Provider, VMName, VMOptions
 
@@ -86,8 +88,13 @@ class QemuGuest:
         self.password = password
         self._cloned = False
         self._running = False
+        self._watchdog: Watchdog | None = None
 
     def start(self) -> None:
+        # tart's VM lives inside `tart run`: however this process ends, SIGKILL included, the
+        # backing QEMU guest must go too, so it is watched like every other harness VM.
+        self._watchdog = Watchdog.spawn(HostPaths.from_env())
+        self._watchdog.watch(self.provider.name, str(self.name))
         self.provider.clone(self.backing_image, self.name, VMOptions(warm=self.warm))
         self._cloned = True
         self.provider.start(self.name)
@@ -129,6 +136,10 @@ class QemuGuest:
         if self._cloned:
             self.provider.delete(self.name)
             self._cloned = False
+        if self._watchdog is not None:
+            self._watchdog.release(str(self.name))
+            self._watchdog.close()
+            self._watchdog = None
 
     def console_tail(self) -> str:
         return self.provider.console_tail(self.name)
