@@ -268,9 +268,7 @@ def _ports(t: _Table, name: str) -> tuple[int, ...]:
 
 def _api(t: _Table) -> ApiSpec:
     t.only(["flavour", "path", "model", "extra", "timeout_s", "supports_seed", "supports_stream", "supports_non_stream"])
-    flavour = t.text("flavour")
-    if flavour not in FLAVOURS:
-        raise t.fail("flavour", f"must be one of {', '.join(FLAVOURS)}, got {flavour!r}")
+    flavour = t.choice("flavour", FLAVOURS)
     stream_only = flavour == "tiles-sse"
     api = ApiSpec(
         flavour=flavour,  # type: ignore[arg-type]
@@ -298,18 +296,11 @@ def _determinism(t: _Table) -> DeterminismSpec:
         seeded_temperature=t.number("seeded_temperature", 0.9, positive=True),
         seeds=(seeds[0], seeds[1]),
         max_tokens=t.integer("max_tokens", 32, minimum=1),
-        goldens_other_build=_one_of(t, "goldens_other_build", GOLDENS_OTHER_BUILD, "fail"),
+        goldens_other_build=t.choice("goldens_other_build", GOLDENS_OTHER_BUILD, "fail"),
     )
 
 
 GOLDENS_OTHER_BUILD = ("fail", "report")
-
-
-def _one_of(t: _Table, name: str, allowed: tuple[str, ...], default: str) -> str:
-    value = t.text(name, default)
-    if value not in allowed:
-        raise t.fail(name, f"must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-    return value
 
 
 def _prompts(root: _Table) -> tuple[Prompt, ...]:

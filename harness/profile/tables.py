@@ -50,6 +50,14 @@ class _Table:
     def text(self, name: str, default: Any = _MISSING) -> str:
         return self._get(name, str, default)
 
+    def choice(self, name: str, allowed: Iterable[str], default: Any = _MISSING) -> str:
+        """A text that must be one of ``allowed``."""
+        value = self.text(name, default)
+        options = tuple(allowed)
+        if value not in options:
+            raise self.fail(name, f"must be one of {', '.join(options)}, got {value!r}")
+        return value
+
     def integer(self, name: str, default: Any = _MISSING, minimum: int | None = None) -> int:
         value = self._get(name, int, default)
         if minimum is not None and value < minimum:
