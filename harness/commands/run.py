@@ -46,6 +46,7 @@ class RunPlan:
     upgrade_from: Path | None = None  # the previous release, for the upgrade check
     conditions: tuple[str, ...] = ()  # the profile's install conditions to add ('all': every one)
     variants: tuple[str, ...] = ()  # --profile-variant: forced instead of picked by version and OS
+    fail_fast: bool = False
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,6 +77,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the previous release: also check that upgrading from it leaves nothing old behind")
     parser.add_argument("--condition", action="append", default=[], metavar="NAME|all", dest="conditions",
                         help="also install under this [[conditions]] entry of the profile (repeatable; 'all')")
+    parser.add_argument("-x", "--fail-fast", dest="fail_fast", action="store_true",
+                        help="stop at the first failed or broken check (host-side ones run first) and "
+                        "write the reports for what ran; by default every check runs")
     parser.add_argument("-k", dest="select", default=None, metavar="EXPR", help="only checks matching EXPR (pytest -k)")
     parser.add_argument("pytest_args", nargs="*", metavar="-- PYTEST_ARGS", help="extra pytest arguments after --")
     parser.set_defaults(handler=run)
@@ -109,7 +113,7 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
         images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
         results_dir=args.results_dir, update_goldens=args.update_goldens, select=args.select,
         pytest_args=tuple(args.pytest_args), warm=args.warm, upgrade_from=upgrade_from,
-        conditions=tuple(args.conditions), variants=tuple(args.variants),
+        conditions=tuple(args.conditions), variants=tuple(args.variants), fail_fast=args.fail_fast,
     )
 
 
@@ -165,6 +169,8 @@ def pytest_argv(plan: RunPlan) -> list[str]:
     if plan.upgrade_from is not None:
         argv.append(f"--upgrade-from={plan.upgrade_from}")
     argv += [f"--condition={condition}" for condition in plan.conditions]
+    if plan.fail_fast:
+        argv.append("-x")
     if plan.select:
         argv += ["-k", plan.select]
     return argv + list(plan.pytest_args)

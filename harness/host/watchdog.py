@@ -33,6 +33,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -206,6 +207,7 @@ class Watchdog:
         self.log_path = log_path
         self.pid = process.pid
         self._broken = ""
+        self._lock = threading.Lock()  # VMs started in two threads send their lines one at a time
 
     @classmethod
     def spawn(cls, paths: HostPaths, log_path: Path | None = None) -> Watchdog:
@@ -245,8 +247,9 @@ class Watchdog:
         # One line, far below PIPE_BUF: written whole even if the owner dies right after.
         line = json.dumps({"op": op, "vm": vm, **extra}) + "\n"
         try:
-            stdin.write(line)
-            stdin.flush()
+            with self._lock:
+                stdin.write(line)
+                stdin.flush()
         except (BrokenPipeError, OSError) as exc:
             self._broken = str(exc)
             raise InfrastructureError(

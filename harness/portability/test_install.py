@@ -11,7 +11,7 @@ from harness.errors import InfrastructureError
 from harness.install import Installed, manifest_differences, outside
 from harness.install_failure import without_trace
 from harness.suite.checks import expect_none
-from harness.suite.deployment import Deployment, TwinResult
+from harness.suite.deployment import Deployment
 from harness.suite.interpreters import (
     check_paths_exist,
     foreign_interpreters,
@@ -53,9 +53,9 @@ def test_install_writes_confined(installed: Installed, report) -> None:
                 f"the installer wrote outside {', '.join(installed.allowed)}")
 
 
-def test_install_manifest_reproducible(installed: Installed, install_twin: TwinResult, report) -> None:
+def test_install_manifest_reproducible(installed: Installed, twin_installed: Installed, report) -> None:
     """Two clean VMs given the same tarball end up with byte-identical installed trees."""
-    twin = install_twin.installed
+    twin = twin_installed
     report.attach_text(installed.manifest.text(), "installed manifest (first VM)")
     report.attach_text(twin.manifest.text(), "installed manifest (second VM)")
     assert twin.installer.ok, f"the install failed in the second VM: exit {twin.installer.exit_code}\n{twin.installer.tail()}"

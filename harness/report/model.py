@@ -18,6 +18,7 @@ from typing import Any
 
 from harness.journal import Outcome
 from harness.report.categories import CHANGED_SINCE_APPROVED, categorize, tagged
+from harness.report.critical_path import CriticalPath, critical_paths
 from harness.report.facts import HostFacts, ImageFacts, ReleaseFacts, RunFacts, facts_from_records
 from harness.report.identity import TARBALL_TARGET
 from harness.report.junit import JUnitCase
@@ -171,6 +172,7 @@ class SignoffModel:
     generated_at: float = 0.0
     schema: int = SCHEMA
     results_dir: str = ""  # where the run's results are: the repro commands point there
+    critical_paths: tuple[CriticalPath, ...] = ()
 
     # -- views the renderers share --------------------------------------------------------------
 
@@ -270,6 +272,7 @@ class SignoffModel:
             generated_at=float(data.get("generated_at", 0.0)),
             schema=int(data.get("schema", SCHEMA)),
             results_dir=str(data.get("results_dir", "")),
+            critical_paths=tuple(_load(CriticalPath, c) for c in data.get("critical_paths", ())),
         )
 
 
@@ -468,6 +471,16 @@ def _unreported(records: list[Mapping[str, Any]]) -> list[str]:
     return [f"{_plural(len(nodeids), 'collected test')} never reported a result ({cause}): {shown}"]
 
 
+def _stopped_early(records: list[Mapping[str, Any]]) -> str:
+    """The verdict's note for a run that stopped at its first failure, or ""."""
+    nodeids = sorted({n for r in records for n in (r.get("data") or {}).get("nodeids", [])})
+    if not nodeids:
+        return ""
+    reason = next((str(r["data"]["reason"]) for r in records if (r.get("data") or {}).get("reason")), "")
+    return (f"the run stopped at its first failure ({reason or 'fail-fast'}): "
+            f"{_plural(len(nodeids), 'check')} not run, so this is not the whole picture")
+
+
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
@@ -478,7 +491,7 @@ def _names(checks: list[CheckResult], shown: int = 3) -> str:
     return ", ".join(names) + more
 
 
-def _verdict(checks: list[CheckResult], problems: list[str], facts: RunFacts) -> Verdict:
+def _verdict(checks: list[CheckResult], problems: list[str], facts: RunFacts, stopped: str = "") -> Verdict:
     reasons: list[str] = []
     ordered = sorted(checks, key=lambda c: (_area_rank(c.area), c.check, c.target))
     changed = [c for c in ordered if c.outcome == "failed" and c.category == CHANGED_SINCE_APPROVED]
@@ -502,6 +515,8 @@ def _verdict(checks: list[CheckResult], problems: list[str], facts: RunFacts) ->
         reasons.append(
             f"{_plural(len(problems), 'problem')} outside the checks (collection errors or lost tests)"
         )
+    if stopped:
+        reasons.append(stopped)
     if facts.exitstatus in INCOMPLETE_EXIT:
         reasons.append(f"incomplete run: {INCOMPLETE_EXIT[facts.exitstatus]}")
     if not any(c.outcome == "passed" for c in checks):
@@ -554,7 +569,7 @@ def build_model(
         - {TARBALL_TARGET}
     )
     return SignoffModel(
-        verdict=_verdict(checks, problems, facts),
+        verdict=_verdict(checks, problems, facts, _stopped_early(by_kind["not_run"])),
         facts=facts,
         targets=tuple(targets),
         checks=tuple(sorted(checks, key=lambda c: (c.target, c.check))),
@@ -566,4 +581,5 @@ def build_model(
         problems=tuple(problems),
         links=dict(links or {}),
         generated_at=time.time() if now is None else now,
+        critical_paths=tuple(critical_paths(by_kind["phase"] + by_kind["check"])),
     )

@@ -46,6 +46,7 @@ DEFAULT_RESULTS = "results"
 WORKER_INPUT_KEY = "harness_results_dir"
 session_key = pytest.StashKey["ReportSession"]()
 _phases_key = pytest.StashKey[list[tuple[str, Outcome, str]]]()
+_call_seconds_key = pytest.StashKey[float]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -213,6 +214,8 @@ class ReportSession:
         message = failure_message(call.excinfo, report) if outcome in ("failed", "broken") else ""
         phases = item.stash.setdefault(_phases_key, [])
         phases.append((call.when, outcome, message))
+        if call.when == "call":
+            item.stash[_call_seconds_key] = report.duration
         if call.when == "teardown":
             final = combine((when, o) for when, o, _ in phases)
             deciding = next((m for _, o, m in phases if o == final and m), "")
@@ -229,6 +232,7 @@ class ReportSession:
                 "message": deciding,
                 "evidence": self.state.evidence.pop(item.nodeid, []),
                 "stage": _stage(item),
+                "duration_s": round(float(item.stash.get(_call_seconds_key, 0.0)), 3),
             }
             report.user_properties.extend(
                 [
@@ -267,6 +271,7 @@ class ReportSession:
                     evidence=tuple(data.get("evidence", ())),
                     nodeid=report.nodeid,
                     stage=str(data.get("stage", "")),
+                    duration_s=float(data.get("duration_s", 0.0)),
                 )
             )
             self.reported.add(report.nodeid)
@@ -301,8 +306,12 @@ class ReportSession:
         if self.worker or self._lock is None:
             return
         unreported = sorted(self.expected - self.reported)
+        stopped = next((str(why) for why in (session.shouldfail, session.shouldstop) if isinstance(why, str)), "")
         if unreported:
-            self.journal.write(GenericRecord(kind="unreported", data={"nodeids": unreported}))
+            # A run told to stop at its first failure (-x, --fail-fast) leaves the rest unrun on
+            # purpose: that is said as such, not as lost tests.
+            kind = "not_run" if stopped and exitstatus != pytest.ExitCode.INTERRUPTED else "unreported"
+            self.journal.write(GenericRecord(kind=kind, data={"nodeids": unreported, "reason": stopped}))
         self.journal.write(
             GenericRecord(
                 kind="run_end", data={"finished_at": time.time(), "exitstatus": int(exitstatus)}

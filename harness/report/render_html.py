@@ -239,7 +239,8 @@ def _timings(model: SignoffModel) -> str:
     if model.detail_phases():
         table = _table(head, _timing_rows(model, model.detail_phases(), longest))
         details = f"<details><summary>finer steps ({len(model.detail_phases())})</summary>{table}</details>"
-    return f'<section id="timings"><h2>Phase timings</h2>{main}{details}</section>'
+    limits = "".join(f'<p class="muted">{escape(path.target)}: {escape(path.line())}</p>' for path in model.critical_paths)
+    return f'<section id="timings"><h2>Phase timings</h2>{main}{limits}{details}</section>'
 
 
 def _static(model: SignoffModel) -> str:

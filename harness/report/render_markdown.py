@@ -120,6 +120,9 @@ def render_markdown(model: SignoffModel) -> str:
                 )
             rows.append(row)
         lines += _table(["Phase", *model.targets], rows)
+        lines += [f"- {path.target}: {path.line()}" for path in model.critical_paths]
+        if model.critical_paths:
+            lines.append("")
 
     if model.footprints:
         lines += ["### Footprint", ""]

@@ -6,8 +6,8 @@
 ``open_deployment`` does all of it as one context manager and records every phase (boot, copy,
 install, serve, complete, teardown, total) for the reports. ``run_twin`` deploys the same release
 in a second fresh VM, for the checks that need a second opinion (reproducible manifest) or that
-destroy the install (uninstall); it finishes before the primary VM boots, so one pytest process
-never holds two VMs at once and parallel workers cannot deadlock on the per-host VM slots.
+destroy the install (uninstall). Where the host has a VM slot free for it, the twin runs beside
+the primary VM (``harness.suite.overlap``); otherwise it finishes before the primary one boots.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -25,6 +25,7 @@ from harness.checks.reinstall import Reinstall, Upgrade, install_previous, reins
 from harness.completions import Completion, CompletionClient
 from harness.egress import make_attempts_visible
 from harness.errors import HarnessError
+from harness.host.sizing import GuestSize
 from harness.install import (
     Installed,
     InstallerRun,
@@ -47,10 +48,14 @@ from harness.vm.machine import Machine
 from harness.vm.provider import VMOptions
 
 
-class Reporter(Protocol):
-    """The slice of ``harness.report.recorder.Reporter`` the suite uses."""
+class PhaseTimer(Protocol):
+    """What times the steps of a VM's work (the report, or a journal-only timer off the main thread)."""
 
     def phase(self, name: str, target: str | None = None) -> AbstractContextManager[None]: ...
+
+
+class Reporter(PhaseTimer, Protocol):
+    """The slice of ``harness.report.recorder.Reporter`` the suite uses."""
 
     def attach_text(self, text: str, name: str, target: str | None = None, suffix: str = ".txt") -> str: ...
 
@@ -62,12 +67,16 @@ class Reporter(Protocol):
 MachineMaker = Callable[[str, VMOptions], Machine]
 
 
-def timer(report: Reporter, target: Target, prefix: str = "") -> Callable[[str], AbstractContextManager[None]]:
+def sized(options: VMOptions, size: GuestSize | None) -> VMOptions:
+    return options if size is None else replace(options, cpus=size.cpus, memory_mb=size.memory_mb)
+
+
+def timer(report: PhaseTimer, target: Target, prefix: str = "") -> Callable[[str], AbstractContextManager[None]]:
     return lambda phase: report.phase(f"{prefix}{phase}", target=target.name)
 
 
 @contextmanager
-def booted(make_machine: MachineMaker, target: Target, options: VMOptions, report: Reporter,
+def booted(make_machine: MachineMaker, target: Target, options: VMOptions, report: PhaseTimer,
            prefix: str = "", failed: Callable[[], bool] = lambda: False,
            interrupted: Callable[[], bool] = lambda: False) -> Iterator[Machine]:
     machine = make_machine(target.image, options)
@@ -155,12 +164,13 @@ def _record_total(journal: Journal, target: Target, started: float, clock: float
 
 @contextmanager
 def open_deployment(make_machine: MachineMaker, target: Target, report: Reporter, journal: Journal,
-                    evidence_dir: Path, failed: Callable[[], bool], interrupted: Callable[[], bool]) -> Iterator[Deployment]:
+                    evidence_dir: Path, failed: Callable[[], bool], interrupted: Callable[[], bool],
+                    size: GuestSize | None = None) -> Iterator[Deployment]:
     started, clock = time.time(), time.perf_counter()
     evidence_dir.mkdir(parents=True, exist_ok=True)
     pcap = evidence_dir / "traffic.pcap"
     pcap.unlink(missing_ok=True)
-    options = VMOptions(capture_traffic=True, pcap_path=pcap)
+    options = sized(VMOptions(capture_traffic=True, pcap_path=pcap), size)
     ok = False
     try:
         with booted(make_machine, target, options, report, failed=failed, interrupted=interrupted) as machine:
@@ -199,14 +209,19 @@ class TwinResult:
     conditions: tuple[ConditionRun, ...] = ()
 
 
-def run_twin(make_machine: MachineMaker, target: Target, report: Reporter, interrupted: Callable[[], bool],
-             logs_dir: Path, conditions: Sequence[ConditionSpec] = ()) -> TwinResult:
+def run_twin(make_machine: MachineMaker, target: Target, report: PhaseTimer, interrupted: Callable[[], bool],
+             logs_dir: Path, conditions: Sequence[ConditionSpec] = (),
+             on_installed: Callable[[Installed], None] = lambda installed: None,
+             size: GuestSize | None = None) -> TwinResult:
     """install -> reinstall over it -> serve once (the reinstalled tree must work) -> install
-    conditions (each in a home of its own) -> uninstall."""
+    conditions (each in a home of its own) -> uninstall. ``on_installed`` hears of the first
+    install as soon as it is done (the manifest comparison needs nothing more)."""
     profile = target.profile
-    with booted(make_machine, target, VMOptions(), report, prefix="twin_", interrupted=interrupted) as machine:
+    with booted(make_machine, target, sized(VMOptions(), size), report, prefix="twin_",
+                interrupted=interrupted) as machine:
         facts = probe_guest(machine)
         installed = install_release(machine, profile, target.release, facts, timer(report, target, "twin_"))
+        on_installed(installed)
         served, uninstall, after, again = "not attempted: the install failed", None, None, None
         tried: tuple[ConditionRun, ...] = ()
         if installed.installer.ok:
@@ -250,7 +265,7 @@ class UpgradeResult:
     vm_name: str
 
 
-def run_upgrade(make_machine: MachineMaker, target: Target, previous: Release, report: Reporter,
+def run_upgrade(make_machine: MachineMaker, target: Target, previous: Release, report: PhaseTimer,
                 interrupted: Callable[[], bool]) -> UpgradeResult:
     profile = target.profile
     with booted(make_machine, target, VMOptions(), report, prefix="upgrade_", interrupted=interrupted) as machine:

@@ -3,7 +3,8 @@
     profile ─┐
     target ──┴─► deployment (VM, release installed) ─► installed
                      │                              └► server ─► client
-                     └── install_twin (a second fresh VM, done first when a check needs it)
+                     └── install_twin (a second fresh VM: beside the primary one when a VM slot
+                                   is free for it, else done first when a check needs it)
 
 ``--release`` and ``--image`` may each be repeated; every (release, image) pair is one ``target``
 parameter, session-scoped, so one VM serves every check of that target. Under ``pytest -n N``
@@ -14,6 +15,7 @@ failed (no install, no server) are skipped as *blocked*, naming the check that r
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,8 +25,9 @@ import pytest
 
 from harness.completions import CompletionClient
 from harness.errors import HarnessError, UsageError
+from harness.host.sizing import GuestSize, guest_size
 from harness.install import Installed
-from harness.journal import Journal, read_journal
+from harness.journal import GenericRecord, Journal, read_journal
 from harness.profile import (
     ConditionSpec,
     Profile,
@@ -33,6 +36,7 @@ from harness.profile import (
     select_profile,
 )
 from harness.release import load_release, parse_release_name
+from harness.report.critical_path import critical_paths
 from harness.server import Server, ServerFailed
 from harness.suite.deployment import (
     Deployment,
@@ -42,6 +46,7 @@ from harness.suite.deployment import (
     run_twin,
     run_upgrade,
 )
+from harness.suite.overlap import BackgroundTwin, TwinWork
 from harness.suite.pipeline import is_portability_run, utility_session
 from harness.suite.reference import DEFAULT_PROFILE, default_release
 from harness.suite.stages import STAGE_MARK, stage_of
@@ -56,6 +61,7 @@ LOADGROUP_KEY = "harness_loadgroup"
 
 _failed_targets = pytest.StashKey[set[str]]()
 _targets = pytest.StashKey[dict[TargetSpec, Target]]()
+_twins = pytest.StashKey[dict[str, BackgroundTwin]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -98,6 +104,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{STAGE_MARK}(stage): how far along the fixture chain a check goes")
     config.stash[_failed_targets] = set()
     config.stash[_targets] = {}
+    config.stash[_twins] = {}
     if getattr(config.option, "dist", None) == "load" and not _dist_given(config):
         # `-n N` alone means xdist's "load": it would scatter one target's checks over every
         # worker, each booting and installing its own VM. "loadgroup" keeps a target's checks
@@ -265,7 +272,7 @@ def _interrupted(request: pytest.FixtureRequest) -> bool:
 
 def _machine_maker(request: pytest.FixtureRequest) -> Any:
     environment = request.getfixturevalue("vm_environment")
-    return lambda image, options: environment.machine(image, options=options)
+    return lambda image, options, slot=None: environment.machine(image, options=options, slot=slot)
 
 
 def _needs(request: pytest.FixtureRequest, fixture: str, spec: TargetSpec) -> bool:
@@ -286,13 +293,64 @@ def chosen_conditions(config: pytest.Config, profile: Profile) -> tuple[Conditio
     return tuple(known[n] for n in dict.fromkeys(wanted))
 
 
+def _twin_work(request: pytest.FixtureRequest, target: Target, report: Any, size: GuestSize) -> TwinWork:
+    evidence = report.layout.evidence / _safe(target.name) / "twin"
+    conditions = chosen_conditions(request.config, target.profile)
+    return lambda make, timer, on_installed: run_twin(make, target, timer, lambda: _interrupted(request), evidence,
+                                                      conditions, on_installed, size)
+
+
+def _guest_size(request: pytest.FixtureRequest, target: Target, vms_here: int) -> GuestSize:
+    """Each VM's size when this process runs ``vms_here`` at once (and every xdist worker as many);
+    recorded among the run's facts."""
+    environment = request.getfixturevalue("vm_environment")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    size = guest_size(min(environment.max_vms, workers * vms_here))
+    forced = request.config.getoption("vm_cpus", default=0)
+    if forced:
+        size = GuestSize(forced, size.memory_mb, f"--vm-cpus {forced}")
+    environment.journal.write(GenericRecord(kind="meta", target=target.image,
+                                            data={"extra": {f"vm size ({target.name})": size.describe()}}))
+    return size
+
+
 @pytest.fixture(scope="session")
 def install_twin(request: pytest.FixtureRequest, target: Target, report: Any) -> TwinResult:
     """The same release installed in a second fresh VM (then reinstalled, served, installed under
-    the chosen conditions, and uninstalled)."""
-    evidence = report.layout.evidence / _safe(target.name) / "twin"
-    return run_twin(_machine_maker(request), target, report, lambda: _interrupted(request), evidence,
-                    chosen_conditions(request.config, target.profile))
+    the chosen conditions, and uninstalled): beside the primary VM when it was started there,
+    else now, before the primary VM boots."""
+    background = request.config.stash[_twins].get(target.name)
+    if background is not None:
+        return background.result()
+    work = _twin_work(request, target, report, _guest_size(request, target, 1))
+    return work(_machine_maker(request), report, lambda installed: None)
+
+
+@pytest.fixture(scope="session")
+def twin_installed(request: pytest.FixtureRequest, target: Target) -> Installed:
+    """The second VM's first install alone: a check that compares installs waits for no more."""
+    background = request.config.stash[_twins].get(target.name)
+    if background is not None:
+        return background.installed()
+    twin: TwinResult = request.getfixturevalue("install_twin")
+    return twin.installed
+
+
+def _start_twin_beside(request: pytest.FixtureRequest, target: Target, report: Any) -> GuestSize | None:
+    """Start the twin in the background when a VM slot is free for it right now: the size both
+    VMs then get, or None (the twin runs first, alone)."""
+    environment = request.getfixturevalue("vm_environment")
+    if environment.max_vms < 2:  # --max-vms 1: one VM at a time, the twin first
+        return None
+    slot = environment.spare_slot(target.image)
+    if slot is None:
+        return None
+    size = _guest_size(request, target, 2)
+    background = BackgroundTwin.start(target.name, slot, _machine_maker(request), environment.journal,
+                                      _twin_work(request, target, report, size))
+    request.config.stash[_twins][target.name] = background
+    request.addfinalizer(background.cancel)
+    return size
 
 
 @pytest.fixture(scope="session")
@@ -312,8 +370,12 @@ def upgrade_run(request: pytest.FixtureRequest, target: Target, report: Any) -> 
 def deployment(request: pytest.FixtureRequest, target: Target, report: Any,
                harness_journal: Journal) -> Iterator[Deployment]:
     """The target's primary VM with the release installed; torn down after its last check."""
-    for first in ("upgrade_run", "install_twin"):  # finish the other VMs before this one boots
-        if _needs(request, first, target.spec):
+    twin_needed = any(_needs(request, name, target.spec) for name in ("install_twin", "twin_installed"))
+    beside = _start_twin_beside(request, target, report) if twin_needed else None
+    # VMs that cannot run beside this one finish before it boots.
+    for first, needed in (("upgrade_run", _needs(request, "upgrade_run", target.spec)),
+                          ("install_twin", twin_needed and beside is None)):
+        if needed:
             try:
                 request.getfixturevalue(first)
             except (HarnessError, pytest.skip.Exception):
@@ -323,6 +385,7 @@ def deployment(request: pytest.FixtureRequest, target: Target, report: Any,
         _machine_maker(request), target, report, harness_journal,
         report.layout.evidence / _safe(target.name),
         failed=lambda: target.name in failed, interrupted=lambda: _interrupted(request),
+        size=beside or _guest_size(request, target, 1),
     ) as deployed:
         report.volatile(target.name, vm=str(deployed.machine.name))
         yield deployed
@@ -401,7 +464,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         root = reporter_for(config).layout.root
     except (ImportError, KeyError):
         return
-    rows = timing_rows([r for r in read_journal(root) if r.get("kind") == "phase"])
+    records = list(read_journal(root))
+    rows = timing_rows([r for r in records if r.get("kind") == "phase"])
     if not rows:
         return
     terminalreporter.section("per-phase timings (s)")
@@ -410,3 +474,5 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for target_name, phases in sorted(rows.items()):
         cells = "".join(f"{phases[name]:>15.1f}" if name in phases else f"{'-':>15}" for name, _ in TIMING_COLUMNS)
         terminalreporter.write_line(f"{target_name:<{width}}{cells}")
+    for path in critical_paths(records):
+        terminalreporter.write_line(f"{path.target}: {path.line()}")

@@ -9,7 +9,8 @@ fixtures.
 
 The suite runs as a release manager reads it: what can be judged on the host first (release,
 static), then each target's VM work in the order it happens (install and what it left, server,
-determinism with the sockets the serving holds, goldens, uninstall), and egress last because it judges everything the guest did before it. A
+determinism with the sockets the serving holds, goldens, the second VM's reinstall, uninstall),
+and egress last because it judges everything the guest did before it. A
 user's own checks in the same session run after the built-in ones and before egress, so their
 traffic is judged too.
 """
@@ -45,12 +46,14 @@ class Stage:
 PIPELINE: tuple[Stage, ...] = (
     Stage("release", ("test_release",), on_host=True),
     Stage("static", ("test_static",), on_host=True),
-    Stage("install", ("test_install", "test_tree_hygiene", "test_build_host", "test_native", "test_reinstall",
-                      "test_conditions")),
+    Stage("install", ("test_install", "test_tree_hygiene", "test_build_host", "test_native")),
     Stage("server", ("test_server",)),
     Stage("macos", ("test_macos",)),
     Stage("determinism", ("test_determinism", "test_sampling", "test_listening")),
     Stage("goldens", ("test_goldens",)),
+    # The second VM's reinstall and install conditions: read once it is done, which it is by now
+    # when it ran beside the first VM.
+    Stage("second install", ("test_reinstall", "test_conditions")),
     Stage("uninstall", ("test_uninstall",)),
     Stage("more", ()),  # the user's own checks and any suite module not placed above
     Stage("egress", ("test_egress",)),

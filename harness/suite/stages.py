@@ -14,10 +14,11 @@ from collections.abc import Iterable
 from harness.journal import STAGE_MARK
 
 __all__ = ["STAGES", "STAGE_MARK", "reaches", "stage_of"]
-# Deepest first; deployment and install_twin hold an install, so they count as "installed".
+# Deepest first; deployment and the twin fixtures hold an install, so they count as "installed".
 _CHAIN: tuple[tuple[str, str], ...] = (
     ("client", "client"), ("server", "server"), ("installed", "installed"),
-    ("deployment", "installed"), ("install_twin", "installed"), ("target", "release"),
+    ("deployment", "installed"), ("install_twin", "installed"), ("twin_installed", "installed"),
+    ("target", "release"),
 )
 STAGES: tuple[str, ...] = ("release", "installed", "server", "client")
 

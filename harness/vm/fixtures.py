@@ -27,7 +27,7 @@ from harness.errors import HarnessError
 from harness.host.interrupts import SigtermAsInterrupt, interrupts_deferred
 from harness.host.leases import LeaseBook
 from harness.host.reaper import reap
-from harness.host.slots import SlotPool
+from harness.host.slots import Slot, SlotPool
 from harness.host.watchdog import Watchdog
 from harness.journal import GenericRecord, Journal, PhaseRecord
 from harness.vm.machine import KEEP_POLICIES, KeepPolicy, Machine, MachineSettings
@@ -57,6 +57,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--max-vms", dest="max_vms", type=int, default=2, metavar="N",
         help="VMs running at once on this host, across xdist workers and pytest runs (default 2)",
+    )
+    group.addoption(
+        "--vm-cpus", dest="vm_cpus", type=int, default=0, metavar="N",
+        help="vCPUs of each release VM (default: from the host's cores and how many VMs run at once)",
     )
     group.addoption(
         "--vm-boot-timeout", dest="vm_boot_timeout", type=float, default=600.0, metavar="S",
@@ -215,9 +219,11 @@ class VMEnvironment:
         return self._pools[provider.name]
 
     def machine(self, image: str | None = None, *, keep: KeepPolicy | None = None,
-                say: Callable[[str], None] = print, options: VMOptions | None = None) -> Machine:
+                say: Callable[[str], None] = print, options: VMOptions | None = None,
+                slot: Slot | None = None) -> Machine:
         """A Machine (not started yet): use it as a context manager or call start()/close().
-        ``options`` set the hardware and capture; warm or cold is the run's choice (--warm/--cold)."""
+        ``options`` set the hardware and capture; warm or cold is the run's choice (--warm/--cold).
+        ``slot``: one reserved with ``spare_slot``, which the machine then frees."""
         image = image or self.images[0]
         provider = self.provider(image)
         settings = MachineSettings(
@@ -239,7 +245,12 @@ class VMEnvironment:
 
         return Machine(provider, settings, slots=self.slots(provider), paths=self.paths,
                        journal=self.journal, on_phase=phase_finished, on_ready=vm_ready, say=say,
-                       watchdog=self.watchdog())
+                       watchdog=self.watchdog(), slot=slot)
+
+    def spare_slot(self, image: str | None = None) -> Slot | None:
+        """A VM slot free right now for ``image``'s provider, or None: never waits, so a VM
+        started beside another one cannot deadlock parallel runs on the host's cap."""
+        return self.slots(self.provider(image or self.images[0])).try_acquire(label="reserved")
 
 
 class VMFactory:

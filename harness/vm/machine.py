@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
@@ -76,6 +77,7 @@ class Machine(AbstractContextManager["Machine"]):
         on_ready: Callable[[Machine], None] | None = None,
         say: Say = print,
         watchdog: Watchdog | None = None,
+        slot: Slot | None = None,
     ) -> None:
         self.provider = provider
         self.settings = settings
@@ -95,12 +97,14 @@ class Machine(AbstractContextManager["Machine"]):
         self._watchdog = watchdog
         self._own_watchdog = watchdog is None
         self._watched = False
-        self._slot: Slot | None = None
+        # A slot reserved by the caller (a VM started beside another one) is this VM's to free.
+        self._slot: Slot | None = slot
         self._ssh: SSHTransport | None = None
         self._endpoint: SSHEndpoint | None = None
         self._created = False  # something may exist at the provider: delete it at the end
         self._started = False  # the hypervisor ran: only such a VM is worth keeping
         self._closed = False
+        self._close_lock = threading.Lock()
         self.kept = False
 
     # -- life cycle -------------------------------------------------------------------------
@@ -121,8 +125,9 @@ class Machine(AbstractContextManager["Machine"]):
         label = f"{self.name} ({self.settings.image})"
         try:
             self.artifacts.mkdir(parents=True, exist_ok=True)
-            with self._phase("slot_wait"):
-                self._slot = self._slots.acquire(self.settings.slot_timeout_s, label=label)
+            if self._slot is None:
+                with self._phase("slot_wait"):
+                    self._slot = self._slots.acquire(self.settings.slot_timeout_s, label=label)
             self._leases.write(Lease.for_this_process(
                 str(self.name), self.provider.name, self.image, artifacts=str(self.artifacts)))
             self._watch()
@@ -176,9 +181,10 @@ class Machine(AbstractContextManager["Machine"]):
 
         Runs to its end through Ctrl-C/SIGTERM (they are re-raised afterwards).
         """
-        if self._closed:
-            return
-        self._closed = True
+        with self._close_lock:  # a VM cancelled from another thread is closed once
+            if self._closed:
+                return
+            self._closed = True
         try:
             with interrupts_deferred():
                 self._close(failed, interrupted, boot_error)

@@ -472,6 +472,21 @@ def test_tests_a_dead_worker_never_ran_are_named_not_forgotten(tmp_path: Path) -
     assert any("never reported a result" in p for p in signoff["problems"])
 
 
+def test_a_fail_fast_run_stops_at_its_first_failure_and_says_what_did_not_run(tmp_path: Path) -> None:
+    """-x: the first failed check ends the run; the sign-off is still written, names the failure,
+    and says how many checks did not run (not "lost tests", which would call the harness broken)."""
+    run = run_sample(tmp_path, tmp_path / "results", "-x", brk="tree")
+    assert run.process.returncode == 1, run.output
+    signoff = run.signoff()
+    outcomes = {c["check"]: c["outcome"] for c in signoff["checks"]}
+    assert outcomes.get("install_writes_only_its_tree") == "failed", outcomes
+    assert len(outcomes) < len(expected()), f"the run went on after its first failure: {outcomes}"
+    reasons = signoff["verdict"]["reasons"]
+    assert reasons[0].startswith("1 check failed, the release has a defect: install_writes_only_its_tree"), reasons
+    assert any("stopped at its first failure" in r and "not run" in r for r in reasons), reasons
+    assert not signoff["problems"], signoff["problems"]
+
+
 def test_a_second_run_on_a_busy_results_dir_stops_with_a_hint(tmp_path: Path) -> None:
     layout = ResultsLayout(tmp_path / "results")
     lock = ResultsLock(layout)

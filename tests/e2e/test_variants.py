@@ -196,6 +196,19 @@ def test_good_release_passes_everything(built_release: Path, tmp_path: Path) -> 
     for check, _ in CHECKS.values():
         if not check.startswith("static_area") and check not in NEEDS_PREVIOUS | NEEDS_CONDITIONS:
             assert check in ran, f"{check} did not pass on the good release (outcome {checks.get(check, {}).get('outcome')})"
+    assert_second_vm_ran_beside_the_first(tmp_path / "good", run_output)
+
+
+def assert_second_vm_ran_beside_the_first(results: Path, run_output: str) -> None:
+    """With two VM slots free, the second VM boots before the first VM's install is over, and the
+    run prints its critical path."""
+    phases = [r for r in read_journal(results) if r.get("kind") == "phase"]
+    starts = {r["phase"]: r["started_at"] for r in phases}
+    install_end = max((r["started_at"] + r["duration_s"] for r in phases if r["phase"] == "install"), default=0.0)
+    assert "twin_boot" in starts and "install" in starts, f"phases: {sorted(starts)}"
+    assert starts["twin_boot"] < install_end, (
+        f"the second VM booted {starts['twin_boot'] - install_end:.1f} s after the first VM's install ended")
+    assert re.search(r"wall \d+ s, critical path \d+ s \(", run_output), "the run printed no critical path"
 
 
 @pytest.mark.ondemand

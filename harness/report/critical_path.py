@@ -1,0 +1,80 @@
+"""The limit a run's arrangement can reach: per target, the longest chain of guest work that must
+happen in sequence, beside the wall time the run took.
+
+Each VM of a target is one chain: the first VM boots, takes the copy, installs, starts the server,
+answers the first completion, then serves the checks' requests (their call time); the second VM
+(``twin_``) and the upgrade VM (``upgrade_``) are chains of their own phases. Nothing on one chain
+can start before the step before it on that chain, but the chains are independent, so the best
+any arrangement can do is the longest of them. Teardown is not guest work a check waits for.
+The wall time is the target's span in the journal: its first phase's start to its last one's end.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+FIRST_VM_STEPS: tuple[str, ...] = ("boot", "copy", "install", "serve", "complete")
+OTHER_VMS: dict[str, str] = {"twin_": "second VM", "upgrade_": "upgrade VM"}
+FIRST_VM = "first VM"
+NOT_ON_A_CHAIN = ("teardown", "total")
+VM_STAGES = frozenset({"installed", "server", "client"})  # checks whose call time is guest work
+
+
+@dataclass(frozen=True)
+class CriticalPath:
+    target: str
+    wall_s: float
+    path_s: float
+    chain: str  # the chain that is the critical path
+    chains: dict[str, float]  # every VM's chain, seconds
+
+    @property
+    def ratio(self) -> float:
+        return self.wall_s / self.path_s if self.path_s > 0 else 0.0
+
+    def line(self) -> str:
+        """``wall 142 s, critical path 118 s (first VM), 1.20x``."""
+        others = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.chains.items() if name != self.chain)
+        return (f"wall {self.wall_s:.0f} s, critical path {self.path_s:.0f} s ({self.chain}"
+                + (f"; {others}" if others else "") + f"), {self.ratio:.2f}x")
+
+
+def _chain_of(phase: str) -> str | None:
+    if phase in NOT_ON_A_CHAIN:
+        return None
+    for prefix, name in OTHER_VMS.items():
+        if phase.startswith(prefix):
+            return None if phase[len(prefix):] in NOT_ON_A_CHAIN else name
+    return FIRST_VM if phase in FIRST_VM_STEPS else None
+
+
+def critical_paths(records: Iterable[Mapping[str, Any]]) -> list[CriticalPath]:
+    """One CriticalPath per target with timed VM work, from journal records (phase and check)."""
+    chains: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    spans: dict[str, list[float]] = {}
+    for record in records:
+        kind, target = record.get("kind"), str(record.get("target", ""))
+        if kind == "phase":
+            start, took = float(record.get("started_at", 0.0)), float(record.get("duration_s", 0.0))
+            phase = str(record.get("phase", ""))
+            chain = _chain_of(phase)
+            if chain is None and not phase.endswith("teardown"):
+                continue  # ``total`` and a VM's own sub-steps (vm_clone, ...) are no span of their own
+            span = spans.setdefault(target, [start, start + took])
+            span[0], span[1] = min(span[0], start), max(span[1], start + took)
+            if chain is not None:
+                chains[target][chain] += took
+        elif kind == "check" and record.get("stage") in VM_STAGES:
+            chains[target][FIRST_VM] += float(record.get("duration_s", 0.0))
+    found = []
+    for target, per_chain in sorted(chains.items()):
+        if target not in spans or not per_chain:
+            continue
+        chain, longest = max(per_chain.items(), key=lambda item: item[1])
+        start, end = spans[target]
+        found.append(CriticalPath(target, round(end - start, 3), round(longest, 3), chain,
+                                  {name: round(s, 3) for name, s in per_chain.items()}))
+    return found
