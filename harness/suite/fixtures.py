@@ -46,7 +46,7 @@ from harness.suite.deployment import (
     run_twin,
     run_upgrade,
 )
-from harness.suite.overlap import BackgroundTwin, TwinWork
+from harness.suite.overlap import BackgroundTwin, FinishedTwin, TwinWork
 from harness.suite.pipeline import is_portability_run, utility_session
 from harness.suite.reference import DEFAULT_PROFILE, default_release
 from harness.suite.stages import STAGE_MARK, stage_of
@@ -315,25 +315,29 @@ def _guest_size(request: pytest.FixtureRequest, target: Target, vms_here: int) -
 
 
 @pytest.fixture(scope="session")
-def install_twin(request: pytest.FixtureRequest, target: Target, report: Any) -> TwinResult:
-    """The same release installed in a second fresh VM (then reinstalled, served, installed under
-    the chosen conditions, and uninstalled): beside the primary VM when it was started there,
-    else now, before the primary VM boots."""
+def second_vm(request: pytest.FixtureRequest, target: Target, report: Any) -> BackgroundTwin | FinishedTwin:
+    """The second fresh VM's work: already running beside the first VM when the first VM's
+    set-up found a VM slot for it, else done now, before the first VM boots."""
     background = request.config.stash[_twins].get(target.name)
     if background is not None:
-        return background.result()
+        return background
     work = _twin_work(request, target, report, _guest_size(request, target, 1))
-    return work(_machine_maker(request), report, lambda installed: None)
+    return FinishedTwin(work(_machine_maker(request), report, lambda installed: None))
 
 
-@pytest.fixture(scope="session")
-def twin_installed(request: pytest.FixtureRequest, target: Target) -> Installed:
+# Function-scoped on purpose: pytest sets session fixtures up before function ones, so the first
+# VM's set-up (which starts the second VM beside it) comes before anything waits for the second VM.
+@pytest.fixture
+def install_twin(second_vm: BackgroundTwin | FinishedTwin) -> TwinResult:
+    """The same release installed in a second fresh VM (then reinstalled, served, installed under
+    the chosen conditions, and uninstalled)."""
+    return second_vm.result()
+
+
+@pytest.fixture
+def twin_installed(second_vm: BackgroundTwin | FinishedTwin) -> Installed:
     """The second VM's first install alone: a check that compares installs waits for no more."""
-    background = request.config.stash[_twins].get(target.name)
-    if background is not None:
-        return background.installed()
-    twin: TwinResult = request.getfixturevalue("install_twin")
-    return twin.installed
+    return second_vm.installed()
 
 
 def _start_twin_beside(request: pytest.FixtureRequest, target: Target, report: Any) -> GuestSize | None:
@@ -370,11 +374,11 @@ def upgrade_run(request: pytest.FixtureRequest, target: Target, report: Any) -> 
 def deployment(request: pytest.FixtureRequest, target: Target, report: Any,
                harness_journal: Journal) -> Iterator[Deployment]:
     """The target's primary VM with the release installed; torn down after its last check."""
-    twin_needed = any(_needs(request, name, target.spec) for name in ("install_twin", "twin_installed"))
+    twin_needed = _needs(request, "second_vm", target.spec)
     beside = _start_twin_beside(request, target, report) if twin_needed else None
     # VMs that cannot run beside this one finish before it boots.
     for first, needed in (("upgrade_run", _needs(request, "upgrade_run", target.spec)),
-                          ("install_twin", twin_needed and beside is None)):
+                          ("second_vm", twin_needed and beside is None)):
         if needed:
             try:
                 request.getfixturevalue(first)

@@ -51,6 +51,19 @@ ReservingMaker = Callable[[str, VMOptions, Slot | None], Machine]
 TwinWork = Callable[[MachineMaker, JournalPhases, Callable[[Installed], None]], TwinResult]
 
 
+@dataclass(frozen=True)
+class FinishedTwin:
+    """A twin that ran to its end before the first VM booted (no VM slot was free beside it)."""
+
+    twin: TwinResult
+
+    def installed(self) -> Installed:
+        return self.twin.installed
+
+    def result(self) -> TwinResult:
+        return self.twin
+
+
 @dataclass
 class BackgroundTwin:
     """A twin running in its own thread; ``installed()`` and ``result()`` wait for it."""

@@ -18,6 +18,7 @@ __all__ = ["STAGES", "STAGE_MARK", "reaches", "stage_of"]
 _CHAIN: tuple[tuple[str, str], ...] = (
     ("client", "client"), ("server", "server"), ("installed", "installed"),
     ("deployment", "installed"), ("install_twin", "installed"), ("twin_installed", "installed"),
+    ("second_vm", "installed"),
     ("target", "release"),
 )
 STAGES: tuple[str, ...] = ("release", "installed", "server", "client")
