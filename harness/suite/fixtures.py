@@ -61,7 +61,7 @@ LOADGROUP_KEY = "harness_loadgroup"
 
 _failed_targets = pytest.StashKey[set[str]]()
 _targets = pytest.StashKey[dict[TargetSpec, Target]]()
-_twins = pytest.StashKey[dict[str, BackgroundTwin]]()
+_twins = pytest.StashKey[dict[str, BackgroundTwin | FinishedTwin]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -318,11 +318,11 @@ def _guest_size(request: pytest.FixtureRequest, target: Target, vms_here: int) -
 def second_vm(request: pytest.FixtureRequest, target: Target, report: Any) -> BackgroundTwin | FinishedTwin:
     """The second fresh VM's work: already running beside the first VM when the first VM's
     set-up found a VM slot for it, else done now, before the first VM boots."""
-    background = request.config.stash[_twins].get(target.name)
-    if background is not None:
-        return background
-    work = _twin_work(request, target, report, _guest_size(request, target, 1))
-    return FinishedTwin(work(_machine_maker(request), report, lambda installed: None))
+    twins = request.config.stash[_twins]
+    if target.name not in twins:
+        work = _twin_work(request, target, report, _guest_size(request, target, 1))
+        twins[target.name] = FinishedTwin(work(_machine_maker(request), report, lambda installed: None))
+    return twins[target.name]
 
 
 # Function-scoped on purpose: pytest sets session fixtures up before function ones, so the first
@@ -374,7 +374,8 @@ def upgrade_run(request: pytest.FixtureRequest, target: Target, report: Any) -> 
 def deployment(request: pytest.FixtureRequest, target: Target, report: Any,
                harness_journal: Journal) -> Iterator[Deployment]:
     """The target's primary VM with the release installed; torn down after its last check."""
-    twin_needed = _needs(request, "second_vm", target.spec)
+    # Unless a check that needed only the second VM ran first and had it done already.
+    twin_needed = _needs(request, "second_vm", target.spec) and target.name not in request.config.stash[_twins]
     beside = _start_twin_beside(request, target, report) if twin_needed else None
     # VMs that cannot run beside this one finish before it boots.
     for first, needed in (("upgrade_run", _needs(request, "upgrade_run", target.spec)),
