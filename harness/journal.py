@@ -54,7 +54,8 @@ class CheckRecord:
     # How far along the fixture chain the check needed the target: release | installed | server |
     # client ("" when unknown). ``harness repro`` replays the steps up to there.
     stage: str = ""
-    duration_s: float = 0.0  # the check's own call (its requests to the guest), not its fixtures
+    started_at: float = 0.0  # the check's own call (its requests to the guest), not its fixtures
+    duration_s: float = 0.0
     finished_at: float = field(default_factory=time.time)  # host clock: when the outcome was known
     kind: str = "check"
 

@@ -6,7 +6,8 @@ answers the first completion, then serves the checks' requests (their call time)
 (``twin_``) and the upgrade VM (``upgrade_``) are chains of their own phases. Nothing on one chain
 can start before the step before it on that chain, but the chains are independent, so the best
 any arrangement can do is the longest of them. Teardown is not guest work a check waits for.
-The wall time is the target's span in the journal: its first phase's start to its last one's end.
+The wall time is the target's span in the journal: its first phase's start to the end of its last
+phase or check.
 """
 
 from __future__ import annotations
@@ -52,13 +53,16 @@ def _chain_of(phase: str) -> str | None:
 
 
 def critical_paths(records: Iterable[Mapping[str, Any]]) -> list[CriticalPath]:
-    """One CriticalPath per target with timed VM work, from journal records (phase and check)."""
-    chains: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    """One CriticalPath per target with timed VM work, from journal records (phase and check).
+
+    A chain's length is the time covered by its steps, so a step inside another (a server
+    restarted within a check's call) is counted once."""
+    chains: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     spans: dict[str, list[float]] = {}
     for record in records:
         kind, target = record.get("kind"), str(record.get("target", ""))
+        start, took = float(record.get("started_at", 0.0)), float(record.get("duration_s", 0.0))
         if kind == "phase":
-            start, took = float(record.get("started_at", 0.0)), float(record.get("duration_s", 0.0))
             phase = str(record.get("phase", ""))
             chain = _chain_of(phase)
             if chain is None and not phase.endswith("teardown"):
@@ -66,15 +70,28 @@ def critical_paths(records: Iterable[Mapping[str, Any]]) -> list[CriticalPath]:
             span = spans.setdefault(target, [start, start + took])
             span[0], span[1] = min(span[0], start), max(span[1], start + took)
             if chain is not None:
-                chains[target][chain] += took
-        elif kind == "check" and record.get("stage") in VM_STAGES:
-            chains[target][FIRST_VM] += float(record.get("duration_s", 0.0))
+                chains[target][chain].append((start, start + took))
+        elif kind == "check" and record.get("stage") in VM_STAGES and start > 0:
+            chains[target][FIRST_VM].append((start, start + took))
+            if target in spans:
+                spans[target][1] = max(spans[target][1], start + took)
     found = []
     for target, per_chain in sorted(chains.items()):
         if target not in spans or not per_chain:
             continue
-        chain, longest = max(per_chain.items(), key=lambda item: item[1])
+        lengths = {name: round(covered(intervals), 3) for name, intervals in per_chain.items()}
+        chain, longest = max(lengths.items(), key=lambda item: item[1])
         start, end = spans[target]
-        found.append(CriticalPath(target, round(end - start, 3), round(longest, 3), chain,
-                                  {name: round(s, 3) for name, s in per_chain.items()}))
+        found.append(CriticalPath(target, round(end - start, 3), longest, chain, lengths))
     return found
+
+
+def covered(intervals: Iterable[tuple[float, float]]) -> float:
+    """Seconds covered by the union of ``(start, end)`` intervals."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end <= reach:
+            continue
+        total += end - max(start, reach)
+        reach = end
+    return total

@@ -46,7 +46,7 @@ DEFAULT_RESULTS = "results"
 WORKER_INPUT_KEY = "harness_results_dir"
 session_key = pytest.StashKey["ReportSession"]()
 _phases_key = pytest.StashKey[list[tuple[str, Outcome, str]]]()
-_call_seconds_key = pytest.StashKey[float]()
+_call_key = pytest.StashKey[tuple[float, float]]()  # the check's call: start (host clock), seconds
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -215,7 +215,7 @@ class ReportSession:
         phases = item.stash.setdefault(_phases_key, [])
         phases.append((call.when, outcome, message))
         if call.when == "call":
-            item.stash[_call_seconds_key] = report.duration
+            item.stash[_call_key] = (report.start, report.duration)
         if call.when == "teardown":
             final = combine((when, o) for when, o, _ in phases)
             deciding = next((m for _, o, m in phases if o == final and m), "")
@@ -232,7 +232,8 @@ class ReportSession:
                 "message": deciding,
                 "evidence": self.state.evidence.pop(item.nodeid, []),
                 "stage": _stage(item),
-                "duration_s": round(float(item.stash.get(_call_seconds_key, 0.0)), 3),
+                "started_at": item.stash.get(_call_key, (0.0, 0.0))[0],
+                "duration_s": round(item.stash.get(_call_key, (0.0, 0.0))[1], 3),
             }
             report.user_properties.extend(
                 [
@@ -271,6 +272,7 @@ class ReportSession:
                     evidence=tuple(data.get("evidence", ())),
                     nodeid=report.nodeid,
                     stage=str(data.get("stage", "")),
+                    started_at=float(data.get("started_at", 0.0)),
                     duration_s=float(data.get("duration_s", 0.0)),
                 )
             )

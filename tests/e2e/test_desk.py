@@ -4,7 +4,7 @@
 guest, no route out, Ctrl-C reaching the guest, a window resize, ``exit 3`` becoming harness's exit
 status, and nothing left on the host afterwards. ``harness repro`` on a broken variant's results
 lands in a kept VM where the failed install's traces are, which exec, cp and gc then work on.
-The kept-VM round trip (``--keep``, ``--name``) and the tart stand-in run on demand.
+The repro walk, the kept-VM round trip (``--keep``, ``--name``) and the tart stand-in run on demand.
 """
 
 from __future__ import annotations
@@ -114,6 +114,7 @@ def harness(*args: str, timeout: float = READY_TIMEOUT_S, stdin: str | None = No
                           input=stdin, check=False)
 
 
+@pytest.mark.ondemand  # two VMs and a failed install; the pseudo-terminal walk is CI's desk test
 def test_repro_of_a_failed_install_lands_at_the_failure_and_gc_removes_it(tmp_path: Path) -> None:
     release = variant_release("installer_download", REPO)
     assert release is not None, "variant installer_download was not built"

@@ -138,6 +138,7 @@ def run_portability_suite(release: Path, results: Path) -> subprocess.CompletedP
 @pytest.mark.parametrize(
     "variant", [None, "installer_download"], ids=["reference", "installer_download"]
 )
+@pytest.mark.ondemand  # a real VM run; CI's real runs are test_variants' and the wheel's
 def test_real_run_of_the_reference_release_renders_its_verdict(
     tmp_path: Path,
     variant: str | None,

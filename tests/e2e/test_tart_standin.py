@@ -102,6 +102,7 @@ def _release_or_fail() -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.ondemand  # the whole suite through tart; CI runs a variant through it
 def test_portability_suite_passes_through_tart(standin: StandinHome, tmp_path: Path) -> None:
     code, checks = run_suite_through_tart(standin, _release_or_fail(), tmp_path / "results")
     output = (tmp_path / "results" / "pytest-output.txt").read_text()

@@ -67,8 +67,11 @@ CHECKS: dict[str, tuple[str, str]] = {
 DIRECT = frozenset({"reinstall_idempotent", "upgrade_clean", "listening_loopback", "tree_hygiene",
                     "installer_temp_clean", "no_build_host_paths", "native_loads", "stdlib_extensions",
                     "sampling_concurrent", "install_conditions"})
-# The variant rows CI runs for the checks above (one VM each); the rest are on demand.
-IN_CI = frozenset({"shared_rng"})
+# The VM rows CI runs: a defect the install shows (network) and one a direct check sees while the
+# install and server work; rows that need no VM (host-side checks only) run in CI too, the rest
+# on demand (each row installs the release: minutes under emulation).
+IN_CI = frozenset({"installer_download", "shared_rng"})
+HOST_SIDE = frozenset({"static_elf_needed", "static_layers_unique", "static_archive_safety", "release_checksum"})
 
 # What each catching check's message must mention: the cause, not just "something failed".
 CAUSES: dict[str, dict[str, str]] = {
@@ -223,8 +226,7 @@ def test_good_release_upgrades_and_installs_under_every_condition(built_release:
 
 
 def _variant_param(variant: Variant) -> Any:
-    direct = set(variant.caught_by) & DIRECT
-    on_demand = bool(direct) and variant.name not in IN_CI
+    on_demand = variant.name not in IN_CI and not set(variant.caught_by) <= HOST_SIDE
     return pytest.param(variant, id=variant.name, marks=[pytest.mark.ondemand] if on_demand else [])
 
 
@@ -264,7 +266,8 @@ UNINSTALLS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(UNINSTALLS))
+@pytest.mark.parametrize("case", [pytest.param(c, marks=[pytest.mark.ondemand] if c == "complete" else [])
+                                  for c in sorted(UNINSTALLS)])
 def test_uninstall_check(case: str, built_release: Path, tmp_path: Path) -> None:
     """uninstall_clean passes on a full removal (server run included) and names what is left."""
     command, leftover = UNINSTALLS[case]
@@ -280,6 +283,7 @@ def test_uninstall_check(case: str, built_release: Path, tmp_path: Path) -> None
         assert re.search(leftover, record["message"]), record["message"][:800]
 
 
+@pytest.mark.ondemand  # bench/bench_critical_path.py runs the same matrix against the releases one by one
 def test_matrix_runs_two_targets_at_once(built_release: Path, tmp_path: Path) -> None:
     """`-n 2` over two releases: each target in its own worker, both started together, each with
     its own verdict (the good one passes, the broken one fails). Whether the two VMs are then up

@@ -24,8 +24,9 @@ RELEASE_DIR = REPO / "examples" / "reference_release"
 BUILD_SCRIPT = RELEASE_DIR / "build.py"
 TRAIN_SCRIPT = RELEASE_DIR / "refbuild" / "train_model.py"
 CORPUS = RELEASE_DIR / "corpus" / "dialogues.txt"
-# The build's own venv (numpy, venvstacks), as build.py makes it for the default build dir.
-TOOLS_PYTHON = RELEASE_DIR / "build" / ".tools-venv" / "bin" / "python"
+# The build's own venv (numpy, venvstacks), where build.py makes it (REFAPP_* relocate it).
+TOOLS_PYTHON = Path(os.environ.get("REFAPP_TOOLS_VENV")
+                    or Path(os.environ.get("REFAPP_BUILD_DIR") or RELEASE_DIR / "build") / ".tools-venv") / "bin" / "python"
 TARBALL_NAME = "refapp-v0.1.0-x86_64-linux.tar.gz"
 
 # What a minbase Debian 12 offers the installer and the launcher. Deliberately no python, curl, wget.

@@ -13,8 +13,8 @@ def phase(name: str, start: float, took: float, target: str = T) -> dict[str, An
     return {"kind": "phase", "phase": name, "started_at": 1000.0 + start, "duration_s": took, "target": target}
 
 
-def check(stage: str, took: float) -> dict[str, Any]:
-    return {"kind": "check", "check": "c", "stage": stage, "duration_s": took, "target": T}
+def check(stage: str, start: float, took: float) -> dict[str, Any]:
+    return {"kind": "check", "check": "c", "stage": stage, "started_at": 1000.0 + start, "duration_s": took, "target": T}
 
 
 def test_sequential_twin_then_first_vm_is_twice_the_longest_chain() -> None:
@@ -22,7 +22,7 @@ def test_sequential_twin_then_first_vm_is_twice_the_longest_chain() -> None:
         phase("twin_boot", 0, 10), phase("twin_copy", 10, 5), phase("twin_install", 15, 60), phase("twin_teardown", 75, 1),
         phase("vm_clone", 76, 1),  # a VM's own sub-step: inside boot, counted once
         phase("boot", 76, 10), phase("copy", 86, 5), phase("install", 91, 60), phase("serve", 151, 8),
-        phase("complete", 159, 1), check("client", 4), check("release", 99), phase("teardown", 164, 1),
+        phase("complete", 159, 1), check("client", 160, 4), check("release", 1, 99), phase("teardown", 164, 1),
         phase("total", 76, 89),
     ]
     (path,) = critical_paths(records)
@@ -40,6 +40,12 @@ def test_overlapped_chains_bring_the_wall_time_to_the_longest_one() -> None:
     (path,) = critical_paths(records)
     assert path.chain == "second VM" and path.path_s == 110.0
     assert round(path.ratio, 3) == round(113.0 / 110.0, 3)
+
+
+def test_a_server_restarted_inside_a_checks_call_is_counted_once() -> None:
+    records = [phase("boot", 0, 10), phase("install", 10, 50), check("client", 60, 30), phase("serve", 70, 10)]
+    (path,) = critical_paths(records)
+    assert path.chains == {"first VM": 90.0} and path.wall_s == 90.0
 
 
 def test_targets_are_judged_apart_and_a_target_without_vm_work_has_none() -> None:
