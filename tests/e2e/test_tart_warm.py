@@ -56,6 +56,7 @@ def _backing_plans(run_pid: int) -> list[WarmPlan | None]:
     return [WarmPlan.load(qemu.vm_dir(name)) for name in mine]  # type: ignore[attr-defined]
 
 
+@pytest.mark.ondemand  # a template suspended and two clones resumed through the stand-in
 def test_a_warm_tart_clone_resumes_a_suspended_template(provider: TartProvider, tmp_path: Path) -> None:
     timings = []
     for attempt in range(2):  # the first builds the template, the second only resumes it

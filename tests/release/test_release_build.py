@@ -159,6 +159,7 @@ def test_training_is_identical_across_blas_kernels_and_threads(built: BuiltRelea
 
 
 @pytest.mark.slow
+@pytest.mark.ondemand  # a whole cold build (venvstacks lock/build/publish, training): minutes
 def test_clean_rebuild_on_another_cpu_kernel_is_byte_identical(built: BuiltReleases, tmp_path: Path) -> None:
     """From an empty build dir under another OpenBLAS kernel and one thread: seed, venvstacks
     lock/build/publish and training again, and the very same tarball."""
