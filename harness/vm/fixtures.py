@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import uuid
 from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field, replace
@@ -194,13 +195,16 @@ class VMEnvironment:
     _providers: dict[str, Provider] = field(default_factory=dict)
     _pools: dict[str, SlotPool] = field(default_factory=dict)
     _watchdog: Watchdog | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def watchdog(self) -> Watchdog:
-        """This process's watchdog (started with the first VM): its VMs go if the process dies."""
-        if self._watchdog is None or not self._watchdog.alive:
-            log = self.results_dir / "vms" / f"watchdog-{os.getpid()}.log"
-            self._watchdog = Watchdog.spawn(self.paths, log)
-        return self._watchdog
+        """This process's watchdog (started with the first VM): its VMs go if the process dies.
+        Locked: the second VM's thread and the main thread may ask at the same moment."""
+        with self._lock:
+            if self._watchdog is None or not self._watchdog.alive:
+                log = self.results_dir / "vms" / f"watchdog-{os.getpid()}.log"
+                self._watchdog = Watchdog.spawn(self.paths, log)
+            return self._watchdog
 
     def close(self) -> None:
         if self._watchdog is not None:
