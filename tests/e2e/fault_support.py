@@ -183,9 +183,12 @@ def run_checks(results: Path) -> dict[str, dict[str, object]]:
 
 
 def guest_side_channel(run_id: str, tmp: Path) -> SSHTransport:
-    """An SSH connection of the test's own to the run's running VM, to break it from inside."""
+    """An SSH connection of the test's own to the run's first running VM (a full run may have its
+    second VM up beside it), to break it from inside."""
     provider = QemuProvider(PATHS)
-    [vm_dir] = [d for d in run_vm_dirs(run_id) if provider._process(provider.record(d.name)) is not None]
+    running = [d for d in run_vm_dirs(run_id) if provider._process(provider.record(d.name)) is not None]
+    assert running, f"run {run_id} has no running VM"
+    vm_dir = min(running, key=lambda d: d.stat().st_mtime)
     name = VMName.parse(vm_dir.name)
     assert name is not None
     endpoint = provider.wait_ready(name, 120)
@@ -194,5 +197,6 @@ def guest_side_channel(run_id: str, tmp: Path) -> SSHTransport:
 
 
 def hypervisor_pid(run_id: str) -> int:
-    [process] = hypervisors_of(run_id)
-    return int(process.pid)
+    found = hypervisors_of(run_id)
+    assert found, f"run {run_id} has no QEMU process"
+    return int(min(found, key=lambda p: p.create_time()).pid)
