@@ -202,6 +202,13 @@ OWNER = textwrap.dedent(
 )
 
 
+def _dead(process: psutil.Process) -> bool:
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _watchdogs_of(pid: int) -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["cmdline"])
             if "harness.host.watchdog" in " ".join(p.info["cmdline"] or []) and f"--owner {pid}" in " ".join(p.info["cmdline"] or [])]
@@ -219,7 +226,8 @@ def test_the_reaper_removes_a_vm_whose_owner_and_watchdog_were_killed(tmp_path: 
         assert len(watchdogs) == 1, "the Machine should have started a watchdog of its own"
         for watchdog in watchdogs:
             watchdog.kill()  # SIGKILL first, so that it cannot see its owner go
-            watchdog.wait(timeout=30)
+            # Dead once it is a zombie: its parent, the owner, never reaps it.
+            wait_for(lambda w=watchdog: _dead(w), 30, "the killed watchdog to die")
     finally:
         owner.kill()  # SIGKILL: no cleanup of its own can run
         owner.wait(timeout=30)
