@@ -217,6 +217,7 @@ class ReportSession:
         if call.when == "call":
             item.stash[_call_key] = (report.start, report.duration)
         if call.when == "teardown":
+            call_start, call_s = item.stash.get(_call_key, (0.0, 0.0))
             final = combine((when, o) for when, o, _ in phases)
             deciding = next((m for _, o, m in phases if o == final and m), "")
             identity = identify(item)
@@ -232,8 +233,8 @@ class ReportSession:
                 "message": deciding,
                 "evidence": self.state.evidence.pop(item.nodeid, []),
                 "stage": _stage(item),
-                "started_at": item.stash.get(_call_key, (0.0, 0.0))[0],
-                "duration_s": round(item.stash.get(_call_key, (0.0, 0.0))[1], 3),
+                "started_at": call_start,
+                "duration_s": round(call_s, 3),
             }
             report.user_properties.extend(
                 [
