@@ -7,8 +7,9 @@ Linux x86_64 release (tiles-contract.md, "Release tarball"): `./`-prefixed membe
 (a stand-in CLI), `./pi/`, `./vendor/`, `./plugins/`, `./modelfiles/`, the menubar files
 (`./tiles-menubar`, `./ui/`, `./tiles.png`), `./server/` with `bin/llama-server` and
 `stack_export_prod/`. The runtime layer is renamed cpython3.11 -> cpython3.13 (its interpreter
-stays 3.11) so the layer names are Tiles'. Written beside each tarball: this fixture's own
-install.sh (installer/install.sh) and checksums.txt.
+stays 3.11) so the layer names are Tiles', and its build configuration names
+python-build-standalone's /install prefix, not the seed's build host. Written beside each
+tarball: this fixture's own install.sh (installer/install.sh) and checksums.txt.
 
 Outputs under <out> (default examples/tiles_release/dist):
   current/tiles-v0.4.20-canary.1-x86_64-linux.tar.gz   the current server API (OpenAI SSE + JSON)
@@ -22,6 +23,7 @@ import argparse
 import gzip
 import hashlib
 import io
+import re
 import subprocess
 import sys
 import tarfile
@@ -32,6 +34,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REFERENCE = HERE.parent / "reference_release"
 OLD_RUNTIME, NEW_RUNTIME = b"cpython3.11", b"cpython3.13"
+# Tiles' runtime is python-build-standalone, configured with prefix /install: its build
+# configuration names that, never a home directory. The reference seed is a local CPython whose
+# configuration names the build host's home, so the fixture rewrites it to what Tiles ships.
+STANDALONE_PREFIX = b"/install"
+SYSCONFIG_DATA = re.compile(r"/_sysconfigdata_[^/]*\.py$")
+BUILD_CONFIG = re.compile(r"(/_sysconfigdata_[^/]*\.py|/config-3\.[^/]+/(Makefile|python-config\.py)|/bin/python3[.0-9]*-config)$")
 GENERATIONS = {"current": "0.4.20-canary.1", "sse-era": "0.4.3"}
 # Broken forms: name -> (what is wrong, the generation it is built from).
 VARIANTS = {
@@ -75,12 +83,32 @@ def read_tar(data: bytes, mode: str) -> dict[str, Member]:
     return out
 
 
+def configure_prefix(members: dict[str, Member]) -> bytes | None:
+    """The prefix the runtime's CPython was configured with, as its sysconfig data records it."""
+    for name, m in members.items():
+        if SYSCONFIG_DATA.search(name):
+            found = re.search(rb"'prefix': '([^']+)'", m.data)
+            if found:
+                return found.group(1)
+    return None
+
+
 def rename_runtime(data: bytes) -> bytes:
-    """A layer archive with the runtime's directory renamed wherever paths name it."""
+    """A layer archive with the runtime's directory renamed wherever paths name it, and its build
+    configuration naming python-build-standalone's prefix instead of the seed's build host."""
     members = read_tar(data, "r:xz")
+    prefix = configure_prefix(members)
+
+    def rewritten(name: str, m: Member) -> bytes:
+        body = m.data
+        if prefix is not None and BUILD_CONFIG.search(name):
+            body = body.replace(prefix, STANDALONE_PREFIX)
+        if len(body) < 65536 and not name.endswith(".pyc"):
+            body = body.replace(OLD_RUNTIME, NEW_RUNTIME)
+        return body
+
     renamed = {name.replace("cpython3.11", "cpython3.13"): Member(
-        m.data.replace(OLD_RUNTIME, NEW_RUNTIME) if len(m.data) < 65536 and not name.endswith(".pyc") else m.data,
-        m.mode, m.link.replace("cpython3.11", "cpython3.13")) for name, m in members.items()}
+        rewritten(name, m), m.mode, m.link.replace("cpython3.11", "cpython3.13")) for name, m in members.items()}
     return write_tar(renamed, "w:xz", prefix="", owner=0)
 
 
