@@ -47,6 +47,7 @@ class RunPlan:
     conditions: tuple[str, ...] = ()  # the profile's install conditions to add ('all': every one)
     variants: tuple[str, ...] = ()  # --profile-variant: forced instead of picked by version and OS
     fail_fast: bool = False
+    goldens_dir: Path | None = None  # where golden files are read and recorded
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,6 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
                         help="where results go (default: ./results)")
     parser.add_argument("--update-goldens", action="store_true", help="record golden answers instead of comparing")
+    parser.add_argument("--goldens-dir", type=Path, default=None, metavar="DIR",
+                        help="golden files under DIR/<profile>/<platform>.json (default: beside the profile)")
     parser.add_argument("--upgrade-from", type=Path, default=None, metavar="OLD_TARBALL",
                         help="the previous release: also check that upgrading from it leaves nothing old behind")
     parser.add_argument("--condition", action="append", default=[], metavar="NAME|all", dest="conditions",
@@ -114,6 +117,7 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
         results_dir=args.results_dir, update_goldens=args.update_goldens, select=args.select,
         pytest_args=tuple(args.pytest_args), warm=args.warm, upgrade_from=upgrade_from,
         conditions=tuple(args.conditions), variants=tuple(args.variants), fail_fast=args.fail_fast,
+        goldens_dir=args.goldens_dir.expanduser().absolute() if args.goldens_dir else None,
     )
 
 
@@ -166,6 +170,8 @@ def pytest_argv(plan: RunPlan) -> list[str]:
         argv.append(f"--results-dir={plan.results_dir}")
     if plan.update_goldens:
         argv.append("--update-goldens")
+    if plan.goldens_dir is not None:
+        argv.append(f"--goldens-dir={plan.goldens_dir}")
     if plan.upgrade_from is not None:
         argv.append(f"--upgrade-from={plan.upgrade_from}")
     argv += [f"--condition={condition}" for condition in plan.conditions]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from harness.checks.goldens import rerecord_command
 from harness.cli import build_parser, main
 from harness.commands import run as run_command
 from harness.commands.run import make_plan, pytest_argv
@@ -43,6 +46,18 @@ def test_matrix_and_workers(tmp_path: Path) -> None:
     assert argv[argv.index("--max-worker-restart") + 1] == "0"
     assert argv[argv.index("-k") + 1] == "determinism" and argv[-1] == "-x"
     assert argv[argv.index("--pyargs") + 1] == "harness.portability"
+
+
+def test_the_re_record_command_a_golden_check_prints_is_one_harness_run_takes(tmp_path: Path) -> None:
+    """The last line of a goldens failure is a command to paste: harness run must accept it whole."""
+    release = fake_release(tmp_path, "tiles-v0.4.20-canary.1-x86_64-linux.tar.gz")
+    target = SimpleNamespace(spec=SimpleNamespace(release_path=release), image="linux-debian12")
+    command = rerecord_command(target, "tiles", tmp_path / "goldens")  # type: ignore[arg-type]
+    words = shlex.split(command)
+    assert words[:2] == ["harness", "run"]
+    argv = pytest_argv(make_plan(build_parser().parse_args(words[1:])))
+    assert f"--goldens-dir={tmp_path / 'goldens'}" in argv and "--update-goldens" in argv
+    assert f"--release={release}" in argv and "--profile=tiles" in argv
 
 
 def test_single_run_has_no_xdist(tmp_path: Path) -> None:
