@@ -48,6 +48,15 @@ def classify_phase(
     return classify_exception(excinfo.value) if excinfo is not None else "failed"
 
 
+def skip_reason(report: pytest.TestReport) -> str:
+    """Why a phase was skipped (or an expected failure happened): what a reader of a skip needs."""
+    if hasattr(report, "wasxfail"):
+        return str(report.wasxfail)
+    if isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        return str(report.longrepr[2]).removeprefix("Skipped: ")
+    return ""
+
+
 def combine(phases: Iterable[tuple[str, Outcome]]) -> Outcome:
     """A test's outcome from its phases: setup decides first, then call; teardown only spoils a pass."""
     result: Outcome = "passed"

@@ -37,7 +37,7 @@ from harness.report.identity import (
 )
 from harness.report.layout import ResultsLayout, ResultsLock, clean_for_new_run
 from harness.report.model import SignoffModel, repro_command
-from harness.report.outcome import classify_phase, combine, failure_message
+from harness.report.outcome import classify_phase, combine, failure_message, skip_reason
 from harness.report.recorder import ProcessState, Reporter
 from harness.report.signoff import build_signoff, write_signoff
 from harness.suite.pipeline import is_portability_run
@@ -211,7 +211,8 @@ class ReportSession:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         report: pytest.TestReport = yield
         outcome = classify_phase(report, call.excinfo)
-        message = failure_message(call.excinfo, report) if outcome in ("failed", "broken") else ""
+        message = (failure_message(call.excinfo, report) if outcome in ("failed", "broken")
+                   else skip_reason(report) if outcome == "skipped" else "")
         phases = item.stash.setdefault(_phases_key, [])
         phases.append((call.when, outcome, message))
         if call.when == "call":

@@ -293,6 +293,9 @@ def test_outcomes_agree_across_allure_junit_journal_and_signoff(tmp_path: Path, 
     assert run.junit_status() == {name: JUNIT_TAG[status] for name, status in want.items()}
     checks = {r["nodeid"].rsplit("::", 1)[-1]: r["outcome"] for r in run.journal("check")}
     assert checks == want
+    # A skip keeps its reason: the reader of a skipped check needs to know why it did not run.
+    seeded = next(r for r in run.journal("check") if r["check"] == "seeded")
+    assert seeded["outcome"] == "skipped" and seeded["message"] == "the sample server has no seed", seeded
     for result in run.allure_results():
         if result["status"] in ("failed", "broken"):
             category = categorize(result["status"], result["statusDetails"]["message"])
