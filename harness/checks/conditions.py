@@ -32,8 +32,8 @@ class ConditionRun:
     def problems(self) -> list[str]:
         where = f"{self.spec.name} (HOME={self.home!r}, user {self.user}, env {dict(self.spec.env)})"
         if not self.installer.ok:
-            state = "timed out" if self.installer.timed_out else f"exited with {self.installer.exit_code}"
-            return [f"{where}: the installer {state}: {self.installer.tail(4)}"]
+            # The headline names the step and the first real error; the installer's last lines follow.
+            return [f"{where}: {self.installer.failure().headline()}\n{self.installer.tail(4)}"]
         if self.check is not None and not self.check.ok:
             failed = f"`{self.check.command}` exited with {self.check.exit_code}: {self.check.tail(4)}"
             return [f"{where}: installed, but {failed}"]
