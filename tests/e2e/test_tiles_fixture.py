@@ -66,10 +66,10 @@ def test_wrapper_postinstall_defect_names_the_command_and_the_cause(fixture_dist
 def test_good_form_passes_every_check(generation: str, fixture_dist: Path, tmp_path: Path) -> None:
     """Every check runs and passes; a skip is allowed only for a product fact (no seed, stream-only
     API) or a macOS-only check on a Linux guest, never for something the profile lacks."""
-    options = ("--upgrade-from", str(fixture_dist / TARBALLS["sse-era"]), "--condition", "all") \
-        if generation == "current" else ()
+    current = generation == "current"
     checks = run_suite(fixture_dist / TARBALLS[generation], tmp_path / generation, None, "tiles",
-                       extra=("--goldens-dir", str(GOLDENS), *options))
+                       upgrade_from=fixture_dist / TARBALLS["sse-era"] if current else None, conditions=current,
+                       extra=("--goldens-dir", str(GOLDENS)))
     bad = {n: f"{r['outcome']}: {r['message'][:400]}" for n, r in checks.items() if r["outcome"] in ("failed", "broken")}
     assert not bad, f"{generation}: false alarms:\n" + "\n".join(f"  {k}: {v}" for k, v in bad.items())
     for name, record in checks.items():
