@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 from harness.errors import InfrastructureError
 
 if TYPE_CHECKING:
-    from harness.install import Guest
+    from harness.guest import Guest
 
 PCAP_MAGIC = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),

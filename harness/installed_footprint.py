@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping, Sequence
 
-from harness.install import Guest
+from harness.guest import Guest
 from harness.profile import Profile
 
 DU_TIMEOUT_S = 120.0

@@ -15,6 +15,7 @@ AREA_PLUGINS: tuple[str, ...] = (
     "harness.suite.pipeline",
     "harness.vm.fixtures",
     "harness.suite.fixtures",
+    "harness.suite.summary",
     "harness.inspect.fixtures",
     "harness.report.plugin",
 )

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 
 from harness.errors import HarnessError, ProductDefect, RemoteTimeout
-from harness.install import Guest
+from harness.guest import Guest
 from harness.profile import BoundProfile
 
 POLL_INTERVAL_S = 0.5

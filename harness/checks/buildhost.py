@@ -17,7 +17,7 @@ import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.install import Guest
+from harness.guest import Guest
 
 SCAN_TIMEOUT_S = 300.0
 # A home directory of some user: the shape every build host leaks.

@@ -13,7 +13,8 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from harness.install import Guest, GuestFacts, InstallerRun, run_step
+from harness.guest import Guest
+from harness.install import GuestFacts, InstallerRun, run_step
 from harness.profile import ConditionSpec, Profile
 from harness.profile.bound import render
 from harness.release import Release

@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from harness.install import Guest, as_root_if_possible
+from harness.guest import Guest, as_root_if_possible
 
 SCAN_TIMEOUT_S = 300.0
 

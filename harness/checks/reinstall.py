@@ -12,18 +12,9 @@ import fnmatch
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from harness.install import (
-    UPLOAD_DIR,
-    Guest,
-    GuestFacts,
-    InstallerRun,
-    Manifest,
-    manifest_differences,
-    run_installer,
-    run_step,
-    take_manifest,
-    upload,
-)
+from harness.guest import Guest
+from harness.guest_tree import Manifest, manifest_differences, take_manifest
+from harness.install import UPLOAD_DIR, GuestFacts, InstallerRun, run_installer, run_step, upload
 from harness.profile import BoundProfile, Profile
 from harness.release import Release
 

@@ -12,7 +12,7 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from harness.install import Guest, as_root_if_possible
+from harness.guest import Guest, as_root_if_possible
 
 PROC_TABLES = ("tcp", "tcp6", "udp", "udp6")
 TCP_LISTEN = "0A"

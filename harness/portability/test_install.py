@@ -8,7 +8,8 @@ import shlex
 import pytest
 
 from harness.errors import InfrastructureError
-from harness.install import Installed, manifest_differences, outside
+from harness.guest_tree import manifest_differences, outside
+from harness.install import Installed
 from harness.install_failure import without_trace
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment

@@ -7,7 +7,8 @@ import httpx
 import pytest
 
 from harness.completions import CompletionClient
-from harness.install import Installed, changes, outside, snapshot_exclusions, take_snapshot
+from harness.guest_tree import changes, outside, take_snapshot
+from harness.install import Installed, snapshot_exclusions
 from harness.server import Server
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.install import leftovers
+from harness.guest_tree import leftovers
 from harness.suite.checks import expect_none
 from harness.suite.deployment import TwinResult
 from harness.suite.target import Target

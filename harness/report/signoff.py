@@ -13,9 +13,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.journal import read_journal
+from harness.report.assemble import build_model
 from harness.report.junit import read_cases
 from harness.report.layout import ResultsLayout
-from harness.report.model import Regression, SignoffModel, build_model
+from harness.report.model import Regression, SignoffModel
 from harness.report.render_html import render_html
 from harness.report.render_markdown import render_markdown
 

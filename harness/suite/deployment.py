@@ -25,18 +25,16 @@ from harness.checks.reinstall import Reinstall, Upgrade, install_previous, reins
 from harness.completions import Completion, CompletionClient
 from harness.egress import make_attempts_visible
 from harness.errors import HarnessError
+from harness.guest_tree import Snapshot, take_manifest, take_snapshot
 from harness.host.sizing import GuestSize
 from harness.install import (
     Installed,
     InstallerRun,
-    Snapshot,
     install_release,
     probe_guest,
     run_installer,
     run_uninstaller,
     snapshot_exclusions,
-    take_manifest,
-    take_snapshot,
     upload,
 )
 from harness.journal import Journal, PhaseRecord

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Self
 
-from harness.install import Guest
+from harness.guest import Guest
 
 # Interpreters every clean machine has; a shell script is portable enough.
 SYSTEM_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh"})

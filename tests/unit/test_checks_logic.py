@@ -18,7 +18,7 @@ import pytest
 from harness.checks import buildhost, hygiene, native, sockets
 from harness.checks.conditions import as_user
 from harness.checks.reinstall import left_behind, reinstall_differences
-from harness.install import Manifest, ManifestEntry
+from harness.guest_tree import Manifest, ManifestEntry
 from harness.ssh import CommandResult
 
 

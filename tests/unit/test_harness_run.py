@@ -80,7 +80,7 @@ def test_bad_inputs_fail_before_any_vm(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_timing_rows_keep_first_of_repeated_phases() -> None:
-    from harness.suite.fixtures import timing_rows
+    from harness.suite.summary import timing_rows
 
     records = [
         {"kind": "phase", "target": "linux-debian12", "phase": "boot", "duration_s": 40.0},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.install import (
+from harness.guest_tree import (
     Entry,
     Manifest,
     ManifestEntry,

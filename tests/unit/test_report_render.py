@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from harness.journal import CheckRecord, GenericRecord, PhaseRecord
+from harness.report.assemble import build_model
 from harness.report.layout import ResultsLayout
-from harness.report.model import SignoffModel, build_model
+from harness.report.model import SignoffModel
 from harness.report.render_html import render_html
 from harness.report.render_markdown import render_markdown
 from harness.report.signoff import write_signoff

@@ -303,7 +303,7 @@ def test_the_journal_record_names_the_start_and_any_fallback() -> None:
 
 
 def test_the_sign_off_shows_how_vms_started() -> None:
-    from harness.report.model import build_model
+    from harness.report.assemble import build_model
     from harness.report.render_html import render_html
     from harness.report.render_markdown import render_markdown
 

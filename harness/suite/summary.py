@@ -1,0 +1,50 @@
+"""The end of a portability run on the terminal: seconds per phase and target, and each target's
+critical path beside its wall time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from harness.journal import read_journal
+from harness.report.critical_path import critical_paths
+from harness.suite.pipeline import is_portability_run
+
+TIMING_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("twin_boot", "2nd boot"), ("twin_install", "2nd install"), ("boot", "boot"), ("copy", "copy"),
+    ("install", "install"), ("serve", "server ready"), ("complete", "1st completion"), ("total", "total"),
+)
+
+
+def timing_rows(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Seconds per phase and target; a phase that ran again (a restarted server) keeps its first time."""
+    wanted = {name for name, _ in TIMING_COLUMNS}
+    rows: dict[str, dict[str, float]] = {}
+    for record in records:
+        if record.get("kind") == "phase" and record.get("phase") in wanted:
+            rows.setdefault(record["target"], {}).setdefault(record["phase"], float(record["duration_s"]))
+    return rows
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or not is_portability_run(config):
+        return
+    try:
+        from harness.report.plugin import reporter_for
+
+        root = reporter_for(config).layout.root
+    except (ImportError, KeyError):
+        return
+    records = list(read_journal(root))
+    rows = timing_rows([r for r in records if r.get("kind") == "phase"])
+    if not rows:
+        return
+    terminalreporter.section("per-phase timings (s)")
+    width = max(len("target"), *(len(name) for name in rows)) + 2
+    terminalreporter.write_line(f"{'target':<{width}}" + "".join(f"{label:>15}" for _, label in TIMING_COLUMNS))
+    for target_name, phases in sorted(rows.items()):
+        cells = "".join(f"{phases[name]:>15.1f}" if name in phases else f"{'-':>15}" for name, _ in TIMING_COLUMNS)
+        terminalreporter.write_line(f"{target_name:<{width}}{cells}")
+    for path in critical_paths(records):
+        terminalreporter.write_line(f"{path.target}: {path.line()}")
