@@ -131,6 +131,9 @@ class ReportSession:
         self.config = config
         self.layout = layout
         self.worker = worker
+        # Outside a portability run the session only serves the harness's fixtures (scratch
+        # evidence); a user's other pytest runs get no harness labels in their JUnit or allure.
+        self.active = is_portability_run(config)
         self.state = ProcessState()
         self.journal = Journal(layout.root)
         self.reporter = Reporter(layout, self.journal, config.hook, self.state)
@@ -197,6 +200,8 @@ class ReportSession:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item, nextitem: pytest.Item | None) -> Any:
         self.state.current_when = "teardown"
+        if not self.active:
+            return (yield)
         # Labels and excluded parameters must be in place before allure computes the history id.
         identity = identify(item)
         allure_glue.add_test_labels(
@@ -224,7 +229,8 @@ class ReportSession:
             identity = identify(item)
             repro = (repro_command(str(self.layout.root), identity.check, identity.target)
                      if final in ("failed", "broken") and identity.target != TARBALL_TARGET else "")
-            allure_glue.hand_over_outcome(final, identity.area, repro)
+            if self.active:
+                allure_glue.hand_over_outcome(final, identity.area, repro)
             # Travels to the xdist controller with the report (reports keep unknown attributes).
             report.harness = {  # type: ignore[attr-defined]
                 "check": identity.check,
@@ -237,15 +243,14 @@ class ReportSession:
                 "started_at": call_start,
                 "duration_s": round(call_s, 3),
             }
-            report.user_properties.extend(
-                [
+            if self.active:
+                report.user_properties.extend([
                     ("harness.check", identity.check),
                     ("harness.area", identity.area),
                     ("harness.target", identity.target),
                     ("harness.outcome", final),
                     ("harness.nodeid", item.nodeid),
-                ]
-            )
+                ])
         return report
 
     def _release_labels(self) -> dict[str, str]:

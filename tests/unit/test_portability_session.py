@@ -48,6 +48,22 @@ def test_a_session_that_is_not_a_portability_run_leaves_results_alone(pytester: 
     assert (previous / "junit.xml").read_text() == "<the last real run/>"
 
 
+@pytest.mark.parametrize("workers", [(), ("-n", "2")], ids=["one process", "xdist"])
+def test_another_sessions_junit_and_allure_carry_nothing_of_the_harness(pytester: pytest.Pytester,
+                                                                        workers: tuple[str, ...]) -> None:
+    """A user's unrelated run with its own JUnit and allure output: the harness adds no labels,
+    properties or outcomes of its own (a strict xunit2 reader would reject the properties)."""
+    pytester.makepyfile(test_plain=PLAIN_TEST, test_failing="def test_failing():\n    assert 1 == 2\n")
+    junit, allure = pytester.path / "their-junit.xml", pytester.path / "their-allure"
+    result = run(pytester, *workers, f"--junitxml={junit}", f"--alluredir={allure}")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "harness." not in junit.read_text() and "<properties>" not in junit.read_text()
+    written = "".join(f.read_text() for f in allure.glob("*-result.json"))
+    assert written and "harness" not in written and "Broken" not in written
+    assert '"status": "failed"' in written
+    assert not (pytester.path / "results").exists()
+
+
 def test_asking_for_results_makes_a_portability_run(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_phased=PHASED_TEST)
     results = pytester.path / "out"
