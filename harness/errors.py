@@ -43,7 +43,12 @@ class BootTimeout(InfrastructureError):
 
 
 class RemoteTimeout(InfrastructureError):
-    """A command in the guest ran past its timeout."""
+    """A command in the guest ran past its timeout; what it printed until it was killed is kept."""
+
+    def __init__(self, message: str, hint: str = "", detail: str = "", stdout: str = "", stderr: str = "") -> None:
+        super().__init__(message, hint, detail)
+        self.stdout = stdout
+        self.stderr = stderr
 
 
 class ProductDefect(HarnessError):

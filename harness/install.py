@@ -106,7 +106,7 @@ class InstallerRun:
 
     def failure(self) -> InstallFailure:
         """What went wrong, named by step, first error line, exit code and a known-cause hint."""
-        return diagnose(self.output, self.exit_code)
+        return diagnose(self.output, self.exit_code, self.timeout_s)
 
 
 @dataclass(frozen=True)
@@ -173,12 +173,17 @@ def run_step(guest: Guest, command: str, env: Mapping[str, str], timeout: float,
     try:
         result = guest.run(command, timeout=timeout, env=env, cwd=cwd)
     except RemoteTimeout as exc:
-        return InstallerRun(command, None, f"{exc.detail}\n[killed after {timeout:g} s]",
+        # What the user would have seen until the kill, then the harness's note that it killed it.
+        output = _joined(exc.stdout, exc.stderr)
+        return InstallerRun(command, None, _joined(output, f"[killed after {timeout:g} s]"),
                             time.monotonic() - started, timeout)
-    output = result.stdout
-    if result.stderr:
-        output += ("" if not output or output.endswith("\n") else "\n") + result.stderr
-    return InstallerRun(command, result.exit_code, output, result.duration_s, timeout)
+    return InstallerRun(command, result.exit_code, _joined(result.stdout, result.stderr), result.duration_s, timeout)
+
+
+def _joined(first: str, second: str) -> str:
+    if not second:
+        return first
+    return first + ("" if not first or first.endswith("\n") else "\n") + second
 
 
 def run_installer(guest: Guest, bound: BoundProfile) -> InstallerRun:

@@ -72,9 +72,11 @@ class InstallFailure:
     exit_code: int | None
     cause: str = ""
     hint: str = ""
+    timeout_s: float | None = None  # the step's timeout, for a killed installer
 
     def headline(self) -> str:
-        code = "was killed at its timeout" if self.exit_code is None else f"exited with {self.exit_code}"
+        after = f" after {self.timeout_s:g} s" if self.timeout_s is not None else " at its timeout"
+        code = f"was still running{after} and was killed" if self.exit_code is None else f"exited with {self.exit_code}"
         where = f" in `{self.step}`" if self.step else ""
         said = f": {self.first_error}" if self.first_error else ""
         cause = f" ({self.cause})" if self.cause else ""
@@ -85,16 +87,16 @@ def is_trace(line: str) -> bool:
     return _TRACE_RE.match(line) is not None
 
 
-def diagnose(output: str, exit_code: int | None) -> InstallFailure:
-    """``output`` is what the installer printed (stdout, then stderr, trace lines included)."""
+def diagnose(output: str, exit_code: int | None, timeout_s: float | None = None) -> InstallFailure:
+    """``output`` is what the installer printed (stdout, then stderr, trace lines included);
+    ``exit_code`` is None when it was killed at ``timeout_s``."""
     lines = output.splitlines()
     index = first_error_index(lines)
     first_error = lines[index].strip() if index is not None else ""
     step = _step(lines, index)
-    for signature in SIGNATURES:
-        if signature.pattern.search(output):
-            return InstallFailure(step, first_error, exit_code, signature.cause, signature.hint)
-    return InstallFailure(step, first_error, exit_code)
+    found = next((s for s in SIGNATURES if s.pattern.search(output)), None)
+    return InstallFailure(step, first_error, exit_code, found.cause if found else "", found.hint if found else "",
+                          timeout_s if exit_code is None else None)
 
 
 def first_error_index(lines: Sequence[str]) -> int | None:

@@ -32,7 +32,7 @@ def test_install_offline(deployment: Deployment, report) -> None:
                        "installer output", target=deployment.name)
     if not run.ok:
         failure = run.failure()
-        waited = f" ({run.timeout_s:g} s; waiting for the network?)" if run.timed_out else ""
+        waited = " (waiting for the network?)" if run.timed_out and not failure.cause else ""
         hint = f"\nhint: {failure.hint}" if failure.hint else ""
         pytest.fail(f"{failure.headline()}{waited}{hint}\nlast output:\n{without_trace_tail(run.output)}",
                     pytrace=False)

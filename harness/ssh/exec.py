@@ -138,6 +138,7 @@ class RemoteShell:
                 hint="raise the timeout if the step is legitimately slow; "
                 f"the command log is {self.log.path}",
                 detail=f"stdout tail:\n{tail(out, 15)}\nstderr tail:\n{tail(err, 15)}",
+                stdout=out, stderr=err,
             ) from None
         finally:
             chan.close()

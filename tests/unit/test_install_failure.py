@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from harness.errors import RemoteTimeout
+from harness.install import run_step
 from harness.install_failure import TRACE_TAG, diagnose, without_trace
 from harness.suite.interpreters import InterpreterProblem, interpreter_headline
 
@@ -55,7 +57,7 @@ def test_untraced_failure_uses_the_last_progress_line() -> None:
 
 
 def test_timeout_and_trace_free_output() -> None:
-    assert diagnose("waiting\n", None).headline().startswith("the installer was killed at its timeout")
+    assert diagnose("waiting\n", None, 30).headline() == "the installer was still running after 30 s and was killed in `waiting`"
     killed = diagnose("tiles install: post-install app-server\n[killed after 900 s]", None)
     assert killed.first_error == "" and killed.step == "tiles install: post-install app-server"
     assert TRACE_TAG not in without_trace(WRAPPER_FAILURE)
@@ -67,3 +69,26 @@ def test_interpreter_headline_names_what_it_found() -> None:
     py = [InterpreterProblem("y: '#!/usr/bin/env python3' runs whatever python3 is on PATH", "python3")]
     assert interpreter_headline(py) == "the release relies on a Python outside itself (python3)"
     assert "node, python3" in interpreter_headline(node + py)
+
+
+class HangingGuest:
+    """A guest whose command hangs: the SSH layer kills it and raises with what it printed."""
+
+    def __init__(self, stdout: str, stderr: str) -> None:
+        self.stdout, self.stderr = stdout, stderr
+
+    def run(self, cmd: str, timeout: float = 0, env: object = None, cwd: object = None,
+            check: bool = False, stdin: object = None) -> object:
+        raise RemoteTimeout(f"command ran past its {timeout:g} s timeout", detail="stdout tail:\n...\nstderr tail:\n...",
+                            stdout=self.stdout, stderr=self.stderr)
+
+
+def test_a_killed_installer_is_named_by_its_own_output_not_the_harness_framing() -> None:
+    silent = run_step(HangingGuest("", ""), "sleep 100000", {}, 30, "/home/tester")  # type: ignore[arg-type]
+    assert silent.timed_out and silent.output == "[killed after 30 s]"
+    assert silent.failure().headline() == "the installer was still running after 30 s and was killed"
+    talking = run_step(HangingGuest("refapp install: unpacking\n", "still waiting\n"), "install.sh", {}, 900,
+                       "/home/tester")  # type: ignore[arg-type]
+    assert talking.output == "refapp install: unpacking\nstill waiting\n[killed after 900 s]"
+    assert talking.failure().headline() == ("the installer was still running after 900 s and was killed "
+                                             "in `still waiting`")
