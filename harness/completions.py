@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Self
 
 import httpx
 
-from harness.errors import ProductDefect
+from harness.errors import InfrastructureError, ProductDefect
 from harness.profile import ApiSpec, Message
 
 TILES_REQUIRED_FIELDS: Mapping[str, Any] = {"chat_start": False, "python_code": ""}
@@ -198,10 +198,14 @@ def parse_sse_lines(lines: Sequence[str], request: CompletionRequest, duration_s
 class CompletionClient:
     """Completions from one server in one flavour; thread-safe (httpx.Client is)."""
 
-    def __init__(self, base_url: str, api: ApiSpec, client: httpx.Client | None = None) -> None:
+    def __init__(self, base_url: str, api: ApiSpec, client: httpx.Client | None = None,
+                 link_alive: Callable[[], bool] | None = None) -> None:
         self.api = api
         self.base_url = base_url.rstrip("/")
         self._http = client or httpx.Client(timeout=httpx.Timeout(api.timeout_s, connect=10.0), trust_env=False)
+        # Whether the link to the server (the SSH connection its port forward rides on) still
+        # stands: when it fell, a refused or cut request says nothing about the release.
+        self._link_alive = link_alive or (lambda: True)
 
     def close(self) -> None:
         self._http.close()
@@ -234,14 +238,24 @@ class CompletionClient:
                 return parse_json_reply(reply.text, request, time.monotonic() - started)
             return self._stream(url, body, request, started)
         except httpx.TimeoutException as exc:
+            self._raise_if_link_lost(url, exc)
             raise CompletionError(
                 f"no complete answer from {url} within {self.api.timeout_s:.0f} s ({type(exc).__name__})",
                 hint="the server hangs or is far too slow; see the server log",
             ) from None
         except httpx.TransportError as exc:
+            self._raise_if_link_lost(url, exc)
             raise CompletionError(
                 f"the connection to {url} failed: {type(exc).__name__}: {exc}",
                 hint="the server probably died while answering; see the server log",
+            ) from None
+
+    def _raise_if_link_lost(self, url: str, exc: httpx.TransportError) -> None:
+        if not self._link_alive():
+            raise InfrastructureError(
+                f"lost the SSH connection that carries {url} while waiting for its answer "
+                f"({type(exc).__name__}); the server's answer is unknown",
+                hint="the VM or its sshd went away: rerun before deciding; see the VM's console and command log",
             ) from None
 
     def _stream(self, url: str, body: dict[str, Any], request: CompletionRequest, started: float) -> Completion:

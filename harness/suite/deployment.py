@@ -24,7 +24,7 @@ from harness.checks.conditions import ConditionRun, run_condition
 from harness.checks.reinstall import Reinstall, Upgrade, install_previous, reinstall
 from harness.completions import Completion, CompletionClient
 from harness.egress import make_attempts_visible
-from harness.errors import HarnessError
+from harness.errors import HarnessError, InfrastructureError
 from harness.guest_tree import Snapshot, take_manifest, take_snapshot
 from harness.host.sizing import GuestSize
 from harness.install import (
@@ -128,7 +128,17 @@ class Deployment:
         return self._server
 
     def client(self) -> CompletionClient:
-        return CompletionClient(self.server().base_url, self.target.profile.api)
+        return self.completions_from(self.server())
+
+    def completions_from(self, server: Server) -> CompletionClient:
+        """A client of ``server`` that tells a lost SSH link (broken) from a server that failed."""
+        return CompletionClient(server.base_url, self.target.profile.api, link_alive=self._link_alive)
+
+    def _link_alive(self) -> bool:
+        try:
+            return self.machine.ssh.alive
+        except InfrastructureError:  # the VM is gone or closed
+            return False
 
     def warm_up(self, client: CompletionClient) -> Completion:
         """The first completion after the server came up, timed as the ``complete`` phase."""

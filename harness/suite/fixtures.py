@@ -418,7 +418,7 @@ def server(deployment: Deployment, installed: Installed) -> Server:
 @pytest.fixture
 def client(deployment: Deployment, server: Server) -> Iterator[CompletionClient]:
     """Completions from the running server in the profile's API flavour."""
-    with CompletionClient(server.base_url, deployment.target.profile.api) as completions:
+    with deployment.completions_from(server) as completions:
         deployment.warm_up(completions)
         yield completions
 

@@ -13,6 +13,7 @@ import pytest
 
 from harness.completions import CompletionClient, CompletionError, parse_sse_lines
 from harness.determinism import all_same, counts_agree, differences, seeds_behave, usage_problems
+from harness.errors import InfrastructureError
 from harness.profile import Message, load_profile, select_profile
 
 HELLO = (Message("user", "hello"),)
@@ -130,6 +131,18 @@ def test_malformed_json_reply(server: ThreadingHTTPServer) -> None:
 def test_connection_refused_is_reported() -> None:
     with CompletionClient("http://127.0.0.1:9", API) as client, pytest.raises(CompletionError, match="connection"):
         client.complete(HELLO, max_tokens=3, temperature=0.0, stream=False)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
+def test_a_refused_request_over_a_fallen_ssh_link_is_the_harness_s_trouble(stream: bool) -> None:
+    """The port forward rides on SSH: with the link down, a refused connection is *broken*, not a
+    product defect; with the link up, the same refusal is the server's."""
+    with CompletionClient("http://127.0.0.1:9", API, link_alive=lambda: False) as client, \
+            pytest.raises(InfrastructureError, match="lost the SSH connection that carries .*ConnectError"):
+        client.complete(HELLO, max_tokens=3, temperature=0.0, stream=stream)
+    with CompletionClient("http://127.0.0.1:9", API, link_alive=lambda: True) as client, \
+            pytest.raises(CompletionError, match="the connection to .* failed"):
+        client.complete(HELLO, max_tokens=3, temperature=0.0, stream=stream)
 
 
 def test_non_json_chunk() -> None:
