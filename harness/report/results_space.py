@@ -14,17 +14,22 @@ MIN_FREE_BYTES = 200 * 1024 * 1024
 
 
 def check_results_dir(root: Path, min_free: int = MIN_FREE_BYTES) -> None:
-    """UsageError naming the problem when ``root`` cannot hold a run's results."""
+    """UsageError naming the problem when ``root`` cannot hold a run's results. Nothing is left
+    behind: a missing ``root`` is judged by the nearest directory that exists (the run makes it)."""
     hint = "pass --results-dir DIR on a writable file system with free space"
-    probe = root / f".write-probe-{os.getpid()}"
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    probe = existing / f".write-probe-{os.getpid()}"
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a directory")
         probe.write_bytes(b"probe")
         probe.unlink()
     except OSError as exc:
         raise UsageError(f"the results directory {root} cannot be written: {exc.strerror or exc}",
                          hint=hint) from None
-    free = shutil.disk_usage(root).free
+    free = shutil.disk_usage(existing).free
     if free < min_free:
         raise UsageError(
             f"the results directory {root} has {free // 2**20} MiB free; a run needs at least "

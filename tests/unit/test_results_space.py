@@ -12,8 +12,15 @@ from harness.report.results_space import check_results_dir
 
 
 def test_a_writable_directory_with_room_passes_and_keeps_no_probe(tmp_path: Path) -> None:
-    check_results_dir(tmp_path / "results", min_free=1)
-    assert list((tmp_path / "results").iterdir()) == []
+    (tmp_path / "old").mkdir()
+    check_results_dir(tmp_path / "old", min_free=1)
+    assert list((tmp_path / "old").iterdir()) == []
+
+
+def test_a_results_directory_not_made_yet_is_judged_by_its_parent_and_not_made(tmp_path: Path) -> None:
+    """The run makes it; a preflight (or a run that stops at a later usage error) leaves nothing."""
+    check_results_dir(tmp_path / "deep" / "results", min_free=1)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_path_that_cannot_be_a_directory_is_named(tmp_path: Path) -> None:
