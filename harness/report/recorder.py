@@ -32,6 +32,7 @@ import allure_commons
 import pytest
 from allure_commons.types import AttachmentType
 
+from harness.bounded import both_ends
 from harness.journal import DigestRecord, GenericRecord, Journal, PhaseRecord
 from harness.report.identity import bound_target_key, resolve_target
 from harness.report.layout import ResultsLayout
@@ -47,6 +48,9 @@ _ATTACHMENT_TYPES: dict[str, AttachmentType] = {
     ".csv": AttachmentType.CSV,
     ".xml": AttachmentType.XML,
 }
+# Per end of a text attachment: more is unreadable in a report, and an installer that floods its
+# output must not flood the results (the JSON attachments stay whole: a cut one would not parse).
+ATTACHMENT_KEEP_BYTES = 1024 * 1024
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -166,7 +170,7 @@ class Reporter:
     ) -> str:
         where = target or self.current_target()
         dest = self._evidence_path(where, safe_name(name), suffix)
-        dest.write_text(text, encoding="utf-8")
+        dest.write_text(text if suffix == ".json" else both_ends(text, ATTACHMENT_KEEP_BYTES), encoding="utf-8")
         return self._register(dest, name, where)
 
     def attach_json(self, data: Any, name: str, target: str | None = None) -> str:

@@ -6,7 +6,12 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+from harness.bounded import both_ends
 from harness.ssh.results import CommandResult
+
+# Per stream and command: the log is for people, and a file-system listing or a flood of output
+# would otherwise land in it whole, every time.
+LOG_KEEP_BYTES = 256 * 1024
 
 
 def _now() -> str:
@@ -28,8 +33,8 @@ class CommandLog:
         lines = [f"{_now()} $ {cmd}{extra}\n"]
         if result is not None:
             lines.append(f"{_now()} exit {result.exit_code} after {result.duration_s:.3f} s\n")
-            lines += [f"  | {line}\n" for line in result.stdout.splitlines()]
-            lines += [f"  ! {line}\n" for line in result.stderr.splitlines()]
+            lines += [f"  | {line}\n" for line in both_ends(result.stdout, LOG_KEEP_BYTES).splitlines()]
+            lines += [f"  ! {line}\n" for line in both_ends(result.stderr, LOG_KEEP_BYTES).splitlines()]
         self._append("".join(lines))
 
     def _append(self, text: str) -> None:

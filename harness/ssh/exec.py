@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 import paramiko
 
+from harness.bounded import dropped_note
 from harness.errors import InfrastructureError, RemoteTimeout
 from harness.ssh.command_log import CommandLog
 from harness.ssh.results import CommandResult, RemoteCommandFailed, tail
@@ -63,8 +64,7 @@ class _Stream:
     def text(self) -> str:
         if not self.dropped:
             return (self.head + self.tail).decode(errors="replace")
-        middle = f"\n[... {self.dropped} bytes of output dropped here ...]\n"
-        return self.head.decode(errors="replace") + middle + self.tail.decode(errors="replace")
+        return self.head.decode(errors="replace") + dropped_note(self.dropped) + self.tail.decode(errors="replace")
 
 
 class _Output:

@@ -18,6 +18,7 @@ from qemu_fakes import FakeImages, built_tiny, fake_images  # noqa: F401  (fixtu
 
 from harness.errors import BootTimeout, UsageError
 from harness.vm.provider import Provider, VMName, VMOptions
+from harness.vm.qemu.network import CAPTURE_SNAPLEN
 from harness.vm.qemu.provider import (
     QemuLaunch,
     QemuProvider,
@@ -68,9 +69,9 @@ def test_command_line_isolates_the_guest_and_boots_directly(tmp_path: Path) -> N
 
 def test_command_line_captures_traffic_when_asked(tmp_path: Path) -> None:
     into_vm_dir = qemu_command("qemu", _launch(tmp_path, VMOptions(capture_traffic=True)))
-    assert _option(into_vm_dir, "-object") == [f"filter-dump,id=dump0,netdev=n0,file={tmp_path / 'vm' / 'traffic.pcap'}"]
+    assert _option(into_vm_dir, "-object") == [f"filter-dump,id=dump0,netdev=n0,file={tmp_path / 'vm' / 'traffic.pcap'},maxlen={CAPTURE_SNAPLEN}"]
     elsewhere = qemu_command("qemu", _launch(tmp_path, VMOptions(capture_traffic=True, pcap_path=tmp_path / "x.pcap")))
-    assert _option(elsewhere, "-object")[0].endswith(f"file={tmp_path / 'x.pcap'}")
+    assert _option(elsewhere, "-object")[0].endswith(f"file={tmp_path / 'x.pcap'},maxlen={CAPTURE_SNAPLEN}")
     sized = qemu_command("qemu", _launch(tmp_path, VMOptions(cpus=1, memory_mb=4096)))
     assert _option(sized, "-smp") == ["1"] and _option(sized, "-m") == ["4096"]
 
@@ -80,7 +81,7 @@ def test_commas_in_paths_are_escaped_for_qemu_options(tmp_path: Path) -> None:
     argv = qemu_command("qemu", odd)
     assert _option(argv, "-drive")[0].startswith(f"file={tmp_path}/a,,b/vm/overlay.qcow2,if=virtio")
     assert _option(argv, "-serial") == [f"file:{tmp_path}/a,,b/vm/serial.log"]
-    assert _option(argv, "-object")[0].endswith(f"file={tmp_path}/a,,b/vm/traffic.pcap")
+    assert _option(argv, "-object")[0].endswith(f"file={tmp_path}/a,,b/vm/traffic.pcap,maxlen={CAPTURE_SNAPLEN}")
 
 
 def test_free_port_is_bindable() -> None:

@@ -21,9 +21,16 @@ def network_args(ssh_port: int, online: bool = False) -> list[str]:
     return ["-netdev", netdev, "-device", f"virtio-net-pci,netdev={NETDEV_ID}"]
 
 
+# Bytes kept of each frame. The egress reader needs the headers (Ethernet, VLAN, IPv6 with its
+# extension headers, TCP) and a DNS question (at most 255 bytes of name); keeping whole frames
+# would also keep every byte the harness moves over SSH, a release upload or a flood of output.
+CAPTURE_SNAPLEN = 512
+
+
 def capture_args(pcap_option: str) -> list[str]:
-    """Dump every frame of the guest's NIC into a pcap file (``pcap_option`` already escaped)."""
-    return ["-object", f"filter-dump,id=dump0,netdev={NETDEV_ID},file={pcap_option}"]
+    """Dump every frame of the guest's NIC into a pcap file (``pcap_option`` already escaped),
+    each cut to its first ``CAPTURE_SNAPLEN`` bytes."""
+    return ["-object", f"filter-dump,id=dump0,netdev={NETDEV_ID},file={pcap_option},maxlen={CAPTURE_SNAPLEN}"]
 
 
 def free_loopback_port() -> int:
