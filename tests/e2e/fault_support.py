@@ -182,18 +182,46 @@ def run_checks(results: Path) -> dict[str, dict[str, object]]:
     return {str(r["check"]): r for r in read_journal(results) if r.get("kind") == "check"}
 
 
-def guest_side_channel(run_id: str, tmp: Path) -> SSHTransport:
-    """An SSH connection of the test's own to the run's first running VM (a full run may have its
-    second VM up beside it), to break it from inside."""
+def guest_side_channel(run_id: str, tmp: Path, holding: str | None = None, wait_s: float = 600.0) -> SSHTransport:
+    """An SSH connection of the test's own into one of the run's running VMs, to break it from
+    inside: the first VM started where the shell test ``holding`` succeeds (the one whose installer
+    or server a fault is meant for: a full run has its second VM up beside the first), polled
+    until ``wait_s``; without ``holding``, the first VM started."""
     provider = QemuProvider(PATHS)
-    running = [d for d in run_vm_dirs(run_id) if provider._process(provider.record(d.name)) is not None]
-    assert running, f"run {run_id} has no running VM"
-    vm_dir = min(running, key=lambda d: d.stat().st_mtime)
-    name = VMName.parse(vm_dir.name)
-    assert name is not None
-    endpoint = provider.wait_ready(name, 120)
-    return SSHTransport.connect(endpoint, known_hosts=tmp / f"{name}.known_hosts",
-                                log_path=tmp / f"{name}.side-channel.log", deadline_s=120)
+    opened: dict[str, SSHTransport] = {}
+    deadline = time.monotonic() + wait_s
+    try:
+        while True:
+            for vm_dir in _running_vms_in_start_order(provider, run_id):
+                name = VMName.parse(vm_dir.name)
+                assert name is not None
+                if vm_dir.name not in opened:
+                    endpoint = provider.wait_ready(name, 120)
+                    opened[vm_dir.name] = SSHTransport.connect(
+                        endpoint, known_hosts=tmp / f"{name}.known_hosts",
+                        log_path=tmp / f"{name}.side-channel.log", deadline_s=120)
+                side = opened[vm_dir.name]
+                if holding is None or side.run(holding, timeout=30).ok:
+                    del opened[vm_dir.name]
+                    return side
+            if time.monotonic() > deadline:
+                pytest.fail(f"no VM of run {run_id} where `{holding}` held within {wait_s:.0f} s")
+            time.sleep(0.5)
+    finally:
+        for other in opened.values():
+            other.close()
+
+
+def _running_vms_in_start_order(provider: QemuProvider, run_id: str) -> list[Path]:
+    started: dict[Path, float] = {}
+    for vm_dir in run_vm_dirs(run_id):
+        process = provider._process(provider.record(vm_dir.name))
+        try:
+            if process is not None:
+                started[vm_dir] = process.create_time()
+        except psutil.Error:
+            continue  # it went while we looked
+    return sorted(started, key=started.__getitem__)
 
 
 def hypervisor_pid(run_id: str) -> int:
