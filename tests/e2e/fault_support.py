@@ -81,11 +81,18 @@ class HarnessRun:
         workdir = tmp / run_id
         workdir.mkdir(parents=True)
         log = (workdir / "harness.log").open("w")
-        process = subprocess.Popen(
-            [*HARNESS, "run", "--results-dir", str(workdir / "results"), *args,
-             "--", "--testrunuid", run_id, "--vm-slot-timeout", str(START_TIMEOUT_S), *pytest_args],
-            stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
-        )
+        # The run takes Ctrl-C as one started at a terminal does. A test session started in the
+        # background by a non-interactive shell has SIGINT ignored, which a child would inherit;
+        # a handled signal is reset to its default in the child instead.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            process = subprocess.Popen(
+                [*HARNESS, "run", "--results-dir", str(workdir / "results"), *args,
+                 "--", "--testrunuid", run_id, "--vm-slot-timeout", str(START_TIMEOUT_S), *pytest_args],
+                stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
+            )
+        finally:
+            signal.signal(signal.SIGINT, previous)
         return cls(run_id, workdir, process)
 
     @property
