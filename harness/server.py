@@ -24,10 +24,15 @@ POLL_INTERVAL_S = 0.5
 PID_GRACE_S = 15.0  # a launcher may write its pid file a moment after returning
 COMMAND_TIMEOUT_S = 60.0
 LOG_TAIL_LINES = 30
+HEALTH_TIMEOUT_S = 10.0  # one health request; a server that takes longer is hung, not busy
 
 
 class ServerFailed(ProductDefect):
     """The release's server did not start, did not become healthy, or did not stop cleanly."""
+
+
+class ServerDied(ProductDefect):
+    """The release's server stopped answering after it had started healthy, with nobody stopping it."""
 
 
 @dataclass(frozen=True)
@@ -67,9 +72,10 @@ class Server:
         self.logs_dir = logs_dir
         self.local_port: int | None = None
         self.started_count = 0
+        self.running = False  # started healthy and not stopped since: silence now means it died
         self.last_ready_s: float | None = None
         self._forward = ExitStack()
-        self._http = httpx.Client(timeout=httpx.Timeout(10.0, connect=5.0), trust_env=False)
+        self._http = httpx.Client(timeout=httpx.Timeout(HEALTH_TIMEOUT_S, connect=5.0), trust_env=False)
 
     @property
     def base_url(self) -> str:
@@ -115,6 +121,7 @@ class Server:
         if self.spec.load is not None:
             self._load_model()
         self.last_ready_s = time.monotonic() - started
+        self.running = True
         return self.last_ready_s
 
     def _wait_healthy(self, started: float) -> None:
@@ -172,12 +179,19 @@ class Server:
         return {"nopid": "no pid", "running": "running", "dead": "dead"}.get(word, "dead")
 
     def healthy(self) -> bool:
+        return not self.unhealthy_because()
+
+    def unhealthy_because(self) -> str:
+        """"" when the health path answers 200, else what happened instead."""
         if self.local_port is None:
-            return False
+            return "it was never started"
         try:
-            return self._http.get(f"{self.base_url}{self.spec.health_path}").status_code == 200
-        except httpx.HTTPError:
-            return False
+            status = self._http.get(f"{self.base_url}{self.spec.health_path}").status_code
+        except httpx.TimeoutException:
+            return f"its health check did not answer within {HEALTH_TIMEOUT_S:g} s"
+        except httpx.HTTPError as exc:
+            return f"its health check failed: {type(exc).__name__} (connection refused or closed)"
+        return "" if status == 200 else f"its health check answered HTTP {status}"
 
     def _port_open(self) -> bool:
         """Whether anything accepts on the server port inside the guest (bash's /dev/tcp)."""
@@ -190,6 +204,7 @@ class Server:
     def stop(self) -> StopReport:
         """Stop as the profile says, then verify; kill what is left so the VM stays usable."""
         started = time.monotonic()
+        self.running = False
         pid = self.guest.run(f"cat {shlex.quote(self.pid_file)} 2>/dev/null", timeout=30).stdout.strip()
         command = self.spec.stop
         try:

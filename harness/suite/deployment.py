@@ -40,7 +40,7 @@ from harness.install import (
 from harness.journal import Journal, PhaseRecord
 from harness.profile import ConditionSpec
 from harness.release import Release
-from harness.server import Server, ServerFailed
+from harness.server import Server, ServerDied, ServerFailed
 from harness.suite.target import Target
 from harness.vm.machine import Machine
 from harness.vm.provider import VMOptions
@@ -104,7 +104,7 @@ class Deployment:
     report: Reporter
     logs_dir: Path
     network_note: str = ""
-    server_error: ServerFailed | None = None
+    server_error: ServerFailed | ServerDied | None = None
     first_completion: Completion | None = None
     _server: Server | None = field(default=None, repr=False)
 
@@ -113,18 +113,33 @@ class Deployment:
         return self.target.name
 
     def server(self) -> Server:
-        """The started server; raises ServerFailed (once, then from cache) if it cannot start."""
+        """The started server, (re)started when it is not running; raises ServerFailed (once,
+        then from cache) if it cannot start, and ServerDied when it stopped answering on its own:
+        the check that finds it so fails, and the checks after it get the restarted server."""
         if self.server_error is not None:
             raise self.server_error
         if self._server is None:
             self._server = Server(self.machine, self.installed.bound, self.logs_dir)
-        if not self._server.healthy():
-            try:
-                with self.report.phase("serve", target=self.name):
-                    self._server.start()
-            except ServerFailed as exc:
-                self.server_error = exc
-                raise
+        why = self._server.unhealthy_because()
+        if not why:
+            return self._server
+        # Silence over a fallen SSH link says nothing about the server: the restart below then
+        # fails as the harness's own trouble.
+        died = self._server.running and self._link_alive()
+        logs = self._server.log_tails() if died else ""
+        try:
+            with self.report.phase("serve", target=self.name):
+                self._server.start()
+        except ServerFailed as exc:
+            failure: ServerFailed | ServerDied = exc
+            if died:
+                failure = ServerDied(f"the server died after it had started healthy ({why}), and a restart "
+                                     f"failed: {exc.message}", detail=logs)
+            self.server_error = failure
+            raise failure from None
+        if died:
+            raise ServerDied(f"the server died after it had started healthy ({why}); it was restarted for the "
+                             "checks after this one", hint="see the server log tails below", detail=logs)
         return self._server
 
     def client(self) -> CompletionClient:
