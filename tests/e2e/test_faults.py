@@ -223,9 +223,10 @@ def test_sshd_killed_mid_transfer_is_broken_and_named(start_run: StartRun, tmp_p
     wait_until(lambda: len(run_vm_dirs(run.run_id)) == 1 and run.phases() & {"vm_connect"}, 600, "the SSH login")
     side = guest_side_channel(run.run_id, tmp_path)
     try:
-        # Fires the moment the run's SFTP upload starts: every sshd goes, the listener too.
-        side.run("sudo -n sh -c 'while ! pgrep -f [s]ftp-server >/dev/null; do sleep 0.05; done; "
-                 "pkill -KILL -x sshd' >/dev/null 2>&1 &", timeout=30)
+        # Fires the moment the run's SFTP upload starts: every sshd goes, the listener too. In a
+        # session of its own, so closing this side channel does not hang it up first.
+        side.run("sudo -n setsid sh -c 'while ! pgrep -f [s]ftp-server >/dev/null; do sleep 0.05; done; "
+                 "pkill -KILL -x sshd' </dev/null >/dev/null 2>&1 &", timeout=30)
     finally:
         side.close()
     _finished_with(run, "broken", r"SSH|ssh")
