@@ -220,7 +220,8 @@ def test_qemu_killed_mid_install_is_broken_and_named(start_run: StartRun, tmp_pa
 def test_sshd_killed_mid_transfer_is_broken_and_named(start_run: StartRun, tmp_path: Path) -> None:
     run = start_run()
     run.wait_booting()
-    wait_until(lambda: len(run_vm_dirs(run.run_id)) == 1 and run.phases() & {"vm_connect"}, 600, "the SSH login")
+    # Armed as soon as the first VM's sshd answers, before the run's own login and upload (once
+    # the second VM is up, or the upload is over, the trigger could wait for an SFTP that never comes).
     side = guest_side_channel(run.run_id, tmp_path)
     try:
         # Fires the moment the run's SFTP upload starts: every sshd goes, the listener too. In a
