@@ -182,7 +182,7 @@ class Server:
         return not self.unhealthy_because()
 
     def unhealthy_because(self) -> str:
-        """"" when the health path answers 200, else what happened instead."""
+        """Empty when the health path answers 200, else what happened instead."""
         if self.local_port is None:
             return "it was never started"
         try:
