@@ -32,7 +32,9 @@ class ServerFailed(ProductDefect):
 
 
 class ServerDied(ProductDefect):
-    """The release's server stopped answering after it had started healthy, with nobody stopping it."""
+    """The release's server stopped serving after it had started healthy: it stopped answering
+    with nobody stopping it, or it did not start again after a check stopped it. Unlike
+    ServerFailed it is no longer server_starts' finding, so it fails the checks it reaches."""
 
 
 @dataclass(frozen=True)

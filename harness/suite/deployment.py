@@ -135,6 +135,9 @@ class Deployment:
             if died:
                 failure = ServerDied(f"the server died after it had started healthy ({why}), and a restart "
                                      f"failed: {exc.message}", detail=logs)
+            elif self._server.last_ready_s is not None:  # it had started healthy: server_starts passed
+                failure = ServerDied(f"the server did not start again after a check stopped it: {exc.message}",
+                                     hint=exc.hint, detail=exc.detail)
             self.server_error = failure
             raise failure from None
         if died:

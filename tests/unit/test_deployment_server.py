@@ -24,6 +24,7 @@ class FakeServer:
         self.up = False
         self.starts = 0
         self.restart_fails = restart_fails
+        self.last_ready_s: float | None = None
 
     def unhealthy_because(self) -> str:
         return "" if self.up else "its health check failed: ConnectError (connection refused or closed)"
@@ -33,6 +34,7 @@ class FakeServer:
         if self.restart_fails and self.starts > 1:
             raise ServerFailed("the start command exited with 1: refapp serve")
         self.up = self.running = True
+        self.last_ready_s = 1.0
         return 1.0
 
     def stop(self) -> None:
@@ -102,3 +104,24 @@ def test_silence_over_a_fallen_ssh_link_is_not_called_a_death() -> None:
     server.up = server.running = True
     server.up = False
     assert found.server() is server  # restarted; with a real link gone the start itself is broken
+
+
+def test_a_server_that_does_not_start_again_after_a_check_stopped_it_fails_what_needs_it() -> None:
+    """server_starts passed, so a failed restart is nobody's finding unless the checks fail on it."""
+    server = FakeServer(restart_fails=True)
+    found = deployment(server)
+    found.server()
+    server.stop()  # server_stops_cleanly
+    for _ in range(2):
+        with pytest.raises(ServerDied, match="did not start again after a check stopped it: the start command"):
+            found.server()
+
+
+def test_a_server_that_never_started_stays_server_starts_finding() -> None:
+    class NeverStarts(FakeServer):
+        def start(self) -> float:
+            raise ServerFailed("the start command exited with 1: refapp serve")
+
+    found = deployment(NeverStarts())
+    with pytest.raises(ServerFailed):
+        found.server()
