@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 from harness.config import HostPaths
+from harness.errors import HarnessError
 from harness.host.leases import LeaseBook
 from harness.host.slots import SlotPool
 from harness.ssh import SSHTransport
@@ -222,12 +223,12 @@ def guest_side_channel(run_id: str, tmp: Path, holding: str | None = None, wait_
 def _running_vms_in_start_order(provider: QemuProvider, run_id: str) -> list[Path]:
     started: dict[Path, float] = {}
     for vm_dir in run_vm_dirs(run_id):
-        process = provider._process(provider.record(vm_dir.name))
         try:
+            process = provider._process(provider.record(vm_dir.name))
             if process is not None:
                 started[vm_dir] = process.create_time()
-        except psutil.Error:
-            continue  # it went while we looked
+        except (HarnessError, OSError, psutil.Error):
+            continue  # still being made (no record yet), or it went while we looked
     return sorted(started, key=started.__getitem__)
 
 
