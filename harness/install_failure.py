@@ -72,7 +72,7 @@ class InstallFailure:
     exit_code: int | None
     cause: str = ""
     hint: str = ""
-    timeout_s: float | None = None  # the step's timeout, for a killed installer
+    timeout_s: float | None = None  # the step's timeout (the headline names it when it killed the installer)
 
     def headline(self) -> str:
         after = f" after {self.timeout_s:g} s" if self.timeout_s is not None else " at its timeout"
@@ -96,7 +96,7 @@ def diagnose(output: str, exit_code: int | None, timeout_s: float | None = None)
     step = _step(lines, index)
     found = next((s for s in SIGNATURES if s.pattern.search(output)), None)
     return InstallFailure(step, first_error, exit_code, found.cause if found else "", found.hint if found else "",
-                          timeout_s if exit_code is None else None)
+                          timeout_s)
 
 
 def first_error_index(lines: Sequence[str]) -> int | None:

@@ -180,9 +180,6 @@ class Server:
         word = result.stdout.strip()
         return {"nopid": "no pid", "running": "running", "dead": "dead"}.get(word, "dead")
 
-    def healthy(self) -> bool:
-        return not self.unhealthy_because()
-
     def unhealthy_because(self) -> str:
         """Empty when the health path answers 200, else what happened instead."""
         if self.local_port is None:
