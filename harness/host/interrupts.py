@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -21,15 +22,23 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-class SigtermAsInterrupt:
-    """While installed, the first SIGTERM raises KeyboardInterrupt in the main thread; later ones
-    are ignored so that the cleanup the first one triggered can finish. Installing inside an
-    already guarded region is a no-op; ``restore`` puts the previous handler back."""
+# A supervisor often repeats SIGTERM at once (to the whole group, or in a retry loop); repeats
+# that soon must not cut short the cleanup the first one began. One arriving later means the first
+# interrupt was swallowed somewhere, or the cleanup is stuck: that one has to stop the run again.
+REPEAT_GRACE_S = 10.0
 
-    def __init__(self) -> None:
+
+class SigtermAsInterrupt:
+    """While installed, a SIGTERM raises KeyboardInterrupt in the main thread; repeats within
+    ``repeat_grace_s`` of the last one that did are ignored so that the cleanup it triggered can
+    finish. Installing inside an already guarded region is a no-op; ``restore`` puts the previous
+    handler back."""
+
+    def __init__(self, repeat_grace_s: float = REPEAT_GRACE_S) -> None:
         self._previous: Any = None
         self._installed = False
-        self._fired = False
+        self._repeat_grace_s = repeat_grace_s
+        self._fired_at: float | None = None
 
     def install(self) -> Self:
         if not _in_main_thread() or self._installed:
@@ -44,9 +53,10 @@ class SigtermAsInterrupt:
         return self
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self._fired:
+        now = time.monotonic()
+        if self._fired_at is not None and now - self._fired_at < self._repeat_grace_s:
             return
-        self._fired = True
+        self._fired_at = now
         raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
     def restore(self) -> None:

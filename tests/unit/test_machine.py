@@ -179,13 +179,22 @@ def test_ctrl_c_during_teardown_does_not_stop_the_teardown(
     assert provider.calls[-1].startswith("delete")
 
 
-def test_sigterm_guard_fires_once_and_restores(unguarded_sigterm: None) -> None:
+def test_sigterm_guard_swallows_a_prompt_repeat_and_restores(unguarded_sigterm: None) -> None:
     before = signal.getsignal(signal.SIGTERM)
     with SigtermAsInterrupt(), SigtermAsInterrupt():  # nested: a no-op
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGTERM)
         os.kill(os.getpid(), signal.SIGTERM)  # the second is swallowed while cleaning up
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_sigterm_after_the_grace_stops_the_run_again(unguarded_sigterm: None) -> None:
+    # Had the first interrupt been swallowed, ignoring every later SIGTERM would make the run
+    # unstoppable short of SIGKILL.
+    with SigtermAsInterrupt(repeat_grace_s=0.0):
+        for _ in range(2):
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGTERM)
 
 
 def test_cleanup_runs_to_its_end_through_ctrl_c() -> None:
