@@ -190,7 +190,8 @@ def run_checks(results: Path) -> dict[str, dict[str, object]]:
     return {str(r["check"]): r for r in read_journal(results) if r.get("kind") == "check"}
 
 
-def guest_side_channel(run_id: str, tmp: Path, holding: str | None = None, wait_s: float = 600.0) -> SSHTransport:
+def guest_side_channel(run_id: str, tmp: Path, holding: str | None = None, wait_s: float = 600.0,
+                       poll_s: float = 0.5) -> SSHTransport:
     """An SSH connection of the test's own into one of the run's running VMs, to break it from
     inside: the first VM started where the shell test ``holding`` succeeds (the one whose installer
     or server a fault is meant for: a full run has its second VM up beside the first), polled
@@ -214,7 +215,7 @@ def guest_side_channel(run_id: str, tmp: Path, holding: str | None = None, wait_
                     return side
             if time.monotonic() > deadline:
                 pytest.fail(f"no VM of run {run_id} where `{holding}` held within {wait_s:.0f} s")
-            time.sleep(0.5)
+            time.sleep(poll_s)
     finally:
         for other in opened.values():
             other.close()

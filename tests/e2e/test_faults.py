@@ -33,6 +33,7 @@ from fault_support import (
 )
 
 from harness.host.slots import SlotPool
+from harness.install import UPLOAD_DIR
 from harness.suite.reference import default_release
 from harness.vm.machine import Machine, MachineSettings
 from harness.vm.provider import VMOptions
@@ -216,20 +217,28 @@ def test_qemu_killed_mid_install_is_broken_and_named(start_run: StartRun, tmp_pa
     assert_next_run_works(tmp_path)
 
 
+# The release is the first file the run copies in: once it exists while an sftp-server runs, the
+# transfer is under way.
+UPLOADING = f"pgrep -f '[s]ftp-server' >/dev/null && test -e {UPLOAD_DIR}/{{name}}"
+
+
 @pytest.mark.ondemand
 def test_sshd_killed_mid_transfer_is_broken_and_named(start_run: StartRun, tmp_path: Path) -> None:
+    release = Path(_reference())
     run = start_run()
     run.wait_booting()
-    # Armed as soon as the first VM's sshd answers, before the run's own login and upload (once
-    # the second VM is up, or the upload is over, the trigger could wait for an SFTP that never comes).
-    side = guest_side_channel(run.run_id, tmp_path)
+    side = guest_side_channel(run.run_id, tmp_path, holding=UPLOADING.format(name=release.name), poll_s=0.1)
     try:
-        # Fires the moment the run's SFTP upload starts: every sshd goes, the listener too. In a
-        # session of its own, so closing this side channel does not hang it up first.
-        side.run("sudo -n setsid sh -c 'while ! pgrep -f [s]ftp-server >/dev/null; do sleep 0.05; done; "
-                 "pkill -KILL -x sshd' </dev/null >/dev/null 2>&1 &", timeout=30)
+        # Every sshd goes, the listener too. In a session of its own and a moment later, so that
+        # this side channel gets its answer first and closing it does not hang the killer up.
+        sent = side.run(f"stat -c %s {UPLOAD_DIR}/{release.name}; sudo -n setsid sh -c "
+                        "'sleep 0.3; pkill -KILL -x sshd' </dev/null >/dev/null 2>&1 &", timeout=30, check=True)
     finally:
         side.close()
+    copied, size = int(sent.stdout.split()[0]), release.stat().st_size
+    _figure(tmp_path, "bytes_copied_at_kill", copied)
+    _figure(tmp_path, "release_bytes", size)
+    assert copied < size, "the release was copied in whole before the fault landed"
     _finished_with(run, "broken", r"SSH|ssh")
     assert_the_release_is_not_blamed(run)
     assert_nothing_left(run.run_id, [])
