@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -190,35 +191,63 @@ def run_checks(results: Path) -> dict[str, dict[str, object]]:
     return {str(r["check"]): r for r in read_journal(results) if r.get("kind") == "check"}
 
 
-def guest_side_channel(run_id: str, tmp: Path, holding: str | None = None, wait_s: float = 600.0,
-                       poll_s: float = 0.5) -> SSHTransport:
+def _side_channels(run_id: str, tmp: Path, opened: dict[str, SSHTransport],
+                   passing_over: Collection[str] = ()) -> Iterator[tuple[str, SSHTransport]]:
+    """A side channel into each of the run's running VMs, first started first (kept in ``opened``)."""
+    provider = QemuProvider(PATHS)
+    for vm_dir in _running_vms_in_start_order(provider, run_id):
+        if vm_dir.name in passing_over:
+            continue
+        if vm_dir.name not in opened:
+            name = VMName.parse(vm_dir.name)
+            assert name is not None
+            endpoint = provider.wait_ready(name, 120)
+            opened[vm_dir.name] = SSHTransport.connect(
+                endpoint, known_hosts=tmp / f"{name}.known_hosts",
+                log_path=tmp / f"{name}.side-channel.log", deadline_s=120)
+        yield vm_dir.name, opened[vm_dir.name]
+
+
+def guest_side_channel(run_id: str, tmp: Path, holding: str | None = None, wait_s: float = 600.0) -> SSHTransport:
     """An SSH connection of the test's own into one of the run's running VMs, to break it from
     inside: the first VM started where the shell test ``holding`` succeeds (the one whose installer
     or server a fault is meant for: a full run has its second VM up beside the first), polled
     until ``wait_s``; without ``holding``, the first VM started."""
-    provider = QemuProvider(PATHS)
     opened: dict[str, SSHTransport] = {}
     deadline = time.monotonic() + wait_s
     try:
         while True:
-            for vm_dir in _running_vms_in_start_order(provider, run_id):
-                name = VMName.parse(vm_dir.name)
-                assert name is not None
-                if vm_dir.name not in opened:
-                    endpoint = provider.wait_ready(name, 120)
-                    opened[vm_dir.name] = SSHTransport.connect(
-                        endpoint, known_hosts=tmp / f"{name}.known_hosts",
-                        log_path=tmp / f"{name}.side-channel.log", deadline_s=120)
-                side = opened[vm_dir.name]
+            for name, side in _side_channels(run_id, tmp, opened):
                 if holding is None or side.run(holding, timeout=30).ok:
-                    del opened[vm_dir.name]
+                    del opened[name]
                     return side
             if time.monotonic() > deadline:
                 pytest.fail(f"no VM of run {run_id} where `{holding}` held within {wait_s:.0f} s")
-            time.sleep(poll_s)
+            time.sleep(0.5)
     finally:
         for other in opened.values():
             other.close()
+
+
+def run_in_each_vm(run_id: str, tmp: Path, command: str, vms: int, wait_s: float) -> dict[str, str]:
+    """``command`` once in each of the run's first ``vms`` VMs, as soon as each answers; by VM, what
+    it printed, or why the side channel fell while it ran (a command that breaks SSH itself)."""
+    said: dict[str, str] = {}
+    opened: dict[str, SSHTransport] = {}
+    deadline = time.monotonic() + wait_s
+    try:
+        while len(said) < vms and time.monotonic() < deadline:
+            for name, side in _side_channels(run_id, tmp, opened, passing_over=said):
+                try:
+                    said[name] = side.run(command, timeout=30, check=True).stdout.strip()
+                except HarnessError as exc:
+                    said[name] = f"fell: {str(exc).splitlines()[0]}"
+                opened.pop(name).close()
+            time.sleep(0.1)
+    finally:
+        for other in opened.values():
+            other.close()
+    return said
 
 
 def _running_vms_in_start_order(provider: QemuProvider, run_id: str) -> list[Path]:

@@ -28,6 +28,7 @@ from fault_support import (
     hypervisor_pid,
     hypervisors_of,
     run_checks,
+    run_in_each_vm,
     run_vm_dirs,
     wait_until,
 )
@@ -217,9 +218,13 @@ def test_qemu_killed_mid_install_is_broken_and_named(start_run: StartRun, tmp_pa
     assert_next_run_works(tmp_path)
 
 
-# The release is the first file the run copies in: once it exists while an sftp-server runs, the
-# transfer is under way.
-UPLOADING = f"pgrep -f '[s]ftp-server' >/dev/null && test -e {UPLOAD_DIR}/{{name}}"
+# Armed in a VM before its copy starts, this fires at the first bytes of the release (the first
+# file the run copies in), so it lands mid-transfer. It takes every sshd, the listener too, in a
+# session of its own so that closing the side channel that armed it does not hang it up.
+KILL_SSHD_AT_FIRST_BYTES = (
+    "f={upload}/{name}; if test -e $f; then echo late; exit 0; fi; "
+    "sudo -n setsid sh -c \"while ! test -s $f; do sleep 0.05; done; pkill -KILL -x sshd\" "
+    "</dev/null >/dev/null 2>&1 & echo armed")
 
 
 @pytest.mark.ondemand
@@ -227,18 +232,11 @@ def test_sshd_killed_mid_transfer_is_broken_and_named(start_run: StartRun, tmp_p
     release = Path(_reference())
     run = start_run()
     run.wait_booting()
-    side = guest_side_channel(run.run_id, tmp_path, holding=UPLOADING.format(name=release.name), poll_s=0.1)
-    try:
-        # Every sshd goes, the listener too. In a session of its own and a moment later, so that
-        # this side channel gets its answer first and closing it does not hang the killer up.
-        sent = side.run(f"stat -c %s {UPLOAD_DIR}/{release.name}; sudo -n setsid sh -c "
-                        "'sleep 0.3; pkill -KILL -x sshd' </dev/null >/dev/null 2>&1 &", timeout=30, check=True)
-    finally:
-        side.close()
-    copied, size = int(sent.stdout.split()[0]), release.stat().st_size
-    _figure(tmp_path, "bytes_copied_at_kill", copied)
-    _figure(tmp_path, "release_bytes", size)
-    assert copied < size, "the release was copied in whole before the fault landed"
+    # Both VMs of the run boot together; whichever copy starts after its trigger is armed is hit.
+    armed = run_in_each_vm(run.run_id, tmp_path, KILL_SSHD_AT_FIRST_BYTES.format(upload=UPLOAD_DIR, name=release.name),
+                           vms=2, wait_s=300)
+    print(f"trigger per VM: {armed}")
+    assert any(said != "late" for said in armed.values()), f"every copy was under way before the trigger: {armed}"
     _finished_with(run, "broken", r"SSH|ssh")
     assert_the_release_is_not_blamed(run)
     assert_nothing_left(run.run_id, [])
