@@ -229,27 +229,6 @@ def guest_side_channel(run_id: str, tmp: Path, holding: str | None = None, wait_
             other.close()
 
 
-def run_in_each_vm(run_id: str, tmp: Path, command: str, vms: int, wait_s: float) -> dict[str, str]:
-    """``command`` once in each of the run's first ``vms`` VMs, as soon as each answers; by VM, what
-    it printed, or why the side channel fell while it ran (a command that breaks SSH itself)."""
-    said: dict[str, str] = {}
-    opened: dict[str, SSHTransport] = {}
-    deadline = time.monotonic() + wait_s
-    try:
-        while len(said) < vms and time.monotonic() < deadline:
-            for name, side in _side_channels(run_id, tmp, opened, passing_over=said):
-                try:
-                    said[name] = side.run(command, timeout=30, check=True).stdout.strip()
-                except HarnessError as exc:
-                    said[name] = f"fell: {str(exc).splitlines()[0]}"
-                opened.pop(name).close()
-            time.sleep(0.1)
-    finally:
-        for other in opened.values():
-            other.close()
-    return said
-
-
 def _running_vms_in_start_order(provider: QemuProvider, run_id: str) -> list[Path]:
     started: dict[Path, float] = {}
     for vm_dir in run_vm_dirs(run_id):

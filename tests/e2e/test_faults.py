@@ -28,11 +28,11 @@ from fault_support import (
     hypervisor_pid,
     hypervisors_of,
     run_checks,
-    run_in_each_vm,
     run_vm_dirs,
     wait_until,
 )
 
+from harness.checks.reinstall import PREVIOUS_UPLOAD_DIR
 from harness.host.slots import SlotPool
 from harness.install import UPLOAD_DIR
 from harness.suite.reference import default_release
@@ -218,26 +218,31 @@ def test_qemu_killed_mid_install_is_broken_and_named(start_run: StartRun, tmp_pa
     assert_next_run_works(tmp_path)
 
 
-# Armed in a VM before its copy starts, this fires at the first bytes of the release (the first
-# file the run copies in), so it lands mid-transfer. It takes every sshd, the listener too, in a
-# session of its own so that closing the side channel that armed it does not hang it up.
+# Armed in a VM before its copy starts, this fires at the first bytes of the release, so it lands
+# mid-transfer. It takes every sshd, the listener too, in a session of its own so that closing the
+# side channel that armed it does not hang it up.
 KILL_SSHD_AT_FIRST_BYTES = (
     "f={upload}/{name}; if test -e $f; then echo late; exit 0; fi; "
     "sudo -n setsid sh -c \"while ! test -s $f; do sleep 0.05; done; pkill -KILL -x sshd\" "
     "</dev/null >/dev/null 2>&1 & echo armed")
+# A VM's first copy follows its boot within a second or two, before a side channel can arm
+# anything; the upgrade VM's copy of this release waits for the older release's install.
+PREVIOUS_INSTALLING = f"pgrep -f '[{PREVIOUS_UPLOAD_DIR[0]}]{PREVIOUS_UPLOAD_DIR[1:]}/install.sh' >/dev/null"
 
 
 @pytest.mark.ondemand
 def test_sshd_killed_mid_transfer_is_broken_and_named(start_run: StartRun, tmp_path: Path) -> None:
     release = Path(_reference())
-    run = start_run()
-    run.wait_booting()
-    # Both VMs of the run boot together; whichever copy starts after its trigger is armed is hit.
-    armed = run_in_each_vm(run.run_id, tmp_path, KILL_SSHD_AT_FIRST_BYTES.format(upload=UPLOAD_DIR, name=release.name),
-                           vms=2, wait_s=300)
-    print(f"trigger per VM: {armed}")
-    assert any(said != "late" for said in armed.values()), f"every copy was under way before the trigger: {armed}"
-    _finished_with(run, "broken", r"SSH|ssh")
+    [previous] = sorted((release.parent / "previous").glob("*.tar.gz"))
+    run = start_run("--upgrade-from", str(previous), "-k", "upgrade_clean")
+    side = guest_side_channel(run.run_id, tmp_path, holding=PREVIOUS_INSTALLING)
+    try:
+        said = side.run(KILL_SSHD_AT_FIRST_BYTES.format(upload=UPLOAD_DIR, name=release.name), timeout=30, check=True)
+    finally:
+        side.close()
+    assert said.stdout.strip() == "armed", said.stdout
+    record = _finished_with(run, "broken", r"SSH|ssh")
+    assert record["check"] == "upgrade_clean"
     assert_the_release_is_not_blamed(run)
     assert_nothing_left(run.run_id, [])
     assert_next_run_works(tmp_path)
