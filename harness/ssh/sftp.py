@@ -23,6 +23,7 @@ from harness.vm.provider import SSHEndpoint
 SFTP_REQUEST_SIZE = 255 * 1024
 SFTP_PREFETCH_REQUESTS = 64
 COPY_BLOCK = 4 * 2**20
+CONNECTION_LOSS_GRACE_S = 1.0
 
 # The guest's sha256 of a path, within a timeout (a command run over the same connection).
 RemoteChecksum = Callable[[str, float], str]
@@ -138,10 +139,26 @@ class FileCopies:
         except (OSError, paramiko.SSHException, EOFError) as exc:
             if isinstance(exc, RemoteTimeout):
                 raise
+            if self._connection_fell():
+                raise InfrastructureError(
+                    f"the SSH connection to {self.endpoint.host}:{self.endpoint.port} dropped during "
+                    f"the SFTP {verb} of {remote}",
+                    hint="the guest's sshd or the VM itself went away: see its console log",
+                ) from None
             raise InfrastructureError(
-                f"SFTP {verb} {local} <-> {remote} failed: {exc}",
+                f"SFTP {verb} {local} <-> {remote} failed: {exc or type(exc).__name__}",
                 hint="check that the guest path's directory exists and has free space",
             ) from None
+
+    def _connection_fell(self) -> bool:
+        """Whether the connection itself is gone; its reader thread may need a moment to say so
+        after the SFTP channel saw the end of the stream."""
+        deadline = time.monotonic() + CONNECTION_LOSS_GRACE_S
+        while self._transport.is_active():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
+        return True
 
 
 def _check_deadline(deadline: float, verb: str, path: str, timeout: float) -> None:

@@ -241,7 +241,7 @@ def test_sshd_killed_mid_transfer_is_broken_and_named(start_run: StartRun, tmp_p
     finally:
         side.close()
     assert said.stdout.strip() == "armed", said.stdout
-    record = _finished_with(run, "broken", r"SSH|ssh")
+    record = _finished_with(run, "broken", rf"SSH connection to 127\.0\.0\.1:\d+ dropped during the SFTP put of {UPLOAD_DIR}/")
     assert record["check"] == "upgrade_clean"
     assert_the_release_is_not_blamed(run)
     assert_nothing_left(run.run_id, [])

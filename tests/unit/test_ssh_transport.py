@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import paramiko
+import psutil
 import pytest
 from sshd_server import LocalSSHD, free_port, keygen, run_sshd, sshd_fixture  # noqa: F401 (fixture)
 
@@ -125,6 +126,35 @@ def test_put_to_a_missing_directory_is_a_clear_error(ssh: SSHTransport, tmp_path
     source.write_text("x")
     with pytest.raises(InfrastructureError, match="SFTP put .* failed"):
         ssh.put(source, str(tmp_path / "no" / "such" / "dir" / "small"))
+
+
+def test_sshd_killed_mid_put_names_the_dropped_connection(sshd: LocalSSHD, tmp_path: Path) -> None:
+    source = tmp_path / "big"
+    source.write_bytes(os.urandom(64 * 2**20))
+    remote = tmp_path / "remote-big"
+    with run_sshd(tmp_path / "doomed", sshd.endpoint.key_path) as doomed, SSHTransport.connect(
+        doomed.endpoint, known_hosts=tmp_path / "kh", log_path=tmp_path / "log", deadline_s=20,
+    ) as transport:
+
+        def kill_at_first_bytes() -> None:
+            deadline = time.monotonic() + 60
+            while not (remote.exists() and remote.stat().st_size) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            # The listener and the session's sshd (each session has a process group of its own).
+            listener = psutil.Process(doomed.process.pid)
+            for process in [*listener.children(recursive=True), listener]:
+                process.kill()
+
+        killer = threading.Thread(target=kill_at_first_bytes)
+        killer.start()
+        try:
+            with pytest.raises(InfrastructureError) as caught:
+                transport.put(source, str(remote), timeout=60)
+        finally:
+            killer.join(timeout=70)
+    assert remote.stat().st_size < source.stat().st_size, "the copy ended before the kill"
+    assert f"the SSH connection to 127.0.0.1:{doomed.endpoint.port} dropped during the SFTP put" in caught.value.message
+    assert "console log" in (caught.value.hint or "")
 
 
 def test_a_corrupt_copy_is_detected(
