@@ -25,6 +25,7 @@ from harness.errors import HarnessError, UsageError
 from harness.journal import STAGE_MARK, CheckRecord, GenericRecord, Journal, Outcome, read_journal
 from harness.report import allure_glue, junit, progress
 from harness.report.allure_files import write_allure_extras
+from harness.report.disk_guard import DiskGuard
 from harness.report.facts import HostFacts, facts_from_records
 from harness.report.formatting import first_lines
 from harness.report.history import HistoryStore
@@ -108,6 +109,8 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(layout.junit)
     config.stash[session_key] = session
     config.pluginmanager.register(session, "harness-report-session")
+    if active or worker:
+        config.pluginmanager.register(DiskGuard(layout.root), "harness-disk-guard")
     if active:
         progress.register(config)
     fixer = allure_glue.OutcomeFixer()

@@ -74,14 +74,16 @@ class HarnessRun:
     run_id: str
     workdir: Path
     process: subprocess.Popen[str]
+    results: Path
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
     def start(cls, tmp: Path, *args: str, pytest_args: tuple[str, ...] = (),
-              env: dict[str, str] | None = None) -> HarnessRun:
+              env: dict[str, str] | None = None, results: Path | None = None) -> HarnessRun:
         run_id = new_run_id()
         workdir = tmp / run_id
         workdir.mkdir(parents=True)
+        results = results or workdir / "results"
         log = (workdir / "harness.log").open("w")
         # The run takes Ctrl-C as one started at a terminal does. A test session started in the
         # background by a non-interactive shell has SIGINT ignored, which a child would inherit;
@@ -89,17 +91,13 @@ class HarnessRun:
         previous = signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             process = subprocess.Popen(
-                [*HARNESS, "run", "--results-dir", str(workdir / "results"), *args,
+                [*HARNESS, "run", "--results-dir", str(results), *args,
                  "--", "--testrunuid", run_id, "--vm-slot-timeout", str(START_TIMEOUT_S), *pytest_args],
                 stdout=log, stderr=subprocess.STDOUT, text=True, env={**os.environ, **(env or {})},
             )
         finally:
             signal.signal(signal.SIGINT, previous)
-        return cls(run_id, workdir, process)
-
-    @property
-    def results(self) -> Path:
-        return self.workdir / "results"
+        return cls(run_id, workdir, process, results)
 
     def output(self) -> str:
         return (self.workdir / "harness.log").read_text(errors="replace")

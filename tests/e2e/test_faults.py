@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -43,6 +44,8 @@ from harness.vm.qemu.provider import QemuProvider
 pytestmark = pytest.mark.vm
 
 KILL_TO_CLEAN_LIMIT_S = 10.0
+# Just over what the start of a run asks to find free.
+RESULTS_FS_MIB = 210
 INTERRUPT_EXIT_TIMEOUT_S = 300.0
 # Into the installer, which runs for about a minute under emulation.
 INTO_INSTALL_S = 5.0
@@ -352,6 +355,44 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     yield mount
     for point in mounted:
         subprocess.run(["umount", str(point)], check=False)
+
+
+def _fill_up(point: Path) -> None:
+    """Takes every free byte of the file system mounted at ``point``."""
+    with (point / "filler").open("wb") as filler:
+        os.posix_fallocate(filler.fileno(), 0, shutil.disk_usage(point).free)
+
+
+def _ended_on_a_full_results_disk(run: HarnessRun) -> str:
+    code = run.wait(RUN_END_TIMEOUT_S)
+    output = run.output()
+    assert code == pytest.ExitCode.INTERNAL_ERROR, output[-3000:]
+    assert f"harness: the results directory {run.results} filled up during the run" in output, output[-3000:]
+    assert "hint: free space there" in output
+    assert "INTERNALERROR" not in output and "Traceback" not in output, output[-6000:]
+    return output
+
+
+def test_a_results_disk_filling_mid_run_stops_it_with_one_sentence(tmpfs: Callable[[str], Path],
+                                                                   start_run: StartRun) -> None:
+    point = tmpfs(f"size={RESULTS_FS_MIB}m")
+    run = start_run("-k", "static or release_checksum", results=point / "results")
+    wait_until(lambda: (run.results / "journal").is_dir() or run.process.poll() is not None, 120,
+               "the run to start writing its results")
+    _fill_up(point)
+    _ended_on_a_full_results_disk(run)
+
+
+@pytest.mark.ondemand
+def test_a_results_disk_filling_mid_install_still_removes_the_vm(tmpfs: Callable[[str], Path],
+                                                                 start_run: StartRun, tmp_path: Path) -> None:
+    point = tmpfs(f"size={RESULTS_FS_MIB}m")
+    run = start_run("-k", "install_offline", results=point / "results")
+    _installer_running(run, tmp_path)
+    _fill_up(point)
+    _ended_on_a_full_results_disk(run)
+    assert_nothing_left(run.run_id, [])
+    assert_next_run_works(tmp_path)
 
 
 @pytest.mark.parametrize(("options", "says"), [

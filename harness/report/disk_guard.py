@@ -1,0 +1,102 @@
+"""A results disk that fills up (or turns read-only) during a run. The start of a run checks it
+(:mod:`harness.report.results_space`); this covers the rest: the run stops its checks, still
+tears its VMs down, and ends with one sentence naming the directory instead of pytest's
+INTERNALERROR dump and a traceback from every plugin that tried to write after it."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import sys
+from collections.abc import Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.errors import InfrastructureError
+
+RESULTS_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def results_write_error(exc: BaseException | None) -> OSError | None:
+    """The out-of-space or read-only error behind ``exc`` (itself, or what it was raised from;
+    for a group, such an error behind each of its members), else None."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno in RESULTS_WRITE_ERRNOS:
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = [results_write_error(member) for member in exc.exceptions]
+            return found[0] if found and all(found) else None
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _free_mib(root: Path) -> str:
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        return f"{shutil.disk_usage(existing).free // 2**20} MiB free now"
+    except OSError as exc:
+        return f"its free space unknown: {exc.strerror or exc}"
+
+
+def describe(root: Path, error: OSError) -> InfrastructureError:
+    happened = "became read-only" if error.errno == errno.EROFS else "filled up"
+    where = f" writing {error.filename}" if error.filename else ""
+    return InfrastructureError(
+        f"the results directory {root} {happened} during the run ({error.strerror}{where}); "
+        "the checks stopped there and the results are incomplete",
+        hint=f"free space there ({_free_mib(root)}) or pass --results-dir DIR on another file system, "
+        "then run again",
+    )
+
+
+@dataclass(eq=False)  # a pytest plugin must stay hashable
+class DiskGuard:
+    """Registered for a portability run (controller and workers alike: both write results)."""
+
+    root: Path
+    error: OSError | None = None
+
+    def _stop(self, session: pytest.Session, error: OSError) -> None:
+        if self.error is None:
+            self.error = error
+            sys.stderr.write(f"\nharness: {describe(self.root, error)}\n")
+        session.shouldstop = "the results directory cannot be written"
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, Any]:
+        try:
+            return (yield)
+        except OSError as exc:
+            error = results_write_error(exc)
+            if error is None:
+                raise
+            self._stop(item.session, error)
+            return True
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, Any, Any]:
+        try:
+            return (yield)
+        except (OSError, BaseExceptionGroup) as exc:
+            error = results_write_error(exc)
+            if error is None:
+                raise
+            self._stop(session, error)
+            # A plugin that failed to write its file cut the hook short, and pytest's own teardown
+            # of session fixtures (the run's VMs) may be one of the calls it cut off. That teardown
+            # runs every finalizer even when some fail (other plugins' reports of them, here).
+            runner: Any = session.config.pluginmanager.get_plugin("runner")
+            try:
+                runner.pytest_sessionfinish(session)
+            except BaseExceptionGroup as failures:
+                if results_write_error(failures) is None:
+                    raise
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            return None
