@@ -109,7 +109,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.option.xmlpath = str(layout.junit)
     config.stash[session_key] = session
     config.pluginmanager.register(session, "harness-report-session")
-    if active or worker:
+    if active:  # in a run's xdist workers too: they write results as well
         config.pluginmanager.register(DiskGuard(layout.root), "harness-disk-guard")
     if active:
         progress.register(config)
