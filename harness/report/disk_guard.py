@@ -69,15 +69,17 @@ class DiskGuard:
             sys.stderr.write(f"\nharness: {describe(self.root, error)}\n")
         session.shouldstop = "the results directory cannot be written"
 
+    # Around the whole loop, not each test: other plugins (allure's among them) wrap each test's
+    # protocol from outside any wrapper of ours and write their files on the way out.
     @pytest.hookimpl(wrapper=True, tryfirst=True)
-    def pytest_runtest_protocol(self, item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, Any, Any]:
+    def pytest_runtestloop(self, session: pytest.Session) -> Generator[None, Any, Any]:
         try:
             return (yield)
         except OSError as exc:
             error = results_write_error(exc)
             if error is None:
                 raise
-            self._stop(item.session, error)
+            self._stop(session, error)
             return True
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
