@@ -2,8 +2,9 @@
 known point of its pipeline, then three questions: did the user get a clear outcome (never a
 hang, never a pass), is nothing of the run left on the host, and does the next run work?
 
-CI runs the SIGKILL probe (the runner killed during the install); every other row of the README's
-fault table is ``ondemand`` (HARNESS_ONDEMAND=1).
+CI runs the SIGKILL probe (the runner killed during the install) and the rows that take seconds
+(no free slot, an unusable or filling results directory); every other row of the README's fault
+table is ``ondemand`` (HARNESS_ONDEMAND=1).
 """
 
 from __future__ import annotations
