@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from harness.errors import InfrastructureError
+from harness.report.results_space import nearest_existing
 
 RESULTS_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
@@ -36,11 +37,8 @@ def results_write_error(exc: BaseException | None) -> OSError | None:
 
 
 def _free_mib(root: Path) -> str:
-    existing = root
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
     try:
-        return f"{shutil.disk_usage(existing).free // 2**20} MiB free now"
+        return f"{shutil.disk_usage(nearest_existing(root)).free // 2**20} MiB free now"
     except OSError as exc:
         return f"its free space unknown: {exc.strerror or exc}"
 

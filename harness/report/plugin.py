@@ -111,7 +111,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(session, "harness-report-session")
     if active:  # in a run's xdist workers too: they write results as well
         config.pluginmanager.register(DiskGuard(layout.root), "harness-disk-guard")
-    if active:
         progress.register(config)
     fixer = allure_glue.OutcomeFixer()
     allure_commons.plugin_manager.register(fixer)

@@ -13,13 +13,19 @@ from harness.errors import UsageError
 MIN_FREE_BYTES = 200 * 1024 * 1024
 
 
+def nearest_existing(root: Path) -> Path:
+    """``root``, or the nearest directory above it that exists (a run makes the rest)."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing
+
+
 def check_results_dir(root: Path, min_free: int = MIN_FREE_BYTES) -> None:
     """UsageError naming the problem when ``root`` cannot hold a run's results. Nothing is left
     behind: a missing ``root`` is judged by the nearest directory that exists (the run makes it)."""
     hint = "pass --results-dir DIR on a writable file system with free space"
-    existing = root
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(root)
     probe = existing / f".write-probe-{os.getpid()}"
     try:
         if not existing.is_dir():
