@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Collection, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -189,13 +189,10 @@ def run_checks(results: Path) -> dict[str, dict[str, object]]:
     return {str(r["check"]): r for r in read_journal(results) if r.get("kind") == "check"}
 
 
-def _side_channels(run_id: str, tmp: Path, opened: dict[str, SSHTransport],
-                   passing_over: Collection[str] = ()) -> Iterator[tuple[str, SSHTransport]]:
+def _side_channels(run_id: str, tmp: Path, opened: dict[str, SSHTransport]) -> Iterator[tuple[str, SSHTransport]]:
     """A side channel into each of the run's running VMs, first started first (kept in ``opened``)."""
     provider = QemuProvider(PATHS)
     for vm_dir in _running_vms_in_start_order(provider, run_id):
-        if vm_dir.name in passing_over:
-            continue
         if vm_dir.name not in opened:
             name = VMName.parse(vm_dir.name)
             assert name is not None

@@ -364,14 +364,13 @@ def _fill_up(point: Path) -> None:
         os.posix_fallocate(filler.fileno(), 0, shutil.disk_usage(point).free)
 
 
-def _ended_on_a_full_results_disk(run: HarnessRun) -> str:
+def _ended_on_a_full_results_disk(run: HarnessRun) -> None:
     code = run.wait(RUN_END_TIMEOUT_S)
     output = run.output()
     assert code == pytest.ExitCode.INTERNAL_ERROR, output[-3000:]
     assert f"harness: the results directory {run.results} filled up during the run" in output, output[-3000:]
     assert "hint: free space there" in output
     assert "INTERNALERROR" not in output and "Traceback" not in output, output[-6000:]
-    return output
 
 
 def test_a_results_disk_filling_mid_run_stops_it_with_one_sentence(tmpfs: Callable[[str], Path],
