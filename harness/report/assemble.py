@@ -20,6 +20,7 @@ from harness.report.identity import TARBALL_TARGET
 from harness.report.junit import JUnitCase
 from harness.report.model import (
     INCOMPLETE_EXIT,
+    TOTAL_PHASE,
     CheckResult,
     DigestResult,
     EgressAttempt,
@@ -81,8 +82,12 @@ def _checks(records: list[Mapping[str, Any]], evidence: list[Evidence]) -> list[
 
 
 def _phases(records: list[Mapping[str, Any]]) -> list[PhaseTiming]:
+    """Each step's timing. A deployment's own ``total`` clock is left out: the run has one total
+    (:attr:`SignoffModel.total_s`), and a second, seconds apart, only makes a reader wonder."""
     grouped: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
+        if record["phase"] == TOTAL_PHASE:
+            continue
         grouped[(record["target"], record["phase"])].append(record)
     timings = []
     for (target, phase), group in sorted(grouped.items()):
@@ -121,9 +126,10 @@ def _footprints(records: list[Mapping[str, Any]]) -> list[Footprint]:
     for record in records:
         data = record.get("data") or {}
         source = str(data.get("source", "installed"))
-        latest[(record.get("target", ""), source)] = Footprint(
-            record.get("target", ""), source, _layer_sizes(data)
-        )
+        # A static footprint measures the tarball; the inspection target it names (debian-12) is
+        # a list of what a system provides, not one of the run's images.
+        target = TARBALL_TARGET if source == "static" else str(record.get("target", ""))
+        latest[(target, source)] = Footprint(target, source, _layer_sizes(data))
     return [latest[k] for k in sorted(latest)]
 
 
@@ -313,5 +319,7 @@ def build_model(
         problems=tuple(problems),
         links=dict(links or {}),
         generated_at=time.time() if now is None else now,
-        critical_paths=tuple(critical_paths(by_kind["phase"] + by_kind["check"])),
+        critical_paths=tuple(
+            critical_paths(by_kind["run"] + by_kind["run_end"] + by_kind["phase"] + by_kind["check"])
+        ),
     )

@@ -6,8 +6,8 @@ answers the first completion, then serves the checks' requests (their call time)
 (``twin_``) and the upgrade VM (``upgrade_``) are chains of their own phases. Nothing on one chain
 can start before the step before it on that chain, but the chains are independent, so the best
 any arrangement can do is the longest of them. Teardown is not guest work a check waits for.
-The wall time is the target's span in the journal: its first phase's start to the end of its last
-phase or check.
+The wall time is the run's one total, start to end (its ``run`` and ``run_end`` records), the
+figure the sign-off states; only a journal without them falls back to the target's own span.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from harness.report.formatting import seconds
 
 FIRST_VM_STEPS: tuple[str, ...] = ("boot", "copy", "install", "serve", "complete")
 OTHER_VMS: dict[str, str] = {"twin_": "second VM", "upgrade_": "upgrade VM"}
@@ -37,10 +39,11 @@ class CriticalPath:
         return self.wall_s / self.path_s if self.path_s > 0 else 0.0
 
     def line(self) -> str:
-        """``wall 142 s, critical path 118 s (first VM), 1.20x``."""
-        others = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in self.chains.items() if name != self.chain)
-        return (f"wall {self.wall_s:.0f} s, critical path {self.path_s:.0f} s ({self.chain}"
-                + (f"; {others}" if others else "") + f"), {self.ratio:.2f}x")
+        """``critical path 1 min 58 s (first VM) of the run's 2 min 22 s, 1.20x``: durations in
+        the sign-off's one format, so the total reads the same here as everywhere else."""
+        others = ", ".join(f"{name} {seconds(took)}" for name, took in self.chains.items() if name != self.chain)
+        return (f"critical path {seconds(self.path_s)} ({self.chain}" + (f"; {others}" if others else "")
+                + f") of the run's {seconds(self.wall_s)}, {self.ratio:.2f}x")
 
 
 def _chain_of(phase: str) -> str | None:
@@ -59,8 +62,14 @@ def critical_paths(records: Iterable[Mapping[str, Any]]) -> list[CriticalPath]:
     restarted within a check's call) is counted once."""
     chains: dict[str, dict[str, list[tuple[float, float]]]] = defaultdict(lambda: defaultdict(list))
     spans: dict[str, list[float]] = {}
+    run_span: dict[str, float] = {}
     for record in records:
         kind, target = record.get("kind"), str(record.get("target", ""))
+        data = record.get("data") or {}
+        if kind == "run" and data.get("started_at") is not None:
+            run_span["start"] = float(data["started_at"])
+        elif kind == "run_end" and data.get("finished_at") is not None:
+            run_span["end"] = float(data["finished_at"])
         start, took = float(record.get("started_at", 0.0)), float(record.get("duration_s", 0.0))
         if kind == "phase":
             phase = str(record.get("phase", ""))
@@ -81,8 +90,8 @@ def critical_paths(records: Iterable[Mapping[str, Any]]) -> list[CriticalPath]:
             continue
         lengths = {name: round(covered(intervals), 3) for name, intervals in per_chain.items()}
         chain, longest = max(lengths.items(), key=lambda item: item[1])
-        start, end = spans[target]
-        found.append(CriticalPath(target, round(end - start, 3), longest, chain, lengths))
+        start, end = (run_span["start"], run_span["end"]) if len(run_span) == 2 else spans[target]
+        found.append(CriticalPath(target, max(0.0, end - start), longest, chain, lengths))
     return found
 
 

@@ -40,9 +40,23 @@ class ReleaseFacts:
 
 @dataclass(frozen=True)
 class ImageFacts:
+    """One image of the run: the report's target, the ``--image`` name it was booted from and the
+    provider's digest of that image (for QEMU the image store's build hash, the one
+    ``harness images list`` shows; "" when the provider cannot tell)."""
+
     target: str
     image_id: str = ""
     digest: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.image_id or self.target
+
+    def merged(self, other: ImageFacts) -> ImageFacts:
+        """These facts with the gaps filled from ``other`` (what an earlier record left out)."""
+        return ImageFacts(
+            self.target, self.image_id or other.image_id, self.digest or other.digest
+        )
 
 
 @dataclass(frozen=True)
@@ -171,12 +185,22 @@ def facts_from_records(records: Iterable[Mapping[str, Any]]) -> RunFacts:
                 release.setdefault(key, value)
             for image in _images_from(data):
                 known = images.get(image.target)
-                if known is None or (not known.digest and image.digest):
-                    images[image.target] = image
+                images[image.target] = image if known is None else known.merged(image)
             if data.get("run_id"):
                 run.setdefault("run_id", _text(data["run_id"]))
             for key, value in (data.get("extra") or {}).items():
                 extra[str(key)] = _text(value)
+        elif kind == "target":
+            # The target's inputs (harness.suite.target.TargetInputs): the image it boots and
+            # the provider's digest of it, taken before the first boot.
+            image = ImageFacts(
+                _text(record.get("target") or data.get("target")),
+                _text(data.get("image")),
+                _text(data.get("image_digest")),
+            )
+            if image.target:
+                known = images.get(image.target)
+                images[image.target] = image if known is None else known.merged(image)
         elif kind == "run":
             host = HostFacts(
                 **{

@@ -24,8 +24,8 @@ def seconds(value: float | None) -> str:
         return f"{value:.2f} s"
     if value < 120:
         return f"{value:.1f} s"
-    minutes, rest = divmod(value, 60)
-    return f"{int(minutes)} min {rest:.0f} s"
+    minutes, rest = divmod(round(value), 60)  # whole seconds first: never "6 min 60 s"
+    return f"{minutes} min {rest} s"
 
 
 def short_sha(sha: str, length: int = 12) -> str:

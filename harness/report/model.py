@@ -201,6 +201,32 @@ class SignoffModel:
             groups.setdefault((check.outcome, check.category, check.message), []).append(check)
         return [FailureGroup(tuple(members)) for members in groups.values()]
 
+    def skipped_groups(self) -> list[FailureGroup]:
+        """Skipped checks grouped by their reason: a reader must see why without hovering."""
+        groups: dict[str, list[CheckResult]] = {}
+        ordered = sorted(
+            (c for c in self.checks if c.outcome == "skipped"),
+            key=lambda c: (area_rank(c.area), c.check, c.target),
+        )
+        for check in ordered:
+            groups.setdefault(check.message.strip(), []).append(check)
+        return [FailureGroup(tuple(members)) for members in groups.values()]
+
+    @property
+    def total_s(self) -> float | None:
+        """The run's one total: its wall time from start to end (None while unknown).
+
+        Per-target spans and the deployments' own clocks differ from it by seconds; showing
+        them beside it would give a reader three totals for one run.
+        """
+        return self.facts.duration_s
+
+    def image(self, target: str) -> ImageFacts:
+        """What the run knows about ``target``'s image: its ``--image`` name and store digest."""
+        return next(
+            (i for i in self.facts.images if i.target == target), ImageFacts(target, target)
+        )
+
     def phase_names(self) -> list[str]:
         """Pipeline order; prefixed phases (``twin_boot``) after the plain ones; ``total`` last."""
         return sorted({p.phase for p in self.phases}, key=_phase_rank)
@@ -226,6 +252,7 @@ class SignoffModel:
         data = asdict(self)
         data["verdict"]["headline"] = self.verdict.headline
         data["counts"] = self.counts()
+        data["total_s"] = self.total_s
         data["repro"] = {f"{c.check}@{c.target}": cmd for c in self.checks if (cmd := self.repro(c))}
         return data
 

@@ -27,6 +27,9 @@ CSS = """
 body { margin:0; font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvetica,Arial,sans-serif;
        color:#1f2328; background:#fff; }
 main { max-width:1100px; margin:0 auto; padding:0 20px 40px; }
+/* Long names (tarballs, node ids, evidence files) break anywhere rather than widen the page. */
+main, .verdict { overflow-wrap:anywhere; }
+.wide { overflow-x:auto; }
 a { color:#0969da; }
 .verdict { padding:22px 20px 18px; color:#fff; }
 .verdict.ship { background:var(--ok); } .verdict.noship { background:var(--bad); }
@@ -56,7 +59,9 @@ td.failed { background:#ffebe9; } td.broken { background:#fff8c5; } td.passed { 
 pre { background:var(--bg); border:1px solid var(--line); border-radius:6px; padding:8px 10px; margin:6px 0;
       white-space:pre-wrap; word-break:break-word; font:13px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; }
 code, .mono { font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace; font-size:13px; }
-.evidence a { margin-right:12px; white-space:nowrap; }
+ul.links { list-style:none; margin:4px 0 0; padding:0; display:flex; flex-wrap:wrap; gap:2px 14px; }
+.skip { border-left:6px solid var(--line); padding:6px 12px; margin:6px 0; background:var(--bg); border-radius:4px; }
+.skip .reason { white-space:pre-wrap; }
 .muted { color:var(--muted); }
 .bar { height:6px; background:#8c959f; border-radius:3px; margin-top:3px; }
 .bar.bad { background:var(--bad); }
@@ -74,12 +79,17 @@ def _link(path: str, label: str | None = None) -> str:
 
 
 def _table(head: list[str], rows: list[str]) -> str:
+    """A table in a box of its own width: a matrix of many images scrolls inside it, the page not."""
     header = "".join(f"<th>{h}</th>" for h in head)
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (
+        f'<div class="wide"><table><thead><tr>{header}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def _anchor(check: CheckResult) -> str:
-    return "fail-" + "".join(ch if ch.isalnum() else "-" for ch in f"{check.target}-{check.check}")
+    prefix = "skip-" if check.outcome == "skipped" else "fail-"
+    return prefix + "".join(ch if ch.isalnum() else "-" for ch in f"{check.target}-{check.check}")
 
 
 def _verdict(model: SignoffModel) -> str:
@@ -94,8 +104,8 @@ def _verdict(model: SignoffModel) -> str:
     counts = model.counts()
     chips = [f"{SYMBOLS[k]} {n} {k}" for k, n in counts.items() if n or k in ("passed", "failed")]
     chips.append(f"{len(model.targets)} image{'s' if len(model.targets) != 1 else ''}")
-    if model.facts.duration_s is not None:
-        chips.append(f"took {seconds(model.facts.duration_s)}")
+    if model.total_s is not None:
+        chips.append(f"total time {seconds(model.total_s)}")
     # How the VMs started (--warm/--cold), journaled by harness.vm.fixtures.
     chips += [f"{k}: {v}" for k, v in sorted(model.facts.extra.items()) if k.startswith("vm start")]
     reasons = "".join(f"<li>{escape(r)}</li>" for r in model.verdict.reasons)
@@ -110,10 +120,15 @@ def _verdict(model: SignoffModel) -> str:
     )
 
 
+def _links(links: list[str]) -> str:
+    """Links as a list that wraps: dozens of evidence files make lines, never one endless word."""
+    return f'<ul class="links">{"".join(f"<li>{link}</li>" for link in links)}</ul>'
+
+
 def _evidence_links(paths: tuple[str, ...]) -> str:
     if not paths:
         return '<span class="muted">no evidence attached</span>'
-    return "".join(_link(p) for p in paths)
+    return _links([_link(p) for p in paths])
 
 
 def _where(pairs: list[tuple[str, tuple[str, ...]]]) -> str:
@@ -156,6 +171,22 @@ def _failures(model: SignoffModel) -> str:
     return f'<section id="failures"><h2>What failed</h2>{"".join(cards)}</section>'
 
 
+def _skipped(model: SignoffModel) -> str:
+    """Why each skipped check did not run, in the page's text (a tooltip is no place for it)."""
+    groups = model.skipped_groups()
+    if not groups:
+        return ""
+    items = []
+    for group in groups:
+        anchors = "".join(f'<span id="{_anchor(member)}"></span>' for member in group.members)
+        reason = first_lines(group.lead.message, 3) or "no reason given"
+        items.append(
+            f'<div class="skip">{anchors}<div>{_where(group.where())}</div>'
+            f'<div class="reason muted">{escape(reason)}</div></div>'
+        )
+    return f'<section id="skipped"><h2>Skipped, and why</h2>{"".join(items)}</section>'
+
+
 def _regressions(model: SignoffModel) -> str:
     if not model.regressions:
         return ""
@@ -185,7 +216,7 @@ def _matrix(model: SignoffModel) -> str:
                 cells.append(f'<td class="cell notrun" title="not run">{NOT_RUN}</td>')
                 continue
             label = f"{SYMBOLS[result.outcome]} {result.outcome}"
-            if result.outcome in ("failed", "broken"):
+            if result.outcome in ("failed", "broken", "skipped"):
                 label = f'<a class="{result.outcome}" href="#{_anchor(result)}">{label}</a>'
             title = escape(first_lines(result.message, 3), quote=True)
             cells.append(f'<td class="cell {result.outcome}" title="{title}">{label}</td>')
@@ -211,30 +242,14 @@ def _timing_rows(model: SignoffModel, names: list[str], longest: float) -> list[
     return rows
 
 
-def _total_row(model: SignoffModel) -> str:
-    measured = TOTAL_PHASE in model.phase_names()
-    cells = []
-    for target in model.targets:
-        if measured:
-            timing = model.phase(target, TOTAL_PHASE)
-            total = timing.total_s if timing is not None else None
-        else:
-            total = sum(
-                p.total_s
-                for p in model.phases
-                if p.target == target and p.phase in model.main_phases()
-            )
-        cells.append(f'<td class="num"><strong>{seconds(total)}</strong></td>')
-    label = "total (wall time)" if measured else "sum of phases"
-    return f"<tr><td><strong>{label}</strong></td>{''.join(cells)}</tr>"
-
-
 def _timings(model: SignoffModel) -> str:
     if not model.phases:
         return ""
     longest = max((p.total_s for p in model.phases if p.phase != TOTAL_PHASE), default=0.0) or 1.0
     head = ["Phase"] + [escape(t) for t in model.targets]
-    main = _table(head, [*_timing_rows(model, model.main_phases(), longest), _total_row(model)])
+    main = _table(head, _timing_rows(model, model.main_phases(), longest))
+    if model.total_s is not None:
+        main += f"<p><strong>Total time {seconds(model.total_s)}</strong> (the whole run, start to end)</p>"
     details = ""
     if model.detail_phases():
         table = _table(head, _timing_rows(model, model.detail_phases(), longest))
@@ -321,9 +336,25 @@ def _evidence(model: SignoffModel) -> str:
         return ""
     rows = []
     for target in sorted({e.target for e in model.evidence}):
-        links = "".join(_link(e.path, e.name) for e in model.evidence if e.target == target)
+        links = _links([_link(e.path, e.name) for e in model.evidence if e.target == target])
         rows.append(f'<tr><td>{escape(target)}</td><td class="evidence">{links}</td></tr>')
     return f'<section id="evidence"><h2>Evidence</h2>{_table(["Image", "Files"], rows)}</section>'
+
+
+def _images(model: SignoffModel) -> str:
+    """Each image by its ``--image`` name and digest: the pair ``harness images list`` shows."""
+    if not model.targets:
+        return ""
+    images = [model.image(target) for target in model.targets]
+    # A target is its image's name unless several releases share one image.
+    named = any(image.name != image.target for image in images)
+    rows = []
+    for image in images:
+        digest = escape(image.digest) if image.digest else '<span class="muted">unknown</span>'
+        target = f"<td>{escape(image.target)}</td>" if named else ""
+        rows.append(f'<tr>{target}<td>{escape(image.name)}</td><td class="mono">{digest}</td></tr>')
+    head = ["Target", "Image", "Digest"] if named else ["Image", "Digest"]
+    return f'<section id="images"><h2>Images</h2>{_table(head, rows)}</section>'
 
 
 def _environment(model: SignoffModel) -> str:
@@ -331,7 +362,10 @@ def _environment(model: SignoffModel) -> str:
         f'<tr><th>{escape(k)}</th><td class="mono">{escape(v)}</td></tr>'
         for k, v in environment_entries(model.facts).items()
     ]
-    return f'<section id="environment"><h2>Environment</h2><table><tbody>{"".join(rows)}</tbody></table></section>'
+    return (
+        f'<section id="environment"><h2>Environment</h2><div class="wide"><table><tbody>{"".join(rows)}'
+        "</tbody></table></div></section>"
+    )
 
 
 def _footer(model: SignoffModel) -> str:
@@ -351,12 +385,14 @@ def render_html(model: SignoffModel) -> str:
             _matrix(model),
             _static(model),
             _failures(model),
+            _skipped(model),
             _regressions(model),
             _timings(model),
             _footprint(model),
             _digests(model),
             _egress(model),
             _evidence(model),
+            _images(model),
             _environment(model),
             _footer(model),
             "</main>",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.report.formatting import NOT_RUN, SYMBOLS, seconds, short_sha, size
-from harness.report.model import TOTAL_PHASE, SignoffModel
+from harness.report.model import SignoffModel
 
 EMOJI = {"passed": "✅", "failed": "❌", "broken": "⚠️", "skipped": "➖"}
 MESSAGE_CHARS = 300
@@ -33,7 +33,7 @@ def render_markdown(model: SignoffModel) -> str:
         f"profile `{release.profile}`" if release.profile else "",
         f"sha256 `{short_sha(release.sha256, 16)}`" if release.sha256 else "",
         f"{len(model.targets)} image(s): {', '.join(model.targets)}" if model.targets else "",
-        f"took {seconds(model.facts.duration_s)}" if model.facts.duration_s is not None else "",
+        f"total time {seconds(model.total_s)}" if model.total_s is not None else "",
         # How the VMs started (--warm/--cold), journaled by harness.vm.fixtures.
         *(
             f"{_cell(k)}: {_cell(v)}"
@@ -68,6 +68,22 @@ def render_markdown(model: SignoffModel) -> str:
             lines += ["A kept VM where the check failed (then `harness shell --name VM`):", ""]
             lines += [f"- `{cmd}`" for cmd in repros]
             lines.append("")
+
+    skipped = model.skipped_groups()
+    if skipped:
+        lines += ["### Skipped, and why", ""]
+        lines += _table(
+            ["Checks", "Reason"],
+            [
+                [
+                    "; ".join(
+                        f"{_cell(check)} on {_cell(', '.join(targets))}" for check, targets in g.where()
+                    ),
+                    _cell(g.lead.message)[:MESSAGE_CHARS] or "no reason given",
+                ]
+                for g in skipped
+            ],
+        )
 
     if model.regressions:
         lines += ["### Regressions since the previous run", ""]
@@ -109,7 +125,7 @@ def render_markdown(model: SignoffModel) -> str:
     if model.phases:
         lines += ["### Phase timings", ""]
         rows = []
-        for name in [*model.main_phases(), *[n for n in model.phase_names() if n == TOTAL_PHASE]]:
+        for name in model.main_phases():
             row = [name]
             for target in model.targets:
                 timing = model.phase(target, name)
@@ -120,6 +136,8 @@ def render_markdown(model: SignoffModel) -> str:
                 )
             rows.append(row)
         lines += _table(["Phase", *model.targets], rows)
+        if model.total_s is not None:
+            lines += [f"**Total time {seconds(model.total_s)}** (the whole run, start to end)", ""]
         lines += [f"- {path.target}: {path.line()}" for path in model.critical_paths]
         if model.critical_paths:
             lines.append("")
@@ -153,6 +171,19 @@ def render_markdown(model: SignoffModel) -> str:
                 )
             rows.append(row)
         lines += _table(["Prompt", *model.targets], rows)
+
+    if model.targets:
+        lines += ["### Images", ""]
+        lines += _table(
+            ["Image", "Digest"],
+            [
+                [
+                    _cell(image.name) + (f" ({_cell(image.target)})" if image.name != image.target else ""),
+                    f"`{image.digest}`" if image.digest else "unknown",
+                ]
+                for image in (model.image(t) for t in model.targets)
+            ],
+        )
 
     if model.egress:
         lines += ["### Network attempts", ""]

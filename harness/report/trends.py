@@ -65,6 +65,20 @@ def phase_regressions(
     return found
 
 
+def total_regressions(
+    previous: SignoffModel, current: SignoffModel, policy: TrendPolicy
+) -> list[Regression]:
+    """The run's one total, judged as a phase is (the deployments' own clocks are not kept)."""
+    old, new = previous.total_s, current.total_s
+    if not old or new is None or new <= old * policy.slower_ratio or new - old < policy.min_slower_s:
+        return []
+    return [
+        Regression(
+            "phase", "run", "total time", seconds(old), seconds(new), f"+{100 * (new - old) / old:.0f}%"
+        )
+    ]
+
+
 def footprint_regressions(
     previous: SignoffModel, current: SignoffModel, policy: TrendPolicy
 ) -> list[Regression]:
@@ -117,6 +131,7 @@ def find_regressions(
     return [
         *check_regressions(previous, current),
         *phase_regressions(previous, current, policy),
+        *total_regressions(previous, current, policy),
         *footprint_regressions(previous, current, policy),
         *digest_regressions(previous, current),
     ]

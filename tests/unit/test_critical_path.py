@@ -29,7 +29,14 @@ def test_sequential_twin_then_first_vm_is_twice_the_longest_chain() -> None:
     assert path.chains == {"second VM": 75.0, "first VM": 88.0}, "host checks and teardown are no guest work"
     assert path.chain == "first VM" and path.path_s == 88.0
     assert path.wall_s == 165.0
-    assert path.line() == "wall 165 s, critical path 88 s (first VM; second VM 75 s), 1.88x"
+    assert path.line() == "critical path 88.0 s (first VM; second VM 75.0 s) of the run's 2 min 45 s, 1.88x"
+
+
+def test_the_wall_time_is_the_runs_one_total_when_the_journal_has_it() -> None:
+    records = [{"kind": "run", "data": {"started_at": 990.0}}, phase("boot", 0, 10), phase("install", 10, 50),
+               {"kind": "run_end", "data": {"finished_at": 1414.4}}]
+    (path,) = critical_paths(records)
+    assert round(path.wall_s, 3) == 424.4 and "of the run's 7 min 4 s" in path.line()
 
 
 def test_overlapped_chains_bring_the_wall_time_to_the_longest_one() -> None:
