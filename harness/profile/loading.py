@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from harness.profile.parse import parse_profile
+from harness.profile.parse import check_profile
 from harness.profile.schema import Profile, ProfileError
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "profiles"
@@ -44,18 +44,4 @@ def load_profile(name_or_path: str | Path) -> Profile:
         raise ProfileError(f"{path}: not valid TOML: {exc}", hint="fix the syntax error at the position shown") from None
     except OSError as exc:
         raise ProfileError(f"{path}: cannot read: {exc.strerror}") from None
-    profile = parse_profile(data, path)
-    # Validate every OS table and every variant now, so a bad override fails before any VM boots.
-    for os_name in data.get("os", {}):
-        _validate(data, path, os_name, (), f"[os.{os_name}]")
-    for variant in profile.variants:
-        for os_name in variant.os or (None,):
-            _validate(data, path, os_name, (variant.name,), f"the variant {variant.name!r}")
-    return profile
-
-
-def _validate(data: dict, path: Path, os_name: str | None, apply: tuple[str, ...], what: str) -> None:
-    try:
-        parse_profile(data, path, os_name, apply)
-    except ProfileError as exc:
-        raise ProfileError(f"{exc.message} (with {what} merged in)", hint=exc.hint) from None
+    return check_profile(data, path)
