@@ -3,6 +3,9 @@
 ``allure-commandline`` ships the Java report generator inside an npm package; it needs Java 17
 or newer on PATH (or JAVA_HOME). Installs are pinned and kept per version, so a cached CI runner
 and a fresh desk machine build the same report.
+
+Reports are written as one file (``--single-file``, Allure 2.24 and later), which opens from disk;
+Allure's analytics are switched off, so opening a report contacts no outside host.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from filelock import FileLock
 
 from harness.config import HostPaths
 from harness.errors import InfrastructureError, MissingToolError
+from harness.report.allure_single import unpack
 
 ALLURE_VERSION = "2.46.1"
 INSTALL_TIMEOUT_S = 300.0
@@ -81,12 +85,23 @@ class AllureCommandLine:
         return self.executable
 
     def generate(self, results: Path, report: Path) -> Path:
-        """``allure generate`` of ``results`` into ``report`` (replaced); returns its index.html."""
+        """``allure generate`` of ``results`` into ``report`` (replaced) as one self-contained
+        index.html, with the trend history it embeds also written to ``report/history/`` for the
+        next run; returns the index.html."""
         executable = self.ensure()
-        command = [str(executable), "generate", str(results), "--clean", "-o", str(report)]
+        command = [
+            str(executable), "generate", str(results), "--clean", "--single-file", "-o", str(report)
+        ]
+        # "true" exactly: Allure reads the variable as a boolean and ignores "1".
+        env = {**os.environ, "ALLURE_NO_ANALYTICS": "true"}
         try:
             done = subprocess.run(
-                command, check=False, capture_output=True, text=True, timeout=GENERATE_TIMEOUT_S
+                command,
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=GENERATE_TIMEOUT_S,
+                env=env,
             )
         except subprocess.TimeoutExpired:
             raise InfrastructureError(
@@ -99,6 +114,7 @@ class AllureCommandLine:
                 hint=f"look at the results in {results}",
                 detail=_tail(done.stdout + done.stderr),
             )
+        unpack(index, report)
         return index
 
 

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.report.allure_single import embedded_files
 from harness.report.browser import HeadlessChromium
 from harness.report.layout import ResultsLayout
-from harness.report.serve import serving
 
-# allure's single-page app draws each view from JSON it fetches, so it needs more virtual time.
+# allure's single-page app draws each view from the data it embeds, so it needs more virtual time.
 ALLURE_WAIT_MS = 15000
 ALLURE_VIEWS: dict[str, str] = {"overview": "", "categories": "#categories", "suites": "#suites"}
 
@@ -41,10 +41,13 @@ def _leaves(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 def failure_route(allure_report: Path) -> str | None:
     """The route of the first failed (else broken) test in allure's categories tree."""
-    path = allure_report / "data" / "categories.json"
-    if not path.is_file():
+    index = allure_report / "index.html"
+    if not index.is_file():
         return None
-    leaves = list(_leaves(json.loads(path.read_text(encoding="utf-8"))))
+    data = embedded_files(index).get("data/categories.json")
+    if data is None:
+        return None
+    leaves = list(_leaves(json.loads(data.decode("utf-8"))))
     for status in ("failed", "broken"):
         for leaf in leaves:
             if leaf.get("status") == status:
@@ -61,13 +64,12 @@ def render_allure(
     route = failure_route(layout.allure_report)
     if route is not None:
         views["failure"] = route
-    with serving(layout.allure_report) as base:
-        for view, fragment in views.items():
-            url = f"{base}index.html{fragment}"
-            name = f"{prefix}-{view}"
-            png = layout.screenshots / f"{name}.png"
-            shots[name] = chromium.screenshot(
-                url, png, width=1440, height=1000, wait_ms=ALLURE_WAIT_MS
-            )
-            text[name] = chromium.dom(url, wait_ms=ALLURE_WAIT_MS)
+    # Opened from disk, as a person double-clicking it does: the single-file report needs no server.
+    index = (layout.allure_report / "index.html").absolute().as_uri()
+    for view, fragment in views.items():
+        url = f"{index}{fragment}"
+        name = f"{prefix}-{view}"
+        png = layout.screenshots / f"{name}.png"
+        shots[name] = chromium.screenshot(url, png, width=1440, height=1000, wait_ms=ALLURE_WAIT_MS)
+        text[name] = chromium.dom(url, wait_ms=ALLURE_WAIT_MS)
     return Rendered(shots, text)
