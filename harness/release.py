@@ -88,9 +88,9 @@ def read_checksums(path: Path) -> dict[str, str]:
     return sums
 
 
-def load_release(path: Path, spec: ReleaseSpec) -> Release:
-    """Everything that can be checked on the host; raises ReleaseError naming the next step."""
-    path = path.expanduser()
+def check_release_name(path: Path, spec: ReleaseSpec) -> ReleaseName:
+    """The cheap checks, before any byte is read: the file is there, its name reads, and it names
+    the profile's product and a backend the profile knows."""
     if not path.exists():
         raise ReleaseError(
             f"release tarball {path} does not exist",
@@ -110,7 +110,15 @@ def load_release(path: Path, spec: ReleaseSpec) -> Release:
             f"{path.name} carries the backend suffix {name.backend!r}, which the profile does not list",
             hint=f"known backends: {', '.join(spec.backends) or 'none'}; add it to [release] backends",
         )
-    sha = sha256_file(path)
+    return name
+
+
+def load_release(path: Path, spec: ReleaseSpec, sha256: str | None = None) -> Release:
+    """Everything that can be checked on the host; raises ReleaseError naming the next step.
+    ``sha256``, when the caller already read the file to its end, saves a second read."""
+    path = path.expanduser()
+    name = check_release_name(path, spec)
+    sha = sha256 or sha256_file(path)
     return Release(path=path, name=name, sha256=sha, size=path.stat().st_size,
                    checksum=check_published_checksum(path, sha, spec.checksums))
 

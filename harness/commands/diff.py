@@ -9,6 +9,7 @@ from pathlib import Path
 from harness.inspect.archive import read_release
 from harness.inspect.diff import diff_releases
 from harness.inspect.render import render_diff
+from harness.preflight import judge_release_input
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for given in (args.old, args.new):
+        judge_release_input(given)  # the same judgement as every verb, before either is read
     result = diff_releases(read_release(args.old), read_release(args.new))
     print(json.dumps(result.to_dict(), indent=2) if args.json else render_diff(result))
     failing = [f for f in result.findings if f.severity == "error" or (args.strict and f.severity == "warning")]

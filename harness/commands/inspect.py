@@ -9,6 +9,7 @@ from pathlib import Path
 from harness.inspect.render import render_report
 from harness.inspect.runner import inspect_release
 from harness.inspect.targets import known_targets
+from harness.preflight import judge_release_input
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    judge_release_input(args.release)  # what `harness run` refuses, this refuses too
     report = inspect_release(args.release, target=args.target, profile=args.profile, variants=args.variants)
     print(json.dumps(report.to_dict(), indent=2) if args.json else render_report(report))
     return 1 if report.errors() else 0

@@ -35,11 +35,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--results",
+        "--results-dir",
+        "--results",  # the older spelling, kept working
+        dest="results",
         type=Path,
         default=Path("results"),
         metavar="DIR",
-        help="the run's results directory (default: ./results)",
+        help="the run's results directory, as given to `harness run --results-dir` (default: ./results)",
     )
     earlier = parser.add_mutually_exclusive_group()
     earlier.add_argument(
@@ -94,7 +96,7 @@ def load_current(layout: ResultsLayout) -> SignoffModel:
         return load_model(layout.signoff_json)
     raise UsageError(
         f"no results of a run in {layout.root} (neither journal/ nor signoff.json)",
-        hint="run the suite first (harness run, or pytest --results-dir DIR), or pass --results DIR",
+        hint="run the suite first (harness run, or pytest --results-dir DIR), or pass --results-dir DIR",
     )
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO, Any, Literal, Protocol
 
 from harness.errors import UsageError
+from harness.hashing import sha256_file
 
 EntryKind = Literal["file", "dir", "symlink", "hardlink", "device", "fifo", "other"]
 
@@ -39,6 +40,9 @@ MAX_VISIT_BYTES = 1 << 30  # a file larger than this is hashed but not parsed
 STREAM_BUFSIZE = 1 << 16
 COMPRESSION_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "gz"), (b"\xfd7zXZ\x00", "xz"), (b"BZh", "bz2"))
+XAR_MAGIC = b"xar!"  # macOS installer packages (.pkg) are xar archives
+TAR_MAGIC_START, TAR_MAGIC_END = 257, 262  # "ustar" in a POSIX or GNU tar header
+ReleaseFormat = Literal["tar.gz", "tar.xz", "tar.bz2", "tar", "zip", "directory"]
 _READ_ERRORS = (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError, zipfile.BadZipFile)
 
 
@@ -86,6 +90,7 @@ class ContentVisitor(Protocol):
 class ReleaseContents:
     source: str
     size: int  # bytes of the release file as shipped
+    sha256: str = ""  # of the release file, taken in the same pass ("" for a directory)
     entries: list[Entry] = field(default_factory=list)
     layers: list[LayerArchive] = field(default_factory=list)
     read_errors: list[tuple[str, str]] = field(default_factory=list)  # (path, what went wrong)
@@ -336,26 +341,89 @@ class _Reader:
         return replace(entry, sha256=hashing.digest.hexdigest(), size=hashing.count)
 
 
-def read_release(path: Path, visitors: Sequence[ContentVisitor] = ()) -> ReleaseContents:
-    """Read a release tarball (.tar.gz/.tar.xz/.tar), a zip or wheel, or a directory."""
+def sniff_format(path: Path) -> ReleaseFormat:
+    """What a release input is, from its content (the suffix may lie): one judgement for every verb.
+
+    Raises UsageError, naming what the file really is, for anything the harness cannot read.
+    """
     if not path.exists():
-        raise UsageError(f"release {path} does not exist", hint="pass the path of a release tarball")
+        raise UsageError(f"release {path} does not exist", hint="pass the path of a built release tarball")
+    if path.is_dir():
+        if not any(path.iterdir()):
+            raise UsageError(f"release directory {path} is empty: there is nothing to inspect",
+                             hint="pass the release tarball, or the directory it was unpacked into")
+        return "directory"
+    if not path.is_file():
+        raise UsageError(f"release {path} is not a regular file", hint="pass the release tarball itself")
+    with path.open("rb") as raw:
+        head = raw.read(TAR_MAGIC_END)
+    if not head:
+        raise UsageError(f"release {path} is empty (0 bytes)",
+                         hint="the download or build was cut short: fetch or build it again")
+    compression = next((name for magic, name in COMPRESSION_MAGIC if head.startswith(magic)), "")
+    if compression:
+        return f"tar.{compression}"  # type: ignore[return-value]  # one of the three literals
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head.startswith(XAR_MAGIC):
+        raise UsageError(
+            f"release {path} is a macOS installer package (a xar archive): the harness reads tarballs, "
+            "wheels and directories, not installer packages",
+            hint="test the tarball the product publishes for this platform, or inspect the package on a Mac "
+            "with `pkgutil --expand`")
+    if head[TAR_MAGIC_START:TAR_MAGIC_END].startswith(b"ustar"):
+        return "tar"
+    raise UsageError(
+        f"release {path} is not an archive: it starts with {_describe_head(head)}, not with gzip, xz, "
+        "bzip2, zip or tar bytes",
+        hint="pass the .tar.gz the product's build wrote (a download that saved an error page looks like this)")
+
+
+def _describe_head(head: bytes) -> str:
+    text = head[:40]
+    if all(32 <= b < 127 or b in b"\t\r\n" for b in text):
+        return f"the text {text.decode().strip()[:40]!r}"
+    return f"the bytes {text[:8].hex(' ')}"
+
+
+def read_release(path: Path, visitors: Sequence[ContentVisitor] = ()) -> ReleaseContents:
+    """Read a release tarball (.tar.gz/.tar.xz/.tar), a zip or wheel, or a directory, to its end.
+
+    A tarball is read once: decompressed to its last byte (so a cut download fails here, not in a
+    VM) while the file's own sha256 is taken from the same bytes.
+    """
+    kind = sniff_format(path)
     reader = _Reader(visitors)
     size = path.stat().st_size if path.is_file() else 0
     reader.contents = ReleaseContents(source=str(path), size=size)
+    hashing: _HashingReader | None = None
     try:
-        if path.is_dir():
+        if kind == "directory":
             reader.walk(_dir_members(path), "", "")
-        elif zipfile.is_zipfile(path):
+        elif kind == "zip":
             with zipfile.ZipFile(path) as archive:
                 reader.walk(_zip_members(archive), "", "")
+            reader.contents.sha256 = sha256_file(path)
         else:
-            with path.open("rb") as raw, decompressed(raw) as plain, \
-                    tarfile.open(fileobj=plain, mode="r|", bufsize=STREAM_BUFSIZE) as tar:
-                reader.walk(_tar_members(tar), "", "")
+            with path.open("rb") as raw:
+                hashing = _HashingReader(raw)
+                with decompressed(hashing) as plain:
+                    with tarfile.open(fileobj=plain, mode="r|", bufsize=STREAM_BUFSIZE) as tar:
+                        reader.walk(_tar_members(tar), "", "")
+                    # Past the tar's end marker: the compressor's own trailer (its checksum) too.
+                    while plain.read(CHUNK):
+                        pass
+                hashing.drain()
+                reader.contents.sha256 = hashing.digest.hexdigest()
     except _READ_ERRORS as exc:
+        where = f" after {hashing.count:,} of {size:,} bytes" if hashing is not None else ""
         raise UsageError(
-            f"cannot read release {path}: {type(exc).__name__}: {exc}",
-            hint="pass a .tar.gz/.tar.xz/.tar release, a wheel or a directory; re-download it if truncated",
+            f"release {path} is truncated or corrupt: reading it as {kind} failed{where} "
+            f"({type(exc).__name__}: {exc})",
+            hint="the file was cut short or damaged on its way here: download or build it again, and compare "
+            "its sha256 with the published checksums",
         ) from exc
+    if not reader.contents.entries:
+        raise UsageError(f"release {path} holds no files", hint="pass the release the product's build wrote")
     return reader.contents
+

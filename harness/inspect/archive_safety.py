@@ -88,6 +88,15 @@ def _collision_findings(contents: ReleaseContents, target: Target) -> list[Findi
     return findings
 
 
+ESCAPE_RULES = frozenset({"archive.absolute_path", "archive.parent_reference", "archive.link_outside"})
+
+
+def escaping_members(contents: ReleaseContents) -> list[Finding]:
+    """The findings of the rules whose members would land outside the unpack directory."""
+    found = [f for entry in contents.entries for f in (*_member_findings(entry), *_link_findings(entry))]
+    return [f for f in found if f.check in ESCAPE_RULES]
+
+
 def check_archive_safety(contents: ReleaseContents, target: Target) -> list[Finding]:
     findings = [Finding("archive.unreadable_layer", "error", path, f"layer archive cannot be read: {error}",
                         "re-create the layer archive (venvstacks publish) and re-pack the release")

@@ -74,12 +74,17 @@ class Target:
         return self.spec.image
 
 
+def image_platform_of(image: str, guest_arch: str = QEMU_GUEST_ARCH) -> ImagePlatform:
+    """Linux images run the QEMU guest's architecture; macOS images (tart, Orchard) are arm64."""
+    return image_platform(image, guest_arch if image.startswith("linux") else "arm64")
+
+
 def resolve(spec: TargetSpec, profile: Profile, pin_dir: Path | None = None,
             guest_arch: str = QEMU_GUEST_ARCH, forced: Sequence[str] = ()) -> Target:
     """Check the tarball and that it fits the image, and pin its bytes for the run (into
     ``pin_dir``); raises ReleaseError (a usage error). The profile is resolved for the image's OS
     and the release's version (``forced`` variants win over the automatic pick)."""
-    platform = image_platform(spec.image, guest_arch if spec.image.startswith("linux") else "arm64")
+    platform = image_platform_of(spec.image, guest_arch)
     name = parse_release_name(spec.release_path.name)
     resolved = select_profile(profile, platform.os, name.parsed, forced)
     release = load_release(spec.release_path, resolved.release)

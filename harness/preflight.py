@@ -1,0 +1,107 @@
+"""Everything about a run's inputs that can be judged before a VM is judged here, before any VM.
+
+``harness run``, ``shell`` and ``repro`` (and ``inspect`` and ``diff`` for the release itself) ask
+the same questions in the same words: is this file a release (its content, not its suffix), is it
+whole (read and decompressed to its last byte), is its name one the harness reads, would unpacking
+it write outside its directory, does every image exist and is its OS known. A bad input ends the
+command with one UsageError (exit 2) before pytest starts, a VM boots or a file is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.config import HostPaths
+from harness.errors import UsageError
+from harness.inspect.archive import ReleaseContents, ReleaseFormat, read_release, sniff_format
+from harness.inspect.archive_safety import escaping_members
+from harness.profile import Profile, select_profile
+from harness.release import Release, check_release_fits, check_release_name, load_release
+from harness.release_name import ReleaseName, parse_release_name
+from harness.suite.target import image_platform_of
+
+SHOWN_PROBLEMS = 5  # the first few unsafe members name the problem; `harness inspect` lists them all
+
+
+@dataclass(frozen=True)
+class ReleaseInput:
+    """A file or directory judged readable as a release, with its name's facts when it has them."""
+
+    path: Path
+    format: ReleaseFormat
+    name: ReleaseName | None  # None for wheels and unpacked directories, which carry no release name
+
+
+def judge_release_input(path: Path) -> ReleaseInput:
+    """The one "is this a release" judgement: the format from the content, and a tarball's name
+    read by the same parser ``harness run`` uses (a name one verb refuses, every verb refuses)."""
+    path = path.expanduser()
+    fmt = sniff_format(path)
+    name = parse_release_name(path.name) if fmt.startswith("tar") else None
+    return ReleaseInput(path, fmt, name)
+
+
+def check_release(path: Path, profile: Profile, variants: Sequence[str] = ()) -> Release:
+    """A release a run can test: a tarball, named for the profile's product, whole to its last
+    byte and safe to unpack; its sha256 comes from that same read."""
+    given = judge_release_input(path)
+    if given.name is None:
+        raise UsageError(f"{path} is a {given.format}, not a release tarball",
+                         hint="`harness run` tests the .tar.gz a product publishes; `harness inspect` reads "
+                         "wheels and directories")
+    spec = select_profile(profile, given.name.os, given.name.parsed, variants).release
+    check_release_name(given.path, spec)  # cheap, before a read that may take a minute
+    contents = read_release(given.path)
+    refuse_escapes(contents)
+    return load_release(given.path, spec, sha256=contents.sha256)
+
+
+def refuse_escapes(contents: ReleaseContents) -> None:
+    """Members that would land outside the unpack directory (absolute, ``..``, links leaving the
+    release) make a release unsafe to unpack anywhere, the test VM included."""
+    problems = escaping_members(contents)
+    if not problems:
+        return
+    shown = "\n  ".join(f"{f.path or '(root)'}: {f.message} [{f.check}]" for f in problems[:SHOWN_PROBLEMS])
+    more = f"\n  ... and {len(problems) - SHOWN_PROBLEMS} more" if len(problems) > SHOWN_PROBLEMS else ""
+    raise UsageError(
+        f"release {contents.source} is unsafe to unpack: {len(problems)} member(s) would land outside its "
+        f"directory\n  {shown}{more}",
+        hint=f"rebuild the archive from inside its staging directory (tar -C DIR .); `harness inspect "
+        f"{contents.source}` lists every finding",
+    )
+
+
+def check_images(images: Sequence[str], paths: HostPaths) -> None:
+    """Every image is one this host can build or a provider has, and its OS is known."""
+    from harness.images import image_store
+    from harness.vm.registry import provider_for_image
+
+    buildable = set(image_store(paths).known())
+    for image in dict.fromkeys(images):
+        if image not in buildable:
+            provider_for_image(image, paths)  # UsageError listing the images that do exist
+        image_platform_of(image)
+
+
+def check_fits(release: Release, image: str, profile: Profile, variants: Sequence[str] = ()) -> None:
+    """A darwin tarball on a Linux image is a usage error now, not a broken check later."""
+    platform = image_platform_of(image)
+    spec = select_profile(profile, platform.os, release.name.parsed, variants).release
+    check_release_fits(release, platform, spec)
+
+
+def check_run(releases: Sequence[Path], images: Sequence[str], profile: Profile, paths: HostPaths,
+              variants: Sequence[str] = (), upgrade_from: Path | None = None) -> list[Release]:
+    """What ``harness run`` judges before pytest starts: each release (and the one an upgrade
+    starts from) whole and safe, every image known, and every release fits every image it meets."""
+    checked = [check_release(path, profile, variants) for path in releases]
+    if upgrade_from is not None:
+        check_release(upgrade_from, profile, variants)
+    check_images(images, paths)
+    for release in checked:
+        for image in images:
+            check_fits(release, image, profile, variants)
+    return checked
