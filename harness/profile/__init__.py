@@ -4,15 +4,17 @@ A profile is the only place that knows a product's paths, commands and API diale
 code stays product-neutral. Built-in profiles live in ``harness/profiles/<name>.toml``; a user
 passes their own file with ``--profile path/to/mine.toml``.
 
-    schema.py   the values (dataclasses)          tables.py  typed access to TOML tables
-    parse.py    validation; resolving for an OS and a product version ([os.*], [[variant]])
-    loading.py  finding and reading a profile     bound.py   a profile bound to a guest + release
+    schema.py    the values (dataclasses)         document.py  the file's tables, checked (pydantic)
+    parse.py     resolving for an OS and a product version ([os.*], [[variant]]), placeholders
+    problems.py  one mistake, and the error listing all of a file's mistakes at once
+    loading.py   finding and reading a profile    bound.py     a profile bound to a guest + release
 
 Strings in ``[paths]``, ``[install]``, ``[server]`` and ``[uninstall]`` are templates:
 ``{home}``, ``{user}``, ``{upload}``, ``{tarball}``, ``{version}``, ``{port}`` are filled in by the
 harness, and every key of ``[paths]`` (e.g. ``{lib}``, ``{bin}``) can be used in later paths and
 in every command. Placeholders are checked when the profile is loaded, so a typo fails before any
-VM boots; :func:`bind` renders them once per guest.
+VM boots; :func:`bind` renders them once per guest. Loading reports every mistake of a file at once
+(the base tables, each ``[os.*]`` table and each variant), each at its key path.
 """
 
 from harness.profile.bound import BoundProfile, bind
