@@ -276,8 +276,9 @@ def _content_digest(entries: Sequence[Entry], prefix: str) -> str:
 
 
 class _Reader:
-    def __init__(self, visitors: Sequence[ContentVisitor]) -> None:
+    def __init__(self, visitors: Sequence[ContentVisitor], nested: bool = True) -> None:
         self.visitors = visitors
+        self.nested = nested
         self.contents: ReleaseContents
 
     def consume_file(self, entry: Entry, stream: IO[bytes]) -> str:
@@ -305,7 +306,7 @@ class _Reader:
                 if stream is None:
                     continue
                 with stream:
-                    if not archive and is_layer_archive(raw.name):
+                    if not archive and self.nested and is_layer_archive(raw.name):
                         entry = self.read_layer(entry, stream)
                     else:
                         entry = replace(entry, sha256=self.consume_file(entry, stream))
@@ -386,14 +387,15 @@ def _describe_head(head: bytes) -> str:
     return f"the bytes {text[:8].hex(' ')}"
 
 
-def read_release(path: Path, visitors: Sequence[ContentVisitor] = ()) -> ReleaseContents:
+def read_release(path: Path, visitors: Sequence[ContentVisitor] = (), nested: bool = True) -> ReleaseContents:
     """Read a release tarball (.tar.gz/.tar.xz/.tar), a zip or wheel, or a directory, to its end.
 
     A tarball is read once: decompressed to its last byte (so a cut download fails here, not in a
-    VM) while the file's own sha256 is taken from the same bytes.
+    VM) while the file's own sha256 is taken from the same bytes. ``nested=False`` leaves the layer
+    archives inside it unopened (judging the release as a file, not inspecting its layers).
     """
     kind = sniff_format(path)
-    reader = _Reader(visitors)
+    reader = _Reader(visitors, nested)
     size = path.stat().st_size if path.is_file() else 0
     reader.contents = ReleaseContents(source=str(path), size=size)
     hashing: _HashingReader | None = None
