@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = actions.add_parser("build", help="build an image unless its current recipe is built already")
     build.add_argument("name", help="image name, e.g. linux-debian12 (see 'harness images list')")
     build.add_argument("--force", action="store_true", help="rebuild even if the current recipe is built")
-    actions.add_parser("list", help="show built images: name, hash, size, date, current or stale, in use")
+    actions.add_parser("list", help="show built images: name, digest, size, date, current or stale, in use")
     actions.add_parser("prune", help="delete stale builds that no VM uses any more")
     parser.set_defaults(handler=run)
 
@@ -45,7 +45,8 @@ def _print_listing(store: ImageStore, in_use: set[Path]) -> int:
         print(f"no images built under {store.paths.images}; known recipes: {known}")
         print("build one with: harness images build <name>")
         return 0
-    print(f"{'NAME':<18} {'HASH':<16} {'SIZE':>9} {'BUILT (UTC)':<25} STATUS")
+    # DIGEST: the build's content hash, the same value a sign-off and `harness inspect` name.
+    print(f"{'NAME':<18} {'DIGEST':<16} {'SIZE':>9} {'BUILT (UTC)':<25} STATUS")
     for row in rows:
         size = f"{row.image.size_bytes / 2**20:.0f} MiB"
         status = ("current" if row.current else "stale") + (", in use by VMs" if row.image.disk in in_use else "")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from harness.images import current_digest
 from harness.inspect.diff import ReleaseDiff
 from harness.inspect.findings import Report
+from harness.inspect.targets import Target, known_targets, load_target
 
 
 def human_bytes(count: int) -> str:
@@ -43,10 +46,28 @@ def _footprint(footprint: dict[str, Any]) -> list[str]:
     return out
 
 
-def render_report(report: Report) -> str:
+def target_lines(name: str, source: str, image_digest: Callable[[str], str] = current_digest) -> list[str]:
+    """The target as what it is, a description of a system, and the image it stands for by that
+    image's own name and digest (the pair `harness images list` and the sign-off show)."""
+    detail = f" ({source})" if source else ""
+    target: Target | None = load_target(name) if name in known_targets() else None
+    if target is None or not target.image:
+        return [f"Target:  {name}{detail}"]
+    lines = [f"Target:  {name}, the list of what image {target.image} provides{detail}"]
+    digest = image_digest(target.image)
+    if not digest:
+        return [*lines, f"Image:   {target.image}, not built on this host (harness images build {target.image})"]
+    lines.append(f"Image:   {target.image}, digest {digest}")
+    if target.image_build and target.image_build != digest:
+        lines.append(f"         the target list was read from an earlier build of {target.image}; "
+                     "regenerate it with python -m harness.inspect.target_gen")
+    return lines
+
+
+def render_report(report: Report, image_digest: Callable[[str], str] = current_digest) -> str:
     data = report.to_dict()
     counts = data["counts"]
-    out = [f"Release: {report.release}", f"Target:  {report.target} ({report.stats.get('target_source', '')})",
+    out = [f"Release: {report.release}", *target_lines(report.target, report.stats.get("target_source", ""), image_digest),
            (f"Read:    {report.stats.get('files', 0)} files, {report.stats.get('elf_binaries', 0)} ELF, "
             f"{report.stats.get('macho_binaries', 0)} Mach-O, {report.stats.get('scripts', 0)} scripts "
             f"in {report.stats.get('duration_s', 0)} s")]

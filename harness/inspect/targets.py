@@ -5,6 +5,10 @@ interpreters, commands); that list is generated from the image itself by
 ``python -m harness.inspect.target_gen``. A macOS target names its version and architecture;
 system dylibs under ``/usr/lib`` and ``/System`` are accepted by rule because macOS keeps them in
 the dyld shared cache rather than on disk.
+
+A target is a description of a system, not a VM image: a Linux target names the image it was read
+from (``image``, the ``--image`` name) and that image's build (``image_build``), which is older
+than the image store's current build whenever the recipe changed since.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class Target:
     interpreters: frozenset[str] = frozenset()  # absolute paths usable in a shebang
     commands: frozenset[str] = frozenset()  # names found on the default PATH (for env shebangs)
     stub_interpreters: dict[str, str] = field(default_factory=dict)  # path -> why it is unusable
+    image: str = ""  # the --image name of the image the lists were read from, e.g. linux-debian12
+    image_build: str = ""  # that image's digest when the lists were read
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Target:
@@ -51,6 +57,8 @@ class Target:
             interpreters=frozenset(data.get("interpreters", ())),
             commands=frozenset(data.get("commands", ())),
             stub_interpreters=dict(data.get("stub_interpreters", {})),
+            image=data.get("image", ""),
+            image_build=data.get("image_build", ""),
         )
 
     def is_system_install_name(self, name: str) -> bool:

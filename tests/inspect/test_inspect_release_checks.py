@@ -219,7 +219,7 @@ def test_target_list_is_derived_from_the_image() -> None:
     assert {"libc.so.6", "libstdc++.so.6", "ld-linux-x86-64.so.2"} <= target.sonames
     assert "GLIBCXX_3.4.30" in target.symbol_versions["libstdc++.so.6"]
     assert "python3" not in target.commands  # the clean image ships no Python
-    assert "image" in target.source
+    assert target.image == "linux-debian12" and target.image_build  # read from an image, named as such
 
 
 # ------------------------------------------------------------------ Mach-O

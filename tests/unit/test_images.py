@@ -278,7 +278,7 @@ def test_cli_list_shows_current_and_stale(cli_env: FakeImages, capsys: pytest.Ca
     fake_build(cli_env.store, "linux-tiny", "0123456789abcdef")
     assert cli.main(["images", "list"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["NAME", "HASH", "SIZE"]
+    assert lines[0].split()[:3] == ["NAME", "DIGEST", "SIZE"]
     statuses = {line.split()[1]: line.split(maxsplit=5)[-1] for line in lines[1:]}
     assert statuses == {recipe_hash(cli_env.recipe_dir()): "current", "0123456789abcdef": "stale"}
 
