@@ -7,6 +7,7 @@ passes their own file with ``--profile path/to/mine.toml``.
     schema.py    the values (dataclasses)         document.py  the file's tables, checked (pydantic)
     parse.py     resolving for an OS and a product version ([os.*], [[variant]]), placeholders
     problems.py  one mistake, and the error listing all of a file's mistakes at once
+    explain.py   pydantic's errors as those mistakes, in the file's words
     loading.py   finding and reading a profile    bound.py     a profile bound to a guest + release
 
 Strings in ``[paths]``, ``[install]``, ``[server]`` and ``[uninstall]`` are templates:
