@@ -418,10 +418,12 @@ def read_release(path: Path, visitors: Sequence[ContentVisitor] = (), nested: bo
                 hashing.drain()
                 reader.contents.sha256 = hashing.digest.hexdigest()
     except _READ_ERRORS as exc:
-        where = f" after {hashing.count:,} of {size:,} bytes" if hashing is not None else ""
+        where = ""
+        if hashing is not None:
+            where = (f": its {size:,} bytes end before the archive does" if hashing.count >= size
+                     else f" at byte {hashing.count:,} of {size:,}")
         raise UsageError(
-            f"release {path} is truncated or corrupt: reading it as {kind} failed{where} "
-            f"({type(exc).__name__}: {exc})",
+            f"release {path} is truncated or corrupt{where} ({type(exc).__name__} reading it as {kind}: {exc})",
             hint="the file was cut short or damaged on its way here: download or build it again, and compare "
             "its sha256 with the published checksums",
         ) from exc

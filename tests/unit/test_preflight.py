@@ -107,7 +107,7 @@ def _repro_no_journal(d: Path) -> list[str]:
 ROWS = [
     Row("empty-file", _empty, "is empty (0 bytes)"),
     Row("text-renamed", _text, "is not an archive: it starts with the text '<html><body>404"),
-    Row("first-megabyte", _truncated, "is truncated or corrupt: reading it as tar.gz failed after"),
+    Row("first-megabyte", _truncated, "is truncated or corrupt: its 1,048,576 bytes end before the archive does"),
     Row("parent-member", _parent_member, "is unsafe to unpack: 1 member(s) would land outside its directory"),
     Row("link-to-etc-passwd", _link_to_passwd, "is unsafe to unpack: 1 member(s) would land outside"),
     Row("installer-package", _installer_package, "is a macOS installer package (a xar archive)"),
