@@ -53,11 +53,14 @@ class HeadlessChromium:
             "no Chromium found to render the reports", hint="apt-get install -y chromium"
         )
 
-    def _run(self, url: str, *flags: str) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, url: str, *flags: str, scrollbars: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        quiet = [f for f in QUIET_FLAGS if scrollbars is False or f != "--hide-scrollbars"]
         with tempfile.TemporaryDirectory(prefix="harness-chromium-") as profile:
             command = [
                 str(self.executable),
-                *QUIET_FLAGS,
+                *quiet,
                 f"--user-data-dir={profile}",
                 *flags,
                 url,
@@ -78,19 +81,29 @@ class HeadlessChromium:
         return done
 
     def screenshot(
-        self, url: str, png: Path, width: int = 1280, height: int = 1600, wait_ms: int = 3000
+        self,
+        url: str,
+        png: Path,
+        width: int = 1280,
+        height: int = 1600,
+        wait_ms: int = 3000,
+        scrollbars: bool = False,
     ) -> Path:
+        """``scrollbars``: draw them, so that a page wider than the window shows it in the picture."""
         png.parent.mkdir(parents=True, exist_ok=True)
         self._run(
             url,
             f"--screenshot={png}",
             f"--window-size={width},{height}",
             f"--virtual-time-budget={wait_ms}",
+            scrollbars=scrollbars,
         )
         if not png.is_file() or png.stat().st_size == 0:
             raise InfrastructureError(f"Chromium wrote no screenshot of {url}")
         return png
 
-    def dom(self, url: str, wait_ms: int = 3000) -> str:
-        """The page's DOM after scripts ran for ``wait_ms`` of virtual time."""
-        return self._run(url, "--dump-dom", f"--virtual-time-budget={wait_ms}").stdout
+    def dom(self, url: str, wait_ms: int = 3000, width: int = 1280, height: int = 1600) -> str:
+        """The page's DOM after scripts ran for ``wait_ms`` of virtual time in a window that size."""
+        return self._run(
+            url, "--dump-dom", f"--window-size={width},{height}", f"--virtual-time-budget={wait_ms}"
+        ).stdout

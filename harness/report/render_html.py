@@ -28,7 +28,7 @@ body { margin:0; font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,Helvet
        color:#1f2328; background:#fff; }
 main { max-width:1100px; margin:0 auto; padding:0 20px 40px; }
 /* Long names (tarballs, node ids, evidence files) break anywhere rather than widen the page. */
-main, .verdict { overflow-wrap:anywhere; }
+main, .verdict { overflow-wrap:break-word; }
 .wide { overflow-x:auto; }
 a { color:#0969da; }
 .verdict { padding:22px 20px 18px; color:#fff; }

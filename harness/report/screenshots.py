@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import InfrastructureError
 from harness.report.allure_single import embedded_files
 from harness.report.browser import HeadlessChromium
 from harness.report.layout import ResultsLayout
@@ -15,6 +17,14 @@ from harness.report.layout import ResultsLayout
 # allure's single-page app draws each view from the data it embeds, so it needs more virtual time.
 ALLURE_WAIT_MS = 15000
 ALLURE_VIEWS: dict[str, str] = {"overview": "", "categories": "#categories", "suites": "#suites"}
+SIGNOFF_WIDTH = 1280  # the window a release manager reads the page in: it must fit, no sideways scroll
+# The sign-off has no script of its own; a measuring copy gets this one, which writes the page's
+# scroll width where --dump-dom can read it.
+_MEASURE = (
+    "<script>addEventListener('load', () => document.documentElement.setAttribute("
+    "'data-scroll-width', String(document.scrollingElement.scrollWidth)))</script>"
+)
+_MEASURED = re.compile(r'data-scroll-width="(\d+)"')
 
 
 @dataclass(frozen=True)
@@ -27,8 +37,24 @@ def render_signoff(
     layout: ResultsLayout, chromium: HeadlessChromium, name: str = "signoff"
 ) -> Rendered:
     url = layout.signoff_html.absolute().as_uri()
-    png = chromium.screenshot(url, layout.screenshots / f"{name}.png", width=1280, height=1700)
+    png = chromium.screenshot(
+        url, layout.screenshots / f"{name}.png", width=SIGNOFF_WIDTH, height=1700, scrollbars=True
+    )
     return Rendered({name: png}, {name: chromium.dom(url, wait_ms=500)})
+
+
+def scroll_width(page: Path, chromium: HeadlessChromium, width: int = SIGNOFF_WIDTH, height: int = 900) -> int:
+    """``document.scrollingElement.scrollWidth`` of ``page`` in a window ``width`` wide: more than
+    ``width`` means the reader scrolls sideways."""
+    copy = page.with_name(f".{page.stem}.measure.html")
+    copy.write_text(page.read_text(encoding="utf-8").replace("</body>", _MEASURE + "</body>"), encoding="utf-8")
+    try:
+        found = _MEASURED.search(chromium.dom(copy.absolute().as_uri(), wait_ms=500, width=width, height=height))
+    finally:
+        copy.unlink(missing_ok=True)
+    if found is None:
+        raise InfrastructureError(f"Chromium did not lay out {page} (no width measured)")
+    return int(found.group(1))
 
 
 def _leaves(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
