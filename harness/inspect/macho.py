@@ -1,9 +1,12 @@
 """Mach-O (macOS) binaries: architectures, minimum OS, load commands, rpaths and signatures.
 
-A small parser of our own reads thin and fat files straight from memory (macholib wants a file
-on disk). What it extracts is only what dyld needs to load a file on another Mac: which
-libraries, found where, on which architecture and OS version, and whether the code is signed
-(arm64 code must be, at least ad hoc, or the kernel kills it).
+A small parser of our own reads thin and fat files straight from memory as the release streams by,
+because neither library fits (bench/bench_macho.py, the 90 Mach-O files of the test wheels, 113 MB):
+it takes 1.4-2 ms a pass, macholib 130-170 ms and opens only a path (bytes need its private
+attributes set by hand), LIEF 250 ms plus 0.5 s to import a 3.6 MB native wheel (12 MB installed);
+all three find the same dylibs, rpaths and signatures. What it extracts is only what dyld needs to
+load a file on another Mac: which libraries, found where, on which architecture and OS version, and
+whether the code is signed (arm64 code must be, at least ad hoc, or the kernel kills it).
 """
 
 from __future__ import annotations
