@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.completions import Completion
-from harness.config import HostPaths
-from harness.errors import HarnessError, ProductDefect
+from harness.errors import ProductDefect
 from harness.goldens import GoldenVerdict, Judgement, Provenance
-from harness.images import image_store
+from harness.images import current_digest
 from harness.suite.target import Target
 
 CHANGED_SINCE_APPROVED_PHRASE = "goldens describe build"
@@ -31,17 +30,8 @@ def this_build(target: Target, answers: Sequence[Completion]) -> Provenance:
         release_sha256=target.release.sha256,
         system_fingerprint=fingerprints[0] if fingerprints else None,
         image=target.image,
-        image_digest=image_digest(target.image),
+        image_digest=current_digest(target.image),
     )
-
-
-def image_digest(image: str) -> str:
-    """The base image's content digest where the local image store built it; else unknown."""
-    try:
-        store = image_store(HostPaths.from_env())
-        return store.current(image).content_hash if image in store.known() else ""
-    except (HarnessError, OSError):
-        return ""
 
 
 def rerecord_command(target: Target, profile_arg: str | None, goldens_dir: Path | None) -> str:
