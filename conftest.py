@@ -10,8 +10,10 @@ import os
 
 import pytest
 
-# The tart/Orchard stand-ins' fixtures: an opt-in plugin, never loaded by portability runs.
-pytest_plugins = ["harness.testing"]
+# The tart/Orchard stand-ins' fixtures: an opt-in plugin, never loaded by portability runs. And the
+# harness's own fixtures (vm, vm_environment, report, ...) in every session of its own tests, not
+# only in portability runs.
+pytest_plugins = ["harness.testing", "harness.areas"]
 
 ONDEMAND_ENV = "HARNESS_ONDEMAND"
 

@@ -17,7 +17,7 @@ import argparse
 import signal
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.errors import UsageError
@@ -25,29 +25,31 @@ from harness.profile import load_profile, select_profile
 from harness.release import load_release
 from harness.release_name import parse_release_name
 from harness.report.results_space import check_results_dir
-from harness.suite.pipeline import SUITE_PACKAGE
+from harness.run_options import (
+    DEFAULT_PROFILE,
+    DEFAULT_RESULTS,
+    SUITE_PACKAGE,
+    RunOptions,
+    add_to_argparse,
+)
 from harness.suite.reference import build_reference, default_release, release_dir
-
-DEFAULT_IMAGE = "linux-debian12"
 
 
 @dataclass(frozen=True)
 class RunPlan:
-    releases: tuple[Path, ...]
-    profile: str
-    images: tuple[str, ...]
+    options: RunOptions  # what the plugin reads, with the releases, profile and images resolved
     workers: int
-    keep_vm: str
-    results_dir: Path | None
-    update_goldens: bool
     select: str | None
     pytest_args: tuple[str, ...]
-    warm: bool = True  # --warm/--cold (harness.vm.qemu.warm)
-    upgrade_from: Path | None = None  # the previous release, for the upgrade check
-    conditions: tuple[str, ...] = ()  # the profile's install conditions to add ('all': every one)
-    variants: tuple[str, ...] = ()  # --profile-variant: forced instead of picked by version and OS
     fail_fast: bool = False
-    goldens_dir: Path | None = None  # where golden files are read and recorded
+
+    @property
+    def releases(self) -> tuple[Path, ...]:
+        return self.options.release
+
+    @property
+    def images(self) -> tuple[str, ...]:
+        return self.options.images
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -55,31 +57,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run", help="run the portability suite on a release in clean VMs",
         description="Install a release offline in clean VMs, serve it and check its answers.",
     )
-    parser.add_argument("--release", action="append", default=[], metavar="TARBALL",
-                        help="release tarball (repeat for a matrix); default: the reference release, built if missing")
-    parser.add_argument("--profile", default=None, metavar="NAME|FILE",
-                        help="built-in profile name or a TOML file (default: reference)")
-    parser.add_argument("--profile-variant", action="append", default=[], metavar="NAME", dest="variants",
-                        help="apply this [[variant]] of the profile whatever the release's version and OS "
-                        "(repeatable; replaces the variant picked automatically on the same axis)")
-    parser.add_argument("--image", action="append", default=[], metavar="IMAGE",
-                        help=f"base image (repeat for a matrix; default {DEFAULT_IMAGE}); Linux images are built if missing")
+    add_to_argparse(parser)  # the options the plugin reads too; below, pytest's own ones
     parser.add_argument("-n", "--workers", type=int, default=0, metavar="N",
                         help="run N targets at once in N pytest-xdist workers (each target on its own VMs)")
-    parser.add_argument("--keep-vm", default="never", choices=("never", "on-failure", "always"),
-                        help="keep VMs after the run for a look inside (default: never)")
-    parser.add_argument("--warm", dest="warm", action="store_true", default=True,
-                        help="start VMs from a saved, booted machine where the provider can (default)")
-    parser.add_argument("--cold", dest="warm", action="store_false", help="boot every VM from scratch")
-    parser.add_argument("--results-dir", type=Path, default=None, metavar="DIR",
-                        help="where results go (default: ./results)")
-    parser.add_argument("--update-goldens", action="store_true", help="record golden answers instead of comparing")
-    parser.add_argument("--goldens-dir", type=Path, default=None, metavar="DIR",
-                        help="golden files under DIR/<profile>/<platform>.json (default: beside the profile)")
-    parser.add_argument("--upgrade-from", type=Path, default=None, metavar="OLD_TARBALL",
-                        help="the previous release: also check that upgrading from it leaves nothing old behind")
-    parser.add_argument("--condition", action="append", default=[], metavar="NAME|all", dest="conditions",
-                        help="also install under this [[conditions]] entry of the profile (repeatable; 'all')")
     parser.add_argument("-x", "--fail-fast", dest="fail_fast", action="store_true",
                         help="stop at the first failed or broken check (host-side ones run first) and "
                         "write the reports for what ran; by default every check runs")
@@ -97,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
 def make_plan(args: argparse.Namespace) -> RunPlan:
     if args.workers < 0:
         raise UsageError(f"-n must be 0 or more, got {args.workers}")
-    profile_name = args.profile or "reference"
+    profile_name = args.profile or DEFAULT_PROFILE
     profile = load_profile(profile_name)  # fails now, not in a worker, if the profile is bad
     releases = [Path(r).expanduser().absolute() for r in args.release]
     if not releases:
@@ -110,15 +90,13 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
         # this release's version and OS (a backend suffix may be known to one variant only).
         name = parse_release_name(path.name)
         load_release(path, select_profile(profile, name.os, name.parsed, args.variants).release)
-    check_results_dir((args.results_dir or Path.cwd() / "results").absolute())
-    return RunPlan(
-        releases=tuple(releases), profile=profile_name,
-        images=tuple(args.image or [DEFAULT_IMAGE]), workers=args.workers, keep_vm=args.keep_vm,
-        results_dir=args.results_dir, update_goldens=args.update_goldens, select=args.select,
-        pytest_args=tuple(args.pytest_args), warm=args.warm, upgrade_from=upgrade_from,
-        conditions=tuple(args.conditions), variants=tuple(args.variants), fail_fast=args.fail_fast,
-        goldens_dir=args.goldens_dir.expanduser().absolute() if args.goldens_dir else None,
-    )
+    check_results_dir((args.results_dir or Path.cwd() / DEFAULT_RESULTS).absolute())
+    given = RunOptions.from_namespace(args)
+    options = replace(given, release=tuple(releases), profile=profile_name, image=given.images,
+                      upgrade_from=upgrade_from,
+                      goldens_dir=given.goldens_dir.expanduser().absolute() if given.goldens_dir else None)
+    return RunPlan(options=options, workers=args.workers, select=args.select,
+                   pytest_args=tuple(args.pytest_args), fail_fast=args.fail_fast)
 
 
 def reference_release() -> Path:
@@ -153,28 +131,14 @@ def prepare(plan: RunPlan) -> None:
 
 
 def pytest_argv(plan: RunPlan) -> list[str]:
-    # Values ride in the same word as their option (--release=PATH): pytest picks its rootdir, and
-    # with it the caller's configuration, from free-standing paths before the plugin is loaded.
     argv = [sys.executable, "-m", "pytest", "--pyargs", SUITE_PACKAGE, "-p", "no:cacheprovider", "-rA",
-            f"--profile={plan.profile}", f"--keep-vm={plan.keep_vm}", "--warm" if plan.warm else "--cold"]
-    argv += [f"--release={release}" for release in plan.releases]
-    argv += [f"--profile-variant={variant}" for variant in plan.variants]
-    argv += [f"--image={image}" for image in plan.images]
+            *plan.options.pytest_argv()]
     if plan.workers:
         # loadgroup: every check of one target stays in one worker, so one VM serves them all. A
         # crashed worker is not replaced: its target's VM is gone with it, and the sign-off names
         # the checks it never ran instead of a replacement waiting on a group it cannot take.
         argv += ["-n", str(plan.workers), "--dist", "loadgroup", "--max-vms", str(max(2, plan.workers)),
                  "--max-worker-restart", "0"]
-    if plan.results_dir is not None:
-        argv.append(f"--results-dir={plan.results_dir}")
-    if plan.update_goldens:
-        argv.append("--update-goldens")
-    if plan.goldens_dir is not None:
-        argv.append(f"--goldens-dir={plan.goldens_dir}")
-    if plan.upgrade_from is not None:
-        argv.append(f"--upgrade-from={plan.upgrade_from}")
-    argv += [f"--condition={condition}" for condition in plan.conditions]
     if plan.fail_fast:
         argv.append("-x")
     if plan.select:

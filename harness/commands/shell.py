@@ -33,11 +33,10 @@ from harness.desk.session import (
 from harness.desk.terminal import hangup_as_interrupt, run_terminal
 from harness.errors import UsageError
 from harness.profile import load_profile
-from harness.suite.reference import DEFAULT_PROFILE
+from harness.run_options import DEFAULT_IMAGE, DEFAULT_PROFILE
 from harness.suite.target import Target, TargetSpec, resolve
 from harness.vm.registry import provider_for_image
 
-DEFAULT_IMAGE = "linux-debian12"
 # Options that shape a new VM: meaningless when re-entering a kept one.
 NEW_VM_OPTIONS = ("release", "image", "profile", "install", "online", "keep")
 

@@ -1,8 +1,7 @@
 """Pytest plugin of the static-inspection area: the release is inspected once per session.
 
-The release path (``--release``) and profile (``--profile``) options belong to the suite area
-(harness.suite.fixtures); this plugin only reads them, with ``default=None`` so that it also
-works when the suite area is not loaded. It adds ``--inspect-target``.
+Its options (``--release``, ``--profile``, ``--inspect-target``) are those of every portability run,
+:class:`harness.run_options.RunOptions`.
 """
 
 from __future__ import annotations
@@ -13,19 +12,9 @@ import pytest
 
 from harness.inspect.findings import Finding, Report
 from harness.inspect.runner import inspect_release
-from harness.inspect.targets import known_targets
 from harness.journal import Journal
-from harness.suite.reference import DEFAULT_PROFILE, default_release
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("harness-inspect", "static release inspection")
-    group.addoption(
-        "--inspect-target",
-        default=None,
-        help=f"target system for static checks: {', '.join(known_targets())} or a target JSON "
-        "(default: inferred from the release's binaries)",
-    )
+from harness.run_options import DEFAULT_PROFILE, run_options
+from harness.suite.reference import default_release
 
 
 def _journal(request: pytest.FixtureRequest) -> Journal | None:
@@ -40,12 +29,11 @@ def _journal(request: pytest.FixtureRequest) -> Journal | None:
 @pytest.fixture(scope="session")
 def release_inspection(request: pytest.FixtureRequest) -> Report:
     """The static inspection report of ``--release`` (skips the test when no release is given)."""
-    release = request.config.getoption("release", default=None)
-    if isinstance(release, (list, tuple)):  # --release is repeatable (a matrix)
-        if len(release) > 1:
-            pytest.skip("static inspection takes one release: run it once per --release")
-        release = release[0] if release else None
-    profile = request.config.getoption("profile", default=None)
+    options = run_options(request.config)
+    if len(options.release) > 1:  # --release is repeatable (a matrix)
+        pytest.skip("static inspection takes one release: run it once per --release")
+    release: str | Path | None = options.release[0] if options.release else None
+    profile = options.profile
     if not release:
         # The same default subject as the VM checks: the built reference release.
         release = default_release(request.config.rootpath)
@@ -53,7 +41,7 @@ def release_inspection(request: pytest.FixtureRequest) -> Report:
     if not release:
         pytest.skip("static inspection needs a release: pass --release PATH/TO/release.tar.gz "
                     "or build the reference release (python examples/reference_release/build.py)")
-    target = request.config.getoption("inspect_target", default=None)
+    target = options.inspect_target
     return inspect_release(Path(str(release)), target=target, profile=str(profile) if profile else None,
                            journal=_journal(request))
 

@@ -41,33 +41,20 @@ from harness.report.model import SignoffModel, repro_command
 from harness.report.outcome import classify_phase, combine, failure_message, skip_reason
 from harness.report.recorder import ProcessState, Reporter
 from harness.report.signoff import build_signoff, write_signoff
-from harness.suite.pipeline import is_portability_run
+from harness.run_options import DEFAULT_RESULTS, is_portability_run, run_options
 
-DEFAULT_RESULTS = "results"
 WORKER_INPUT_KEY = "harness_results_dir"
 session_key = pytest.StashKey["ReportSession"]()
 _phases_key = pytest.StashKey[list[tuple[str, Outcome, str]]]()
 _call_key = pytest.StashKey[tuple[float, float]]()  # the check's call: start (host clock), seconds
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("harness-report", "portability harness: reports")
-    group.addoption(
-        "--results-dir",
-        dest="harness_results_dir",
-        default=None,
-        metavar="DIR",
-        help="where a run writes allure-results/, junit.xml, the journal, evidence and the sign-off "
-        f"(default: ./{DEFAULT_RESULTS}); emptied once at the start of each run, except history/",
-    )
-
-
 def _results_root(config: pytest.Config) -> Path:
     handed = getattr(config, "workerinput", {}).get(WORKER_INPUT_KEY)
     if handed:
         return Path(handed)
-    chosen = config.getoption("harness_results_dir") or DEFAULT_RESULTS
-    return (config.invocation_params.dir / Path(chosen).expanduser()).absolute()
+    chosen = run_options(config).results_dir or Path(DEFAULT_RESULTS)
+    return (config.invocation_params.dir / chosen.expanduser()).absolute()
 
 
 def _scratch_root(config: pytest.Config) -> Path:

@@ -1,4 +1,5 @@
-"""The portability suite's pytest plugin: options, the target matrix and the fixture chain.
+"""The portability suite's pytest plugin: the target matrix and the fixture chain (its options are
+:class:`harness.run_options.RunOptions`).
 
     profile ─┐
     target ──┴─► deployment (VM, release installed) ─► installed
@@ -36,6 +37,13 @@ from harness.profile import (
     select_profile,
 )
 from harness.release import load_release, parse_release_name
+from harness.run_options import (
+    DEFAULT_PROFILE,
+    RunOptions,
+    is_portability_run,
+    run_options,
+    utility_session,
+)
 from harness.server import Server, ServerFailed
 from harness.suite.deployment import (
     Deployment,
@@ -46,13 +54,11 @@ from harness.suite.deployment import (
     run_upgrade,
 )
 from harness.suite.overlap import BackgroundTwin, FinishedTwin, TwinWork
-from harness.suite.pipeline import is_portability_run, utility_session
-from harness.suite.reference import DEFAULT_PROFILE, default_release
+from harness.suite.reference import default_release
 from harness.suite.stages import STAGE_MARK, stage_of
 from harness.suite.target import Target, TargetInputs, TargetSpec, matrix, resolve
 from harness.vm.provider import VMOptions
 
-DEFAULT_IMAGE = "linux-debian12"
 GOLDENS = "goldens"  # beside a profile's TOML file: its approved answers, <profile>/<platform>.json
 NO_RELEASE = "no-release"
 TARGET_FIXTURE = "target"
@@ -61,42 +67,6 @@ LOADGROUP_KEY = "harness_loadgroup"
 _failed_targets = pytest.StashKey[set[str]]()
 _targets = pytest.StashKey[dict[TargetSpec, Target]]()
 _twins = pytest.StashKey[dict[str, BackgroundTwin | FinishedTwin]]()
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("harness-suite", "portability harness: the release under test")
-    group.addoption(
-        "--release", action="append", dest="release", default=None, metavar="TARBALL",
-        help="release tarball to test; repeat for a matrix (default: the reference release built by "
-        "examples/reference_release/build.py)",
-    )
-    group.addoption(
-        "--profile", dest="profile", default=None, metavar="NAME|FILE",
-        help=f"release profile: a built-in name (reference, tiles) or a TOML file (default: {DEFAULT_PROFILE})",
-    )
-    group.addoption(
-        "--profile-variant", action="append", dest="profile_variant", default=None, metavar="NAME",
-        help="apply this [[variant]] of the profile whatever the release's version and OS (repeatable)",
-    )
-    group.addoption(
-        "--update-goldens", dest="update_goldens", action="store_true", default=False,
-        help="record this run's completions as the golden answers instead of comparing with them",
-    )
-    group.addoption(
-        "--upgrade-from", dest="upgrade_from", default=None, metavar="OLD_TARBALL",
-        help="the previous release: the upgrade check installs it, then the release under test over it "
-        "(in a VM of its own); without it that check skips",
-    )
-    group.addoption(
-        "--condition", action="append", dest="conditions", default=None, metavar="NAME|all",
-        help="also install under this install condition of the profile's [[conditions]] (repeatable; "
-        "'all' for every one), in the second VM; without it install_conditions skips",
-    )
-    group.addoption(
-        "--goldens-dir", dest="goldens_dir", default=None, metavar="DIR",
-        help="where golden files live (default: goldens/ beside the profile's TOML file; the built-in "
-        "profiles' goldens ship in the package)",
-    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -128,8 +98,8 @@ def check_inputs(config: pytest.Config) -> None:
     if config.option.help or getattr(config.option, "version", False):
         return
     try:
-        profile = load_profile(config.getoption("profile") or DEFAULT_PROFILE)
-        for path in config.getoption("release") or []:
+        profile = load_profile(_profile_name(run_options(config)))
+        for path in run_options(config).release:
             release = Path(path).expanduser()
             if not release.is_file():
                 raise UsageError(f"release tarball {release} does not exist",
@@ -145,7 +115,11 @@ def check_inputs(config: pytest.Config) -> None:
 
 
 def forced_variants(config: pytest.Config) -> tuple[str, ...]:
-    return tuple(config.getoption("profile_variant", default=None) or ())
+    return run_options(config).variants
+
+
+def _profile_name(options: RunOptions) -> str:
+    return options.profile or DEFAULT_PROFILE
 
 
 def _dist_given(config: pytest.Config) -> bool:
@@ -156,7 +130,7 @@ def _dist_given(config: pytest.Config) -> bool:
 
 
 def release_paths(config: pytest.Config) -> list[Path]:
-    given = config.getoption("release", default=None)
+    given = run_options(config).release
     if given:
         return [Path(p).expanduser().absolute() for p in given]
     found = default_release(config.rootpath)
@@ -164,7 +138,7 @@ def release_paths(config: pytest.Config) -> list[Path]:
 
 
 def images(config: pytest.Config) -> list[str]:
-    return list(config.getoption("image", default=None) or [DEFAULT_IMAGE])
+    return list(run_options(config).images)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -224,7 +198,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.fixture(scope="session")
 def profile(pytestconfig: pytest.Config) -> Profile:
     """The release profile named by --profile (validated before any VM boots)."""
-    return load_profile(pytestconfig.getoption("profile") or DEFAULT_PROFILE)
+    return load_profile(_profile_name(run_options(pytestconfig)))
 
 
 @pytest.fixture(scope="session")
@@ -281,7 +255,7 @@ def _needs(request: pytest.FixtureRequest, fixture: str, spec: TargetSpec) -> bo
 
 def chosen_conditions(config: pytest.Config, profile: Profile) -> tuple[ConditionSpec, ...]:
     """The profile's install conditions named by --condition ('all': every one)."""
-    wanted = [n for given in config.getoption("conditions", default=None) or [] for n in given.split(",") if n]
+    wanted = [n for given in run_options(config).conditions for n in given.split(",") if n]
     if "all" in wanted:
         return profile.conditions
     known = {c.name: c for c in profile.conditions}
@@ -305,7 +279,7 @@ def _guest_size(request: pytest.FixtureRequest, target: Target, vms_here: int) -
     environment = request.getfixturevalue("vm_environment")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
     size = guest_size(min(environment.max_vms, workers * vms_here))
-    forced = request.config.getoption("vm_cpus", default=0)
+    forced = run_options(request.config).vm_cpus
     if forced:
         size = GuestSize(forced, size.memory_mb, f"--vm-cpus {forced}")
     environment.journal.write(GenericRecord(kind="meta", target=target.image,
@@ -359,11 +333,11 @@ def _start_twin_beside(request: pytest.FixtureRequest, target: Target, report: A
 @pytest.fixture(scope="session")
 def upgrade_run(request: pytest.FixtureRequest, target: Target, report: Any) -> UpgradeResult:
     """The previous release (--upgrade-from) installed in a fresh VM, then this one over it."""
-    given = request.config.getoption("upgrade_from")
-    if not given:
+    given = run_options(request.config).upgrade_from
+    if given is None:
         pytest.skip("no --upgrade-from OLD_TARBALL given: nothing to upgrade from")
     try:
-        previous = load_release(Path(given).expanduser().absolute(), target.profile.release)
+        previous = load_release(given.expanduser().absolute(), target.profile.release)
     except UsageError as exc:
         raise pytest.UsageError(f"harness: --upgrade-from: {exc}") from None
     return run_upgrade(_machine_maker(request), target, previous, report, lambda: _interrupted(request))
@@ -427,11 +401,11 @@ def client(deployment: Deployment, server: Server) -> Iterator[CompletionClient]
 def goldens_dir(pytestconfig: pytest.Config) -> Path:
     """``--goldens-dir``, else ``goldens/`` beside the profile's file (the built-in profiles' own
     goldens ship in the package; recording into an installed package needs ``--goldens-dir``)."""
-    given = pytestconfig.getoption("goldens_dir")
-    if given:
-        return Path(given).absolute()
-    found = resolve_profile_path(pytestconfig.getoption("profile") or DEFAULT_PROFILE).resolve().parent / GOLDENS
-    if pytestconfig.getoption("update_goldens") and found.is_relative_to(Path(sys.prefix).resolve()):
+    options = run_options(pytestconfig)
+    if options.goldens_dir is not None:
+        return options.goldens_dir.absolute()
+    found = resolve_profile_path(_profile_name(options)).resolve().parent / GOLDENS
+    if options.update_goldens and found.is_relative_to(Path(sys.prefix).resolve()):
         raise UsageError(f"--update-goldens would write into the installed harness package ({found})",
                          hint="pass --goldens-dir DIR to record your own goldens, and use it for later runs")
     return found

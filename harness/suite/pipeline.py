@@ -1,11 +1,5 @@
-"""Which pytest sessions are portability runs, how the suite is found, and the order it runs in.
-
-A session is a *portability run* when its command line names the suite (``pytest --pyargs
-harness.portability``, a path inside the installed suite) or asks for a release or a results
-directory (``--release``, ``--results-dir``). Only such a run writes ``results/`` and prints a
-sign-off: the plugin is installed in a venv, and every other pytest session in it (the product's
-unit tests, the harness's own tests) must run as if it were not there, apart from offering its
-fixtures.
+"""How the suite is collected, and the order it runs in (which sessions are portability runs is
+:func:`harness.run_options.is_portability_run`).
 
 The suite runs as a release manager reads it: what can be judged on the host first (release,
 static), then each target's VM work in the order it happens (install and what it left, server,
@@ -17,23 +11,16 @@ traffic is judged too.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-import harness.portability
+from harness.run_options import suite_dir
 
-SUITE_PACKAGE = harness.portability.__name__
-SUITE_DIR = Path(harness.portability.__file__).resolve().parent
-# Options that only make sense for a portability run; giving one makes the session one.
-RUN_OPTIONS: tuple[str, ...] = ("release", "harness_results_dir")
+SUITE_DIR = suite_dir()
 # Fixtures every check of a release depends on (directly or through deployment/installed/...).
 RELEASE_FIXTURE = "target"
-
-_active = pytest.StashKey[bool]()
 
 
 @dataclass(frozen=True)
@@ -71,64 +58,7 @@ def stage_index(item: pytest.Item) -> int:
     return _MORE
 
 
-# -- is this session a portability run? ----------------------------------------------------------
-
-
-def names_the_suite(config: pytest.Config) -> bool:
-    """True when a command-line argument (or testpaths entry) collects the suite."""
-    for arg in config.args:
-        where = _argument_path(str(arg).split("::", 1)[0], config)
-        if where is None:
-            continue
-        if where == SUITE_DIR or SUITE_DIR in where.parents:
-            return True
-        # An ancestor collects it too, unless the suite sits in a virtualenv pytest skips.
-        if where in SUITE_DIR.parents and not SUITE_DIR.is_relative_to(Path(sys.prefix).resolve()):
-            return True
-    return False
-
-
-def _argument_path(arg: str, config: pytest.Config) -> Path | None:
-    if config.option.pyargs and arg and "/" not in arg:
-        try:
-            spec = importlib.util.find_spec(arg)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is not None:
-            if spec.submodule_search_locations:
-                return Path(next(iter(spec.submodule_search_locations))).resolve()
-            if spec.origin:
-                return Path(spec.origin).resolve()
-    try:
-        return (config.invocation_params.dir / arg).resolve()
-    except (OSError, ValueError):
-        return None
-
-
-def utility_session(config: pytest.Config) -> bool:
-    """--help, --collect-only, --fixtures and friends: they run no checks."""
-    option = config.option
-    names = ("help", "version", "collectonly", "showfixtures", "show_fixtures_per_test", "markers")
-    return any(getattr(option, name, False) for name in names)
-
-
-def is_portability_run(config: pytest.Config) -> bool:
-    """Decided once per session (at configure time, before any results are touched)."""
-    if _active not in config.stash:
-        config.stash[_active] = not utility_session(config) and (
-            names_the_suite(config)
-            or any(config.getoption(name, default=None) for name in RUN_OPTIONS)
-        )
-    return config.stash[_active]
-
-
 # -- plugin hooks ---------------------------------------------------------------------------------
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # Registered here, not in this repository's pyproject: a user's --strict-markers must accept them.
-    config.addinivalue_line("markers", "vm: needs a real VM (QEMU); slow under software emulation")
-    config.addinivalue_line("markers", "portability: a check of the portability suite")
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:

@@ -15,7 +15,6 @@ from harness.errors import UsageError
 
 RELEASE_DIR = Path("examples") / "reference_release"
 PRODUCT = "refapp"
-DEFAULT_PROFILE = "reference"  # the profile of the reference release, used when none is given
 
 
 def checkout_root() -> Path:

@@ -9,7 +9,7 @@ import pytest
 
 from harness.journal import read_journal
 from harness.report.critical_path import critical_paths
-from harness.suite.pipeline import is_portability_run
+from harness.run_options import is_portability_run
 
 TIMING_COLUMNS: tuple[tuple[str, str], ...] = (
     ("twin_boot", "2nd boot"), ("twin_install", "2nd install"), ("boot", "boot"), ("copy", "copy"),

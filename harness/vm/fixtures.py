@@ -1,5 +1,5 @@
-"""The VM area's pytest plugin: options, the ``vm`` and ``vm_factory`` fixtures, the reaper at
-session start, and the list of kept VMs at the end.
+"""The VM area's pytest plugin: the ``vm`` and ``vm_factory`` fixtures, the reaper at session
+start, and the list of kept VMs at the end (its options are :class:`harness.run_options.RunOptions`).
 
     def test_something(vm):            # a fresh, clean VM per test (one per --image given)
         assert vm.run("uname -s").stdout == "Linux\\n"
@@ -31,55 +31,17 @@ from harness.host.reaper import reap
 from harness.host.slots import Slot, SlotPool
 from harness.host.watchdog import Watchdog
 from harness.journal import GenericRecord, Journal, PhaseRecord
-from harness.vm.machine import KEEP_POLICIES, KeepPolicy, Machine, MachineSettings
+from harness.run_options import DEFAULT_IMAGE, run_options
+from harness.vm.machine import KeepPolicy, Machine, MachineSettings
 from harness.vm.provider import Provider, VMName, VMOptions
 from harness.vm.registry import available_providers, provider_for_image
 from harness.warm.plan import start_mode, start_mode_record_data
 
-DEFAULT_IMAGE = "linux-debian12"
 RUN_ID_LENGTH = 10
 
 _REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 _RUN_ID = pytest.StashKey[str]()
 _SIGTERM = pytest.StashKey[SigtermAsInterrupt]()
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("harness-vm", "portability harness: virtual machines")
-    group.addoption(
-        "--image", action="append", dest="image", default=None, metavar="IMAGE",
-        help=f"base image to test on; repeat for a matrix (default: {DEFAULT_IMAGE})",
-    )
-    group.addoption(
-        "--keep-vm", dest="keep_vm", choices=KEEP_POLICIES, default="never",
-        help="keep VMs after their test: never (default), on-failure, always; a kept VM prints "
-        "its ssh command and is removed with `harness gc --name NAME`",
-    )
-    group.addoption(
-        "--max-vms", dest="max_vms", type=int, default=2, metavar="N",
-        help="VMs running at once on this host, across xdist workers and pytest runs (default 2)",
-    )
-    group.addoption(
-        "--vm-cpus", dest="vm_cpus", type=int, default=0, metavar="N",
-        help="vCPUs of each release VM (default: from the host's cores and how many VMs run at once)",
-    )
-    group.addoption(
-        "--vm-boot-timeout", dest="vm_boot_timeout", type=float, default=600.0, metavar="S",
-        help="seconds from clone to SSH ready before a boot counts as hung (default 600)",
-    )
-    group.addoption(
-        "--warm", dest="vm_warm", action="store_true", default=True,
-        help="start VMs from a saved, already booted machine where the provider can (default); "
-        "the first warm VM of an image builds the snapshot (one cold boot), later ones resume it",
-    )
-    group.addoption(
-        "--cold", dest="vm_warm", action="store_false",
-        help="boot every VM from scratch (the report records which start each VM had)",
-    )
-    group.addoption(
-        "--vm-slot-timeout", dest="vm_slot_timeout", type=float, default=3600.0, metavar="S",
-        help="seconds to wait for a free VM slot (default 3600)",
-    )
 
 
 # -- run identity, signals, reaping -------------------------------------------------------------
@@ -293,19 +255,20 @@ def harness_run_id(pytestconfig: pytest.Config) -> str:
 @pytest.fixture(scope="session")
 def vm_environment(pytestconfig: pytest.Config, harness_run_id: str) -> Iterator[VMEnvironment]:
     config = pytestconfig
+    options = run_options(config)
     results = _results_dir(config)
     environment = VMEnvironment(
         config=config,
         run_id=harness_run_id,
-        images=list(config.getoption("image") or [DEFAULT_IMAGE]),
-        keep=config.getoption("keep_vm"),
-        max_vms=config.getoption("max_vms"),
-        boot_timeout_s=config.getoption("vm_boot_timeout"),
-        slot_timeout_s=config.getoption("vm_slot_timeout"),
+        images=list(options.images),
+        keep=options.keep_vm,
+        max_vms=options.max_vms,
+        boot_timeout_s=options.vm_boot_timeout,
+        slot_timeout_s=options.vm_slot_timeout,
         paths=HostPaths.from_env(),
         results_dir=results,
         journal=Journal(results),
-        warm=config.getoption("vm_warm"),
+        warm=options.warm,
     )
     yield environment
     environment.close()
@@ -317,7 +280,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if any("image" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")):
         return  # the test chose its images itself
-    images = list(metafunc.config.getoption("image") or [DEFAULT_IMAGE])
+    images = list(run_options(metafunc.config).images)
     metafunc.parametrize("image", images, indirect=True, ids=images)
 
 

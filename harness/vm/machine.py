@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Self, get_args
+from typing import Self
 
 from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError, RemoteTimeout, UsageError
@@ -27,11 +27,10 @@ from harness.host.leases import Lease, LeaseBook
 from harness.host.slots import Slot, SlotPool
 from harness.host.watchdog import Watchdog
 from harness.journal import Journal, PhaseRecord
+from harness.run_options import KEEP_POLICIES, KeepPolicy
 from harness.ssh import CommandResult, SSHTransport, Transfer, ssh_command
 from harness.vm.provider import Provider, SSHEndpoint, VMName, VMOptions
 
-KeepPolicy = Literal["never", "on-failure", "always"]
-KEEP_POLICIES: tuple[str, ...] = get_args(KeepPolicy)
 DEFAULT_COMMAND_TIMEOUT_S = 120.0
 CONSOLE_LOG_LINES = 100_000
 VM_EXIT_GRACE_S = 10.0
