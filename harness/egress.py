@@ -3,8 +3,8 @@
 QEMU's ``filter-dump`` object records every frame crossing the guest's user-mode network into a
 classic pcap file. With ``restrict=on`` no packet leaves the VM, but the guest still has a route
 (10.0.2.2) and a resolver (10.0.2.3) from slirp's DHCP, so a release that reaches for the network
-really sends a DNS query or a TCP SYN, and the capture shows it. This module reads that file in
-pure Python (no tshark on the host) and lists the attempts:
+really sends a DNS query or a TCP SYN, and the capture shows it. This module reads that file with
+dpkt (frames) and dnspython (the DNS question), no tshark on the host, and lists the attempts:
 
 - DNS queries (the names asked for), over UDP or TCP port 53;
 - TCP connection attempts (SYN without ACK) by destination address and port;
@@ -13,36 +13,34 @@ pure Python (no tshark on the host) and lists the attempts:
 Not attempts: frames slirp sends (its MAC starts with 52:55), the guest's answers on connections
 the host opened (SSH: SYN+ACK and later segments are never bare SYNs), DHCP, and IPv6 neighbour
 discovery and multicast listener chatter.
+
+dpkt reads a capture about 2.4x slower than the hand-written reader it replaced did (300,000
+frames of an upload, 310 MB, bench/bench_egress.py: 3.0 s against 1.3 s; scapy is 4x slower than
+dpkt) and is used for the formats and corner cases it knows (pcap variants, VLAN tags, IP options,
+IPv6 extension headers and fragments), at about 100 MB of capture a second.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
+
+import dns.exception
+import dns.message
+import dns.rdatatype
+import dpkt  # type: ignore[import-untyped]  # no type hints shipped
 
 from harness.errors import InfrastructureError
 
 if TYPE_CHECKING:
     from harness.guest import Guest
 
-PCAP_MAGIC = {
-    b"\xd4\xc3\xb2\xa1": ("<", 1e-6),
-    b"\xa1\xb2\xc3\xd4": (">", 1e-6),
-    b"\x4d\x3c\xb2\xa1": ("<", 1e-9),
-    b"\xa1\xb2\x3c\x4d": (">", 1e-9),
-}
-LINKTYPE_ETHERNET = 1
+PCAPNG_MAGIC = b"\x0a\x0d\x0d\x0a"
 SLIRP_MAC_PREFIX = b"\x52\x55"  # slirp's own virtual hosts (gateway, DNS, ...) use 52:55:<ipv4>
-ETH_IPV4, ETH_IPV6, ETH_VLAN = 0x0800, 0x86DD, 0x8100
-PROTO_ICMP, PROTO_TCP, PROTO_UDP, PROTO_ICMPV6 = 1, 6, 17, 58
-IPV6_EXTENSION_HEADERS = {0, 43, 60}  # hop-by-hop, routing, destination options (fragment handled apart)
 DHCP_PORTS = {67, 68, 546, 547}
-# Router/neighbour discovery and multicast listener reports: link housekeeping, not egress.
-ICMPV6_HOUSEKEEPING = {130, 131, 132, 133, 134, 135, 136, 137, 143}
 ICMP_ECHO_REQUEST, ICMPV6_ECHO_REQUEST = 8, 128
 
 Protocol = Literal["dns", "tcp", "udp", "icmp"]
@@ -96,140 +94,111 @@ class PcapError(InfrastructureError):
     """The capture file is missing or not a pcap QEMU could have written."""
 
 
+class _EndWatch:
+    """The capture file under dpkt's reader, noting a read the end of the file cut short.
+
+    dpkt hands back a record whose data ran past the end as if it were whole; QEMU may be halfway
+    through writing that record, so it is dropped, as is a record header cut short.
+    """
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+        self.cut_short = False
+
+    def read(self, size: int) -> bytes:
+        data = self._handle.read(size)
+        self.cut_short = len(data) < size
+        return data
+
+
 def read_frames(path: Path) -> Iterator[Frame]:
     """Frames of a classic pcap file; a record cut short (QEMU still writing) ends the stream."""
     try:
-        blob = path.read_bytes()
+        handle = path.open("rb")
     except OSError as exc:
         raise PcapError(
             f"cannot read the traffic capture {path}: {exc.strerror}",
             hint="the VM must be started with traffic capture on (the provider's filter-dump)",
         ) from None
-    if len(blob) < 24:
-        raise PcapError(f"traffic capture {path} is shorter than a pcap header ({len(blob)} bytes)")
-    magic = blob[:4]
-    if magic == b"\x0a\x0d\x0d\x0a":
-        raise PcapError(f"{path} is pcapng; QEMU's filter-dump writes classic pcap",
-                        hint="pass the file QEMU wrote, not a converted one")
-    if magic not in PCAP_MAGIC:
-        raise PcapError(f"{path} is not a pcap file (magic {magic.hex()})")
-    endian, unit = PCAP_MAGIC[magic]
-    (linktype,) = struct.unpack_from(endian + "I", blob, 20)
-    if linktype & 0x0FFFFFFF != LINKTYPE_ETHERNET:
-        raise PcapError(f"{path} has link type {linktype}, expected Ethernet (1)")
-    offset = 24
-    record = struct.Struct(endian + "IIII")
-    while offset + record.size <= len(blob):
-        sec, frac, caplen, _origlen = record.unpack_from(blob, offset)
-        offset += record.size
-        if offset + caplen > len(blob):
+    with handle:
+        watch = _EndWatch(handle)
+        reader = _pcap_reader(path, handle, watch)
+        try:
+            for time, data in reader:
+                if watch.cut_short:
+                    return
+                yield Frame(float(time), data)
+        except dpkt.NeedData:
             return
-        yield Frame(sec + frac * unit, blob[offset:offset + caplen])
-        offset += caplen
+
+
+def _pcap_reader(path: Path, handle: BinaryIO, watch: _EndWatch) -> dpkt.pcap.Reader:
+    try:
+        reader = dpkt.pcap.Reader(watch)
+    except dpkt.NeedData:
+        raise PcapError(f"traffic capture {path} is shorter than a pcap header "
+                        f"({handle.seek(0, 2)} bytes)") from None
+    except ValueError:  # dpkt: not one of the pcap magic numbers
+        handle.seek(0)
+        magic = handle.read(4)
+        if magic == PCAPNG_MAGIC:
+            raise PcapError(f"{path} is pcapng; QEMU's filter-dump writes classic pcap",
+                            hint="pass the file QEMU wrote, not a converted one") from None
+        raise PcapError(f"{path} is not a pcap file (magic {magic.hex()})") from None
+    linktype = reader.datalink()
+    if linktype & 0x0FFFFFFF != dpkt.pcap.DLT_EN10MB:
+        raise PcapError(f"{path} has link type {linktype}, expected Ethernet (1)")
+    return reader
 
 
 def attempts_in(frame: Frame) -> Attempt | None:
     """The attempt a guest-sent frame makes, or None for anything that is not one."""
-    data = frame.data
-    if len(data) < 14 or data[6:8] == SLIRP_MAC_PREFIX:
+    if frame.data[6:8] == SLIRP_MAC_PREFIX:  # before decoding: most of a big capture is slirp's
         return None
-    ethertype = struct.unpack_from("!H", data, 12)[0]
-    offset = 14
-    if ethertype == ETH_VLAN and len(data) >= 18:
-        ethertype = struct.unpack_from("!H", data, 16)[0]
-        offset = 18
-    if ethertype == ETH_IPV4:
-        parsed = _ipv4(data, offset)
-    elif ethertype == ETH_IPV6:
-        parsed = _ipv6(data, offset)
-    else:
-        return None  # ARP and other link-layer chatter
-    if parsed is None:
+    try:
+        ip = dpkt.ethernet.Ethernet(frame.data).data
+    except dpkt.UnpackError:
         return None
-    proto, destination, l4 = parsed
-    return _transport(frame.time, proto, destination, l4)
+    # ARP and other link-layer chatter stay undecoded, and so do a later fragment's contents (no
+    # transport header) and a transport header cut short: dpkt leaves those as bytes.
+    if not isinstance(ip, dpkt.ip.IP | dpkt.ip6.IP6):
+        return None
+    return _transport(frame.time, ip)
 
 
-def _ipv4(data: bytes, offset: int) -> tuple[int, str, bytes] | None:
-    if len(data) < offset + 20:
+def _transport(time: float, ip: dpkt.ip.IP | dpkt.ip6.IP6) -> Attempt | None:
+    l4 = ip.data
+    if isinstance(l4, dpkt.tcp.TCP):
+        if l4.flags & dpkt.tcp.TH_SYN and not l4.flags & dpkt.tcp.TH_ACK:  # the guest opens one
+            return Attempt(time, "tcp", _address(ip), l4.dport)
         return None
-    ihl = (data[offset] & 0x0F) * 4
-    frag = struct.unpack_from("!H", data, offset + 6)[0] & 0x1FFF
-    if frag:
-        return None  # later fragments carry no transport header
-    proto = data[offset + 9]
-    destination = str(ipaddress.IPv4Address(data[offset + 16:offset + 20]))
-    return proto, destination, data[offset + ihl:]
-
-
-def _ipv6(data: bytes, offset: int) -> tuple[int, str, bytes] | None:
-    if len(data) < offset + 40:
-        return None
-    proto = data[offset + 6]
-    destination = str(ipaddress.IPv6Address(data[offset + 24:offset + 40]))
-    pos = offset + 40
-    while proto in IPV6_EXTENSION_HEADERS or proto == 44:
-        if len(data) < pos + 8:
+    if isinstance(l4, dpkt.udp.UDP):
+        if l4.sport in DHCP_PORTS and l4.dport in DHCP_PORTS:
             return None
-        if proto == 44:
-            if struct.unpack_from("!H", data, pos + 2)[0] & 0xFFF8:
-                return None  # not the first fragment
-            proto, pos = data[pos], pos + 8
-        else:
-            proto, pos = data[pos], pos + (data[pos + 1] + 1) * 8
-    return proto, destination, data[pos:]
+        if l4.dport == 53:
+            name, qtype = parse_dns_question(bytes(l4.data))
+            return Attempt(time, "dns", _address(ip), l4.dport, name, qtype)
+        return Attempt(time, "udp", _address(ip), l4.dport)
+    if isinstance(l4, dpkt.icmp.ICMP) and l4.type == ICMP_ECHO_REQUEST:
+        return Attempt(time, "icmp", _address(ip))
+    if isinstance(l4, dpkt.icmp6.ICMP6) and l4.type == ICMPV6_ECHO_REQUEST:
+        return Attempt(time, "icmp", _address(ip))
+    return None  # ICMPv6 router/neighbour discovery and listener reports among it
 
 
-def _transport(time: float, proto: int, destination: str, l4: bytes) -> Attempt | None:
-    if proto == PROTO_TCP and len(l4) >= 14:
-        dport = struct.unpack_from("!H", l4, 2)[0]
-        flags = l4[13]
-        if flags & 0x02 and not flags & 0x10:  # SYN without ACK: the guest opens a connection
-            return Attempt(time, "tcp", destination, dport)
-        return None
-    if proto == PROTO_UDP and len(l4) >= 8:
-        sport, dport = struct.unpack_from("!HH", l4, 0)
-        if sport in DHCP_PORTS and dport in DHCP_PORTS:
-            return None
-        if dport == 53:
-            name, qtype = parse_dns_question(l4[8:])
-            return Attempt(time, "dns", destination, dport, name, qtype)
-        return Attempt(time, "udp", destination, dport)
-    if proto == PROTO_ICMP and l4[:1] == bytes([ICMP_ECHO_REQUEST]):
-        return Attempt(time, "icmp", destination)
-    if proto == PROTO_ICMPV6 and l4:
-        if l4[0] in ICMPV6_HOUSEKEEPING:
-            return None
-        if l4[0] == ICMPV6_ECHO_REQUEST:
-            return Attempt(time, "icmp", destination)
-    return None
-
-
-QTYPES = {1: "A", 28: "AAAA", 5: "CNAME", 15: "MX", 16: "TXT", 33: "SRV", 65: "HTTPS", 12: "PTR", 2: "NS"}
+def _address(ip: dpkt.ip.IP | dpkt.ip6.IP6) -> str:
+    return str(ipaddress.ip_address(ip.dst))
 
 
 def parse_dns_question(payload: bytes) -> tuple[str | None, str | None]:
     """The first question's name and type; (None, None) if the message is malformed."""
-    if len(payload) < 12 or struct.unpack_from("!H", payload, 4)[0] < 1:
+    try:
+        question = dns.message.from_wire(payload, question_only=True).question
+    except dns.exception.DNSException:
         return None, None
-    labels = []
-    pos = 12
-    while pos < len(payload):
-        length = payload[pos]
-        if length == 0:
-            pos += 1
-            break
-        if length & 0xC0:  # compression pointers do not occur in a question; treat as malformed
-            return None, None
-        labels.append(payload[pos + 1:pos + 1 + length].decode("ascii", "replace"))
-        pos += 1 + length
-    else:
+    if not question:
         return None, None
-    qtype = None
-    if pos + 2 <= len(payload):
-        code = struct.unpack_from("!H", payload, pos)[0]
-        qtype = QTYPES.get(code, str(code))
-    return ".".join(labels) + ".", qtype
+    return question[0].name.to_text(), dns.rdatatype.to_text(question[0].rdtype)
 
 
 def guest_attempts(path: Path, since: float | None = None, until: float | None = None) -> list[Attempt]:

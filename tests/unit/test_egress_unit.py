@@ -153,3 +153,29 @@ def test_tshark_agrees(tmp_path: Path) -> None:
         (a.name or "").rstrip(".") or str(a.port) for a in guest_attempts(pcap) if a.protocol in ("dns", "tcp")
     )
     assert theirs == ours
+
+
+def test_nanosecond_big_endian_capture(tmp_path: Path) -> None:
+    """The other classic pcap flavours read alike, with times as plain floats."""
+    blob = struct.pack(">IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)
+    for ts, frame in FRAMES:
+        blob += struct.pack(">IIII", int(ts), round((ts % 1) * 1e9), len(frame), len(frame)) + frame
+    (tmp_path / "ns.pcap").write_bytes(blob)
+    micro = guest_attempts(write_pcap(tmp_path / "us.pcap", FRAMES))
+    nano = guest_attempts(tmp_path / "ns.pcap")
+    assert [a.key for a in nano] == [a.key for a in micro]
+    assert all(type(a.time) is float for a in nano)
+    assert [round(a.time, 3) for a in nano] == [round(a.time, 3) for a in micro]
+
+
+def test_record_header_cut_short_ends_the_stream(tmp_path: Path) -> None:
+    pcap = write_pcap(tmp_path / "t.pcap", FRAMES)
+    pcap.write_bytes(pcap.read_bytes() + b"\0" * 7)  # QEMU halfway through the next record's header
+    assert len(list(read_frames(pcap))) == len(FRAMES)
+
+
+def test_vlan_tagged_attempt(tmp_path: Path) -> None:
+    tagged = guest_frame(6, "10.0.2.2", tcp(50000, 8080, 0x02))
+    tagged = tagged[:12] + struct.pack("!HH", 0x8100, 5) + tagged[12:]
+    [attempt] = guest_attempts(write_pcap(tmp_path / "t.pcap", [(1.0, tagged)]))
+    assert attempt.describe() == "TCP connect to 10.0.2.2:8080"
