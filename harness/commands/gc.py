@@ -12,6 +12,7 @@ from harness.config import HostPaths
 from harness.errors import HarnessError, UsageError
 from harness.host.leases import LeaseBook, owner_alive
 from harness.host.reaper import ReapPolicy, reap
+from harness.text_table import text_table
 from harness.vm.provider import VMName
 from harness.vm.registry import available_providers
 
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 def _list(paths: HostPaths) -> int:
     """One line per harness VM: where it runs, its state, whether its owner lives, kept or not."""
     leases = LeaseBook(paths.state / "leases")
-    rows = [("NAME", "PROVIDER", "STATE", "OWNER", "KEPT")]
+    rows: list[tuple[str, str, str, str, str]] = []
     for provider in available_providers(paths):
         try:
             infos = provider.list()
@@ -79,10 +80,8 @@ def _list(paths: HostPaths) -> int:
             owner = f"{name.owner_pid} ({'alive' if alive else 'dead'})"
             rows.append((info.name, provider.name, info.state, owner,
                          "yes" if lease and lease.kept else "no"))
-    if len(rows) == 1:
+    if not rows:
         print("no harness VMs on this host")
         return 0
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    print(text_table(rows, ("NAME", "PROVIDER", "STATE", "OWNER", "KEPT"), rule=False))
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from harness.config import HostPaths
 from harness.images import image_store
 from harness.images.store import ImageStore
+from harness.text_table import text_table
 from harness.vm.qemu.provider import QemuProvider
 
 
@@ -46,9 +47,8 @@ def _print_listing(store: ImageStore, in_use: set[Path]) -> int:
         print("build one with: harness images build <name>")
         return 0
     # DIGEST: the build's content hash, the same value a sign-off and `harness inspect` name.
-    print(f"{'NAME':<18} {'DIGEST':<16} {'SIZE':>9} {'BUILT (UTC)':<25} STATUS")
-    for row in rows:
-        size = f"{row.image.size_bytes / 2**20:.0f} MiB"
-        status = ("current" if row.current else "stale") + (", in use by VMs" if row.image.disk in in_use else "")
-        print(f"{row.image.name:<18} {row.image.content_hash:<16} {size:>9} {row.built_at:<25} {status}")
+    table = [(row.image.name, row.image.content_hash, f"{row.image.size_bytes / 2**20:.0f} MiB", row.built_at,
+              ("current" if row.current else "stale") + (", in use by VMs" if row.image.disk in in_use else ""))
+             for row in rows]
+    print(text_table(table, ("NAME", "DIGEST", "SIZE", "BUILT (UTC)", "STATUS"), rule=False, right={2}))
     return 0

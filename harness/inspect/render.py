@@ -9,6 +9,7 @@ from harness.images import current_digest
 from harness.inspect.diff import ReleaseDiff
 from harness.inspect.findings import Report
 from harness.inspect.targets import Target, known_targets, load_target
+from harness.text_table import text_table
 
 
 def human_bytes(count: int) -> str:
@@ -20,29 +21,21 @@ def human_bytes(count: int) -> str:
     return f"{count} B"
 
 
-def table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
-
-
 def _footprint(footprint: dict[str, Any]) -> list[str]:
     out = ["", "Footprint"]
     rows = [[layer["name"], layer["archive"] or "-", human_bytes(layer["compressed_bytes"]),
              human_bytes(layer["uncompressed_bytes"]), str(layer["files"])] for layer in footprint["layers"]]
-    out.append(table(rows, ["layer", "archive", "compressed", "unpacked", "files"]))
+    out.append(text_table(rows, ["layer", "archive", "compressed", "unpacked", "files"]))
     out.append(f"(release) compressed = the whole release file; unpacked total {human_bytes(footprint['uncompressed_bytes'])}")
     if footprint["largest_files"]:
-        out += ["", "Largest files", table([[human_bytes(f["bytes"]), f["path"]] for f in footprint["largest_files"][:10]],
-                                           ["size", "path"])]
+        largest = [[human_bytes(f["bytes"]), f["path"]] for f in footprint["largest_files"][:10]]
+        out += ["", "Largest files", text_table(largest, ["size", "path"])]
     if footprint["duplicates"]:
         rows = [[human_bytes(d["wasted_bytes"]), str(len(d["paths"])), ", ".join(d["layers"]), d["paths"][0]]
                 for d in footprint["duplicates"][:10]]
         out += ["", (f"Identical files in several layers: {footprint['duplicate_groups_total']} group(s), "
                      f"{human_bytes(footprint['wasted_bytes'])} wasted"),
-                table(rows, ["wasted", "copies", "layers", "first copy"])]
+                text_table(rows, ["wasted", "copies", "layers", "first copy"])]
     return out
 
 
@@ -79,7 +72,7 @@ def render_report(report: Report, image_digest: Callable[[str], str] = current_d
             rows.append([f.severity, f.check, f.path, f.message])
             if f.hint:
                 rows.append(["", "", "", f"fix: {f.hint}"])
-        out.append(table(rows, ["severity", "check", "path", "message"]))
+        out.append(text_table(rows, ["severity", "check", "path", "message"]))
     out += ["", "Result: " + ("FAIL" if counts["error"] else "PASS")]
     return "\n".join(out)
 
@@ -89,7 +82,7 @@ def render_diff(diff: ReleaseDiff) -> str:
              human_bytes(c.old_bytes), human_bytes(c.new_bytes)] for c in diff.layers]
     out = [f"Old: {diff.old}" + (f" (version {diff.old_version})" if diff.old_version else ""),
            f"New: {diff.new}" + (f" (version {diff.new_version})" if diff.new_version else ""), "",
-           table(rows, ["layer", "status", "content changed", "archive changed", "old size", "new size"])]
+           text_table(rows, ["layer", "status", "content changed", "archive changed", "old size", "new size"])]
     for label, paths in (("added", diff.loose_added), ("removed", diff.loose_removed), ("changed", diff.loose_changed)):
         if paths:
             shown = ", ".join(paths[:8]) + (f" and {len(paths) - 8} more" if len(paths) > 8 else "")
