@@ -11,18 +11,20 @@ Flavours:
   ``metrics`` (``total_tokens`` ...), no ``usage``.
 
 Every flavour yields the same :class:`Completion`, so determinism and golden checks never care
-which dialect produced it.
+which dialect produced it. Streams are read by httpx-sse under the SSE rules: an event ends at a
+blank line, its ``data:`` lines are joined, and a last event the server never closed is dropped.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Self
 
 import httpx
+from httpx_sse import EventSource, ServerSentEvent
 
 from harness.errors import InfrastructureError, ProductDefect
 from harness.profile import ApiSpec, Message
@@ -66,7 +68,7 @@ class Completion:
     usage: Usage | None
     metrics: Mapping[str, Any] | None  # Tiles-style stream metrics (ttft_ms, total_tokens ...)
     content_chunks: int  # stream chunks that carried text (0 for a non-streamed answer)
-    raw: tuple[str, ...]  # the JSON body, or every ``data:`` payload of a stream, verbatim
+    raw: tuple[str, ...]  # the JSON body, or every event's data in a stream, verbatim
     request: CompletionRequest
     duration_s: float
     first_token_s: float | None = None
@@ -146,9 +148,9 @@ def _fingerprint(data: Mapping[str, Any]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def parse_sse_lines(lines: Sequence[str], request: CompletionRequest, duration_s: float,
-                    first_token_s: float | None = None) -> Completion:
-    """Fold ``data:`` lines into one Completion; the stream must end with ``data: [DONE]``."""
+def parse_sse_events(events: Iterable[ServerSentEvent], request: CompletionRequest, duration_s: float,
+                     first_token_s: float | None = None) -> Completion:
+    """Fold a stream's events into one Completion; the stream must end with ``data: [DONE]``."""
     texts: list[str] = []
     raw: list[str] = []
     finish: str | None = None
@@ -156,11 +158,10 @@ def parse_sse_lines(lines: Sequence[str], request: CompletionRequest, duration_s
     metrics: Mapping[str, Any] | None = None
     fingerprint: str | None = None
     done = False
-    for line in lines:
-        line = line.rstrip("\r")
-        if not line.startswith("data:"):
-            continue  # blank separators, comments (":"), event:/id: fields
-        payload = line[5:].strip()
+    for event in events:
+        payload = event.data.strip()
+        if not payload:
+            continue  # an event of only event:/id:/retry: fields carries no chunk
         if payload == "[DONE]":
             done = True
             break
@@ -193,6 +194,14 @@ def parse_sse_lines(lines: Sequence[str], request: CompletionRequest, duration_s
         content_chunks=len(texts), raw=tuple(raw), request=request, duration_s=duration_s,
         first_token_s=first_token_s, system_fingerprint=fingerprint,
     )
+
+
+class _AnyContentType(EventSource):
+    """Tiles 0.4.x sends its events as ``text/plain``, which httpx-sse refuses: the profile's
+    flavour, not the content type, says that a reply is a stream."""
+
+    def _check_content_type(self) -> None:
+        pass
 
 
 class CompletionClient:
@@ -259,17 +268,17 @@ class CompletionClient:
             ) from None
 
     def _stream(self, url: str, body: dict[str, Any], request: CompletionRequest, started: float) -> Completion:
-        lines: list[str] = []
+        events: list[ServerSentEvent] = []
         first: float | None = None
         with self._http.stream("POST", url, json=body) as reply:
             if reply.status_code >= 400:
                 reply.read()
                 _raise_for_status(reply.status_code, reply.text, url)
-            for line in reply.iter_lines():
-                if first is None and line.startswith("data:"):
+            for event in _AnyContentType(reply).iter_sse():
+                if first is None and event.data:
                     first = time.monotonic() - started
-                lines.append(line)
-        return parse_sse_lines(lines, request, time.monotonic() - started, first)
+                events.append(event)
+        return parse_sse_events(events, request, time.monotonic() - started, first)
 
 
 def _raise_for_status(status: int, text: str, url: str) -> None:

@@ -10,8 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from httpx_sse import ServerSentEvent
 
-from harness.completions import CompletionClient, CompletionError, parse_sse_lines
+from harness.completions import CompletionClient, CompletionError, parse_sse_events
 from harness.determinism import all_same, counts_agree, differences, seeds_behave, usage_problems
 from harness.errors import InfrastructureError
 from harness.profile import Message, load_profile, select_profile
@@ -115,6 +116,14 @@ def test_stream_without_done_is_a_defect(server: ThreadingHTTPServer) -> None:
         client.complete(HELLO, max_tokens=3, temperature=0.0, stream=True)
 
 
+def test_a_last_event_never_closed_is_not_read(server: ThreadingHTTPServer) -> None:
+    """The SSE rules: an event ends at a blank line, so a [DONE] the server cut off is not one."""
+    cut = sse_body(["a"], {}, done=False) + "data: [DONE]"
+    server.reply = lambda _: (200, "text/event-stream", cut)  # type: ignore[attr-defined]
+    with CompletionClient(url(server), API) as client, pytest.raises(CompletionError, match="without 'data: \\[DONE\\]'"):
+        client.complete(HELLO, max_tokens=3, temperature=0.0, stream=True)
+
+
 def test_http_error_carries_body(server: ThreadingHTTPServer) -> None:
     server.reply = lambda _: (500, "application/json", '{"error": "model exploded"}')  # type: ignore[attr-defined]
     with CompletionClient(url(server), API) as client, pytest.raises(CompletionError) as err:
@@ -147,7 +156,7 @@ def test_a_refused_request_over_a_fallen_ssh_link_is_the_harness_s_trouble(strea
 
 def test_non_json_chunk() -> None:
     with pytest.raises(CompletionError, match="not JSON"):
-        parse_sse_lines(["data: {oops", "data: [DONE]"], None, 0.0)  # type: ignore[arg-type]
+        parse_sse_events([ServerSentEvent(data="{oops"), ServerSentEvent(data="[DONE]")], None, 0.0)  # type: ignore[arg-type]
 
 
 def _completion(text: str, tokens: int, seed: int | None = None, temperature: float = 0.0, stream: bool = False):
@@ -186,3 +195,25 @@ def test_usage_rules() -> None:
     nothing = replace(good, usage=None)
     assert "no token count" in usage_problems(nothing, "n")[0]
     assert counts_agree(good, replace(good, usage=replace(good.usage, completion_tokens=7)), "json", "sse")
+
+
+def test_stream_framed_by_the_sse_rules(server: ThreadingHTTPServer) -> None:
+    """Comments, event:/id:/retry: fields, CRLF line ends and one chunk spread over two data: lines
+    of one event, as the SSE rules allow: the same text as a plain stream."""
+    hello = json.dumps({"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}]})
+    last = json.dumps({"choices": [{"index": 0, "delta": {"content": "!"}, "finish_reason": "stop"}]}, indent=1)
+    body = (": keep-alive\r\n\r\nretry: 500\r\n\r\n"
+            f"event: chunk\r\nid: 1\r\ndata: {hello}\r\n\r\n"
+            + "".join(f"data: {line}\r\n" for line in last.splitlines()) + "\r\n"
+            "data: [DONE]\r\n\r\n")
+    server.reply = lambda _: (200, "text/event-stream", body)  # type: ignore[attr-defined]
+    with CompletionClient(url(server), API) as client:
+        c = client.complete(HELLO, max_tokens=3, temperature=0.0, stream=True)
+    assert (c.text, c.content_chunks, c.finish_reason, len(c.raw)) == ("hi!", 2, "stop", 2)
+
+
+def test_non_json_chunk_over_http(server: ThreadingHTTPServer) -> None:
+    server.reply = lambda _: (200, "text/event-stream", "data: {oops\n\ndata: [DONE]\n\n")  # type: ignore[attr-defined]
+    with CompletionClient(url(server), API) as client, pytest.raises(CompletionError, match="not JSON") as err:
+        client.complete(HELLO, max_tokens=3, temperature=0.0, stream=True)
+    assert err.value.detail == "{oops"
