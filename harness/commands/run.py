@@ -20,12 +20,13 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from harness.config import HostPaths
 from harness.errors import UsageError
-from harness.profile import load_profile, select_profile
-from harness.release import load_release
-from harness.release_name import parse_release_name
+from harness.preflight import check_run
+from harness.profile import load_profile
 from harness.report.results_space import check_results_dir
 from harness.run_options import (
+    DEFAULT_IMAGE,
     DEFAULT_PROFILE,
     DEFAULT_RESULTS,
     SUITE_PACKAGE,
@@ -85,12 +86,9 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
             raise UsageError(f"the {profile.name} profile needs a release: pass --release PATH")
         releases = [reference_release()]
     upgrade_from = args.upgrade_from.expanduser().absolute() if args.upgrade_from else None
-    for path in [*releases, *([upgrade_from] if upgrade_from else [])]:
-        # Name, product and existence, before any VM boots, against the profile as resolved for
-        # this release's version and OS (a backend suffix may be known to one variant only).
-        name = parse_release_name(path.name)
-        load_release(path, select_profile(profile, name.os, name.parsed, args.variants).release)
     check_results_dir((args.results_dir or Path.cwd() / DEFAULT_RESULTS).absolute())
+    # Before pytest, a VM or a results file: a bad input costs seconds and leaves nothing behind.
+    check_run(releases, args.image or [DEFAULT_IMAGE], profile, HostPaths.from_env(), args.variants, upgrade_from)
     given = RunOptions.from_namespace(args)
     options = replace(given, release=tuple(releases), profile=profile_name, image=given.images,
                       upgrade_from=upgrade_from,

@@ -32,6 +32,7 @@ from harness.desk.session import (
 )
 from harness.desk.terminal import hangup_as_interrupt, run_terminal
 from harness.errors import UsageError
+from harness.preflight import check_run
 from harness.profile import load_profile
 from harness.run_options import DEFAULT_IMAGE, DEFAULT_PROFILE
 from harness.suite.target import Target, TargetSpec, resolve
@@ -73,21 +74,22 @@ def run(args: argparse.Namespace) -> int:
     return new_shell(args, paths)
 
 
-def resolve_target(release: str | None, image: str, profile_name: str) -> Target:
-    """The release checked on the host and matched to the image, as ``harness run`` checks it."""
+def resolve_target(release: str | None, image: str, profile_name: str, paths: HostPaths) -> Target:
+    """The release and image judged as ``harness run`` judges them, before any VM."""
     from harness.commands.run import reference_release
 
     profile = load_profile(profile_name)
     if release is None and profile.name != DEFAULT_PROFILE:
         raise UsageError(f"the {profile.name} profile needs a release: pass --release PATH")
     path = Path(release).expanduser().absolute() if release else reference_release()
+    check_run([path], [image], profile, paths)
     return resolve(TargetSpec(path, image, image), profile)
 
 
 def new_shell(args: argparse.Namespace, paths: HostPaths) -> int:
     started = time.monotonic()
     image = args.image or DEFAULT_IMAGE
-    target = resolve_target(args.release, image, args.profile or DEFAULT_PROFILE)
+    target = resolve_target(args.release, image, args.profile or DEFAULT_PROFILE, paths)
     provider = provider_for_image(image, paths)
     spec = DeskVMSpec(image=image, run_id="shell", online=args.online, keep=args.keep, warm=args.warm)
     machine = make_machine(spec, provider, paths)

@@ -19,6 +19,7 @@ from harness.cli import build_parser, main
 from harness.commands import run as run_command
 from harness.commands.run import make_plan, pytest_argv
 from harness.errors import UsageError
+from tests.unit.release_files import small_release
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -26,9 +27,8 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def fake_release(tmp_path: Path, name: str = "refapp-v0.1.0-x86_64-linux.tar.gz") -> Path:
-    path = tmp_path / name
-    path.write_bytes(b"not really a tarball")
-    return path
+    """A whole, safe tarball with a release's name: enough for every check made before a VM."""
+    return small_release(tmp_path / name)
 
 
 def test_matrix_and_workers(tmp_path: Path) -> None:
