@@ -26,6 +26,7 @@ from harness.profile.loading import (
     resolve_profile_path,
 )
 from harness.profile.parse import matching_variants, parse_profile, select_profile
+from harness.profile.problems import ProfileError
 from harness.profile.schema import (
     FLAVOURS,
     RUNTIME_PLACEHOLDERS,
@@ -39,7 +40,6 @@ from harness.profile.schema import (
     LoadRequest,
     Message,
     Profile,
-    ProfileError,
     Prompt,
     ReleaseSpec,
     ServerSpec,

@@ -14,7 +14,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from harness.profile.schema import InstallSpec, Profile, ProfileError, ServerSpec, UninstallSpec
+from harness.profile.problems import ProfileError
+from harness.profile.schema import InstallSpec, Profile, ServerSpec, UninstallSpec
 
 T = TypeVar("T")
 

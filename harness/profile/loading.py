@@ -6,7 +6,8 @@ import tomllib
 from pathlib import Path
 
 from harness.profile.parse import check_profile
-from harness.profile.schema import Profile, ProfileError
+from harness.profile.problems import ProfileError
+from harness.profile.schema import Profile
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "profiles"
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.profile.problems import Problem, profile_error, unique
-from harness.profile.schema import RUNTIME_PLACEHOLDERS, Profile, ProfileError, Variant
+from harness.profile.problems import Problem, ProfileError, profile_error, unique
+from harness.profile.schema import RUNTIME_PLACEHOLDERS, Profile, Variant
 from harness.release_name import Version, parse_version, version_in_range
 
 

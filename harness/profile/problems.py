@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.profile.schema import ProfileError
+from harness.errors import UsageError
 
 REFERENCE_PROFILE = Path(__file__).resolve().parent.parent / "profiles" / "reference.toml"
 
@@ -41,6 +41,17 @@ class Problem:
     def identity(self) -> tuple[str, str, str, str]:
         """Equal for the same mistake seen through two resolutions (an OS table, a variant)."""
         return self.path, self.what, self.expected, self.got
+
+
+class ProfileError(UsageError):
+    """A profile file is missing, not TOML, or has keys of the wrong type or name (``problems``
+    lists each of those, all of them at once)."""
+
+    def __init__(self, message: str, hint: str = "", detail: str = "",
+                 problems: tuple[Problem, ...] = ()) -> None:
+        super().__init__(message, hint, detail)
+        self.problems = problems
+
 
 
 def unique(problems: Iterable[Problem]) -> list[Problem]:

@@ -9,12 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
-
-from harness.errors import UsageError
-
-if TYPE_CHECKING:
-    from harness.profile.problems import Problem
+from typing import Any, Literal
 
 Flavour = Literal["openai", "openai-sse", "tiles-sse"]
 FLAVOURS: tuple[str, ...] = ("openai", "openai-sse", "tiles-sse")
@@ -22,16 +17,6 @@ GuestOS = Literal["linux", "darwin"]
 
 # Filled in by the harness at run time; every other placeholder must be a key of [paths].
 RUNTIME_PLACEHOLDERS: frozenset[str] = frozenset({"home", "user", "upload", "tarball", "version", "port"})
-
-
-class ProfileError(UsageError):
-    """A profile file is missing, not TOML, or has keys of the wrong type or name (``problems``
-    lists each of those, all of them at once)."""
-
-    def __init__(self, message: str, hint: str = "", detail: str = "",
-                 problems: tuple[Problem, ...] = ()) -> None:
-        super().__init__(message, hint, detail)
-        self.problems = problems
 
 
 @dataclass(frozen=True)
