@@ -1,18 +1,28 @@
-"""A minimal QMP (QEMU Machine Protocol) client: enough to tell QEMU is up, power a guest
-down, quit, and later save/restore a warm VM (``stop``/``migrate``/``cont`` are plain commands).
+"""QMP (QEMU Machine Protocol) through the ``qemu.qmp`` library, synchronous and with a deadline on
+every step: enough to tell QEMU is up, power a guest down, quit, and save/restore a warm VM
+(``stop``/``migrate``/``cont`` are plain commands).
+
+``qemu.qmp``'s own sync wrapper (``qemu.qmp.legacy.QEMUMonitorProtocol``) waits for the greeting
+without a timeout and runs on the thread's shared event loop, so this class drives the library's
+asyncio ``QMPClient`` on an event loop of its own, each call bounded by ``asyncio.wait_for``.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import socket
-import time
+from collections.abc import Coroutine
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
+
+import qemu.qmp
+from qemu.qmp.qmp_client import GreetingError
 
 from harness.errors import InfrastructureError
+
+T = TypeVar("T")
 
 
 def connect_unix(path: Path, timeout_s: float) -> socket.socket:
@@ -35,43 +45,61 @@ def connect_unix(path: Path, timeout_s: float) -> socket.socket:
 
 
 class QMPClient:
-    """One QMP session; every read has a deadline, events are skipped."""
+    """One QMP session; connecting (greeting and capabilities included), each command and closing
+    each have ``timeout_s``; events are left unread.
+
+    Errors as callers catch them: OSError (TimeoutError, ConnectionError) when the socket is dead,
+    silent or hangs up; InfrastructureError for a QMP error reply or a peer that is not QMP.
+    """
 
     def __init__(self, path: Path, timeout_s: float = 5.0) -> None:
+        self._path = path
         self._timeout_s = timeout_s
-        self._sock = connect_unix(path, timeout_s)
-        self._reader = self._sock.makefile("rb")
-        greeting = self._read_message()
-        if "QMP" not in greeting:
-            self.close()
-            raise InfrastructureError(f"{path} did not greet like QMP: {greeting!r}")
-        self.execute("qmp_capabilities")
+        self._loop = asyncio.new_event_loop()
+        self._qmp = qemu.qmp.QMPClient(path.name)
+        try:
+            # Connected here, not by the library: it cannot reach a path longer than sun_path.
+            sock = connect_unix(path, timeout_s)
+            self._run(self._qmp.connect(sock), "connect")
+        except BaseException:
+            self._close_loop()
+            raise
 
-    def _read_message(self) -> dict[str, Any]:
-        line = self._reader.readline()
-        if not line:
-            raise ConnectionError("QMP connection closed")
-        message: dict[str, Any] = json.loads(line)
-        return message
+    def _run(self, step: Coroutine[Any, Any, T], what: str) -> T:
+        try:
+            return self._loop.run_until_complete(asyncio.wait_for(step, self._timeout_s))
+        except TimeoutError:
+            raise TimeoutError(f"QMP {what} on {self._path}: no answer in {self._timeout_s}s") from None
+        except qemu.qmp.ExecuteError as exc:
+            raise InfrastructureError(f"QMP {what} failed: {exc}") from None
+        except qemu.qmp.ConnectError as exc:
+            if isinstance(exc.exc, GreetingError):
+                raise InfrastructureError(f"{self._path} did not greet like QMP: {exc}") from None
+            raise ConnectionError(f"QMP {what} on {self._path} failed: {exc}") from None
+        except qemu.qmp.QMPError as exc:  # interrupted: the connection closed under the command
+            raise ConnectionError(f"QMP {what} on {self._path}: {exc}") from None
 
     def execute(self, command: str, **arguments: Any) -> Any:
         """Run a command and return its ``return`` value; InfrastructureError on a QMP error."""
-        request: dict[str, Any] = {"execute": command}
-        if arguments:
-            request["arguments"] = arguments
-        self._sock.sendall(json.dumps(request).encode() + b"\n")
-        deadline = time.monotonic() + self._timeout_s
-        while time.monotonic() < deadline:
-            message = self._read_message()
-            if "return" in message:
-                return message["return"]
-            if "error" in message:
-                raise InfrastructureError(f"QMP {command} failed: {message['error'].get('desc', message)}")
-        raise TimeoutError(f"QMP {command}: no answer in {self._timeout_s}s")
+        return self._run(self._qmp.execute(command, arguments or None), command)
 
     def close(self) -> None:
-        self._reader.close()
-        self._sock.close()
+        try:
+            # Whatever ended the session (QEMU quit, a dead socket) is not the caller's concern.
+            self._run(self._qmp.disconnect(), "disconnect")
+        except (OSError, EOFError, InfrastructureError, qemu.qmp.QMPError):
+            pass
+        finally:
+            self._close_loop()
+
+    def _close_loop(self) -> None:
+        """Close the event loop, cancelling what a disconnect that timed out left running."""
+        leftover = asyncio.all_tasks(self._loop)
+        for task in leftover:
+            task.cancel()
+        if leftover:
+            self._loop.run_until_complete(asyncio.gather(*leftover, return_exceptions=True))
+        self._loop.close()
 
     def __enter__(self) -> Self:
         return self
