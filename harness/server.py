@@ -19,6 +19,7 @@ import httpx
 from harness.errors import HarnessError, ProductDefect, RemoteTimeout
 from harness.guest import Guest
 from harness.profile import BoundProfile
+from harness.waiting import attempts
 
 POLL_INTERVAL_S = 0.5
 PID_GRACE_S = 15.0  # a launcher may write its pid file a moment after returning
@@ -127,10 +128,9 @@ class Server:
         return self.last_ready_s
 
     def _wait_healthy(self, started: float) -> None:
-        deadline = started + self.spec.ready_timeout_s
         url = f"{self.base_url}{self.spec.health_path}"
         last = "no answer yet"
-        while True:
+        for _ in attempts(self.spec.ready_timeout_s, POLL_INTERVAL_S, since=started):
             try:
                 reply = self._http.get(url)
                 if reply.status_code == 200:
@@ -145,14 +145,12 @@ class Server:
                     hint="the server crashed on start: its log tails below say why",
                     detail=self.log_tails(),
                 )
-            if time.monotonic() >= deadline:
-                raise ServerFailed(
-                    f"the server did not answer {self.spec.health_path} with 200 within "
-                    f"{self.spec.ready_timeout_s:g} s (last probe: {last})",
-                    hint="it runs but never got ready: too slow, wrong port, or stuck; see the logs",
-                    detail=self.log_tails(),
-                )
-            time.sleep(POLL_INTERVAL_S)
+        raise ServerFailed(
+            f"the server did not answer {self.spec.health_path} with 200 within "
+            f"{self.spec.ready_timeout_s:g} s (last probe: {last})",
+            hint="it runs but never got ready: too slow, wrong port, or stuck; see the logs",
+            detail=self.log_tails(),
+        )
 
     def _load_model(self) -> None:
         load = self.spec.load
@@ -212,7 +210,7 @@ class Server:
             exit_code, output = result.exit_code, result.stdout + result.stderr
         except RemoteTimeout as exc:
             exit_code, output = None, f"stop command timed out: {exc.detail}"
-        exited = self._wait_gone(pid, started + self.spec.stop_timeout_s)
+        exited = self._wait_gone(pid, started)
         forced = False
         if not exited and pid.isdigit():
             self.guest.run(f"kill -KILL {pid} 2>/dev/null; true", timeout=30)
@@ -220,15 +218,13 @@ class Server:
         port_closed = not self._port_open()
         return StopReport(exit_code, output, time.monotonic() - started, exited, port_closed, forced)
 
-    def _wait_gone(self, pid: str, deadline: float) -> bool:
+    def _wait_gone(self, pid: str, started: float) -> bool:
         if not pid.isdigit():
             return True  # no pid recorded: nothing we could wait for
-        while True:
+        for _ in attempts(self.spec.stop_timeout_s, POLL_INTERVAL_S, since=started):
             if not self.guest.run(f"kill -0 {pid} 2>/dev/null", timeout=30).ok:
                 return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(POLL_INTERVAL_S)
+        return False
 
     def close(self) -> None:
         """Best-effort stop (the VM is about to go anyway) and release the forward."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Self
 
 from harness.errors import InfrastructureError, UsageError
+from harness.waiting import attempts
 
 ForeignCounter = Callable[[], int]
 """Counts running VMs the harness did not start (e.g. a developer's own tart VM): they take slots."""
@@ -109,14 +110,11 @@ class SlotPool:
 
     def acquire(self, timeout_s: float, label: str = "") -> Slot:
         """Block until a slot is free; after ``timeout_s`` raise naming who holds them."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+        for _ in attempts(timeout_s, self.poll_s):
             slot = self.try_acquire(label)
             if slot is not None:
                 return slot
-            if time.monotonic() >= deadline:
-                raise self._busy_error(timeout_s)
-            time.sleep(min(self.poll_s, max(deadline - time.monotonic(), 0.0)))
+        raise self._busy_error(timeout_s)
 
     def holders(self) -> list[SlotHolder]:
         """Who holds which slot right now (read without disturbing the holders)."""

@@ -4,7 +4,6 @@ its host key checked against the pin, tuned for throughput to an emulated guest.
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable
 from typing import Protocol, cast
 
@@ -14,6 +13,7 @@ from harness.errors import InfrastructureError
 from harness.ssh.command_log import CommandLog
 from harness.ssh.host_keys import HostKeyPin
 from harness.vm.provider import SSHEndpoint
+from harness.waiting import attempts
 
 # Large windows and packets keep the pipe full: the guest (often under software emulation)
 # is the bottleneck, so every round trip the host saves is throughput gained.
@@ -38,20 +38,17 @@ def open_connection(endpoint: SSHEndpoint, pin: HostKeyPin, log: CommandLog, dea
     if endpoint.host_key:
         pin.expect(endpoint.host_key)
     key = load_key(endpoint)
-    deadline = time.monotonic() + deadline_s
-    attempt, last_error = 0, "no attempt made"
-    while True:
-        attempt += 1
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+    tried, last_error = 0, "no attempt made"
+    for attempt in attempts(deadline_s, lambda number: min(0.5 * number, 3.0)):
+        if (remaining := attempt.remaining_s()) <= 0:
             break
+        tried = attempt.number
         try:
             transport = open_transport(endpoint, remaining)
         except (OSError, EOFError, paramiko.SSHException) as exc:
             last_error = f"{type(exc).__name__}: {exc}"
             if still_alive is not None:
                 still_alive()
-            time.sleep(min(0.5 * attempt, 3.0, max(deadline - time.monotonic(), 0)))
             continue
         try:
             pin.check(transport.get_remote_server_key())
@@ -60,11 +57,11 @@ def open_connection(endpoint: SSHEndpoint, pin: HostKeyPin, log: CommandLog, dea
             transport.close()
             raise
         log.note(f"connected to {endpoint.user}@{endpoint.host}:{endpoint.port} "
-                 f"(attempt {attempt}, cipher {remote_cipher(transport)})")
+                 f"(attempt {attempt.number}, cipher {remote_cipher(transport)})")
         return transport
     raise InfrastructureError(
         f"could not open SSH to {endpoint.user}@{endpoint.host}:{endpoint.port} "
-        f"within {deadline_s:.0f} s ({attempt - 1} attempts); last error: {last_error}",
+        f"within {deadline_s:.0f} s ({tried} attempts); last error: {last_error}",
         hint="the guest's sshd is not answering: look at the VM's console log",
     )
 

@@ -17,6 +17,7 @@ from harness.ssh.connection import MAX_PACKET_SIZE, WINDOW_SIZE
 from harness.ssh.results import Transfer
 from harness.ssh.trace import OperationTrace
 from harness.vm.provider import SSHEndpoint
+from harness.waiting import attempts
 
 # OpenSSH's sftp-server accepts writes up to ~255 KiB; paramiko's default of 32 KiB per request
 # costs a guest-side round of work per 32 KiB.
@@ -153,12 +154,10 @@ class FileCopies:
     def _connection_fell(self) -> bool:
         """Whether the connection itself is gone; its reader thread may need a moment to say so
         after the SFTP channel saw the end of the stream."""
-        deadline = time.monotonic() + CONNECTION_LOSS_GRACE_S
-        while self._transport.is_active():
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-        return True
+        for _ in attempts(CONNECTION_LOSS_GRACE_S, 0.05):
+            if not self._transport.is_active():
+                return True
+        return False
 
 
 def _check_deadline(deadline: float, verb: str, path: str, timeout: float) -> None:

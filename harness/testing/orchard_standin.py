@@ -32,6 +32,7 @@ from urllib.parse import parse_qs, urlsplit
 from harness.ssh.relay import SocketStream, pump
 from harness.testing.tart_standin.guests import Guest
 from harness.testing.tart_standin.loopback import LoopbackSSHGuest
+from harness.waiting import attempts
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 REQUIRED_SPEC_FIELDS = ("name", "image")
@@ -122,17 +123,14 @@ class OrchardStandin:
             vm.event("running", f"started on {vm.worker}")
 
     def wait_running(self, name: str, wait_s: float) -> StandinVM | None:
-        deadline = time.monotonic() + wait_s
-        while True:
+        for _ in attempts(wait_s, 0.1):
             with self.lock:
                 vm = self.vms.get(name)
                 if vm is None or vm.status == "failed":
                     return None
                 if vm.status == "running":
                     return vm
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.1)
+        return None
 
 
 def _handler_for(api: OrchardStandin) -> type[BaseHTTPRequestHandler]:

@@ -28,6 +28,7 @@ from harness.testing.tart_standin.home import (
     random_mac,
 )
 from harness.testing.tart_standin.network import SoftnetRuleError, SoftnetRules, parse_version
+from harness.waiting import attempts
 
 EXIT_USAGE = 64
 EXIT_STATE = 2
@@ -176,17 +177,14 @@ def cmd_get(home: TartHome, args: argparse.Namespace) -> int:
 
 def cmd_ip(home: TartHome, args: argparse.Namespace) -> int:
     vm = _existing(home, args.name)
-    deadline = time.monotonic() + args.wait
-    while True:
+    for _ in attempts(args.wait, 1.0):  # tart polls once a second
         if not vm.running():
             raise StandinError(f'VM "{args.name}" is not running', EXIT_STATE)
         address = _resolve(home, vm, args.resolver)
         if address:
             print(address)
             return 0
-        if time.monotonic() >= deadline:
-            raise StandinError("no IP address found, is your VM running?")
-        time.sleep(1)  # tart polls once a second
+    raise StandinError("no IP address found, is your VM running?")
 
 
 def _resolve(home: TartHome, vm: VMDir, resolver: str) -> str | None:
@@ -252,9 +250,9 @@ def cmd_stop(home: TartHome, args: argparse.Namespace) -> int:
     pid = int(vm.run_state().get("pid", 0))
     if pid:
         _signal(pid, signal.SIGINT)
-    deadline = time.monotonic() + args.timeout
-    while vm.running() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    for _ in attempts(args.timeout, 0.2):
+        if not vm.running():
+            break
     if vm.running() and pid:
         _signal(pid, signal.SIGKILL)
         while vm.running():

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import paramiko
@@ -30,6 +29,7 @@ from paramiko.common import (
 )
 
 from harness.ssh.relay import Listener
+from harness.waiting import attempts
 
 
 class _Server(paramiko.ServerInterface):
@@ -111,9 +111,9 @@ class LoopbackSSHGuest:
             channel.sendall_stderr(proc.stderr)
             channel.send_exit_status(proc.returncode)
             channel.close()
-            deadline = time.monotonic() + 5  # let the client read the status and hang up first
-            while transport.is_active() and time.monotonic() < deadline:
-                time.sleep(0.05)
+            for _ in attempts(5.0, 0.05):  # let the client read the status and hang up first
+                if not transport.is_active():
+                    break
         except (paramiko.SSHException, EOFError, OSError, subprocess.TimeoutExpired):
             pass
         finally:

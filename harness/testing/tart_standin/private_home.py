@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.testing.tart_standin.home import TartHome
 from harness.testing.tart_standin.shim import write_shim
+from harness.waiting import attempts
 
 
 @dataclass
@@ -68,11 +68,10 @@ class StandinHome:
 
     def wait_running(self, name: str, timeout_s: float = 15, key: str = "address") -> None:
         """Until the run state has ``key``: ``address`` (leased) or ``ssh_port`` (SSH relayed)."""
-        deadline = time.monotonic() + timeout_s
-        while not self.home.vm(name).run_state().get(key):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{name} did not reach running: {self.run_log(name)}")
-            time.sleep(0.1)
+        for _ in attempts(timeout_s, 0.1):
+            if self.home.vm(name).run_state().get(key):
+                return
+        raise AssertionError(f"{name} did not reach running: {self.run_log(name)}")
 
     def run_log(self, name: str) -> str:
         path = self.root / f"run-{name}.log"

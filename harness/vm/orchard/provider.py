@@ -43,6 +43,7 @@ from harness.vm.provider import (
     VMState,
 )
 from harness.vm.tart.macos_login import RunKey, ensure_key_login, probe_ssh
+from harness.waiting import attempts
 
 GUEST_SSH_PORT = 22
 
@@ -194,8 +195,8 @@ class OrchardProvider:
 
     def start(self, name: VMName, timeout_s: float = 900.0) -> None:
         """Orchard starts a VM on its own once a worker takes it: wait for ``running``."""
-        deadline = time.monotonic() + timeout_s
-        while True:
+        vm: dict[str, Any] = {}
+        for _ in attempts(timeout_s, 1.0):
             vm = self._status(name)
             status = vm.get("status")
             if status == "running":
@@ -205,12 +206,10 @@ class OrchardProvider:
                     f"Orchard could not start {name}: {vm.get('status_message') or 'no message'}",
                     hint="check the worker's tart and the image name", detail=self.console_tail(name),
                 )
-            if time.monotonic() > deadline:
-                raise BootTimeout(
-                    f"Orchard left {name} {status} for {timeout_s:.0f} s (worker {vm.get('worker') or 'none'})",
-                    hint="every worker may be busy: each runs at most 2 macOS VMs",
-                )
-            time.sleep(1.0)
+        raise BootTimeout(
+            f"Orchard left {name} {vm.get('status')} for {timeout_s:.0f} s (worker {vm.get('worker') or 'none'})",
+            hint="every worker may be busy: each runs at most 2 macOS VMs",
+        )
 
     def ip(self, name: VMName, wait_s: int) -> str | None:
         response = self._request("GET", f"/vms/{name}/ip", params={"wait": wait_s},
@@ -229,18 +228,17 @@ class OrchardProvider:
         return bridge
 
     def wait_ready(self, name: VMName, timeout_s: float) -> SSHEndpoint:
-        deadline = time.monotonic() + timeout_s
+        started = time.monotonic()
         self.start(name, timeout_s=timeout_s)
         bridge = self._bridge(name)
         key = RunKey.create(self.vm_dir(name) / "id_ed25519", comment=f"portability-harness {name}")
         problem = "no answer yet"
-        while time.monotonic() < deadline:
-            step = max(1.0, min(20.0, deadline - time.monotonic()))
+        for attempt in attempts(timeout_s, 2.0, since=started):
+            step = max(1.0, min(20.0, attempt.remaining_s()))
             try:
                 probe_ssh("127.0.0.1", bridge.port, step)
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 problem = f"SSH through the port-forward did not answer ({exc.__class__.__name__}: {exc})"
-                time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
                 continue
             ensure_key_login("127.0.0.1", bridge.port, self.settings.user, self.settings.password, key, step)
             return SSHEndpoint(host="127.0.0.1", port=bridge.port, user=self.settings.user,

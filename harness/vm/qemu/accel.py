@@ -26,6 +26,7 @@ from typing import Literal
 from harness.config import HostPaths
 from harness.errors import InfrastructureError, UsageError
 from harness.host.tools import require_tool
+from harness.waiting import attempts
 
 AccelName = Literal["kvm", "tcg"]
 ACCEL_ENV = "HARNESS_ACCEL"
@@ -136,11 +137,12 @@ def run_probe(qemu: str, accel: AccelName, deadline_s: float = PROBE_DEADLINE_S,
                                    stderr=subprocess.PIPE, start_new_session=True)
         try:
             works = False
-            while time.monotonic() - started < deadline_s and process.poll() is None:
+            for _ in attempts(deadline_s, 0.05):
+                if process.poll() is not None:
+                    break
                 if guest.marker in serial.read_bytes():
                     works = True
                     break
-                time.sleep(0.05)
             elapsed = time.monotonic() - started
         finally:
             process.kill()

@@ -41,6 +41,7 @@ from harness.vm.qemu.launch import QemuLaunch, qemu_command
 from harness.vm.qemu.network import LOOPBACK, free_loopback_port, read_ssh_banner
 from harness.vm.qemu.qmp import QMPClient
 from harness.vm.qemu.warm import WarmStarts
+from harness.waiting import attempts
 from harness.warm.plan import StartMode, WarmRestoreFailed
 
 PROVIDER_NAME = "qemu"
@@ -271,8 +272,7 @@ class QemuProvider:
 
     def _wait_qmp(self, process: subprocess.Popen[bytes], sock: Path) -> bool:
         """True once QEMU answers QMP (all devices and port forwards set up), False if it exited."""
-        deadline = time.monotonic() + QMP_UP_TIMEOUT_S
-        while time.monotonic() < deadline:
+        for _ in attempts(QMP_UP_TIMEOUT_S, 0.05):
             if process.poll() is not None:
                 return False
             if sock.exists():
@@ -282,7 +282,6 @@ class QemuProvider:
                     return True
                 except (OSError, ConnectionError, ValueError):
                     pass
-            time.sleep(0.05)
         process.kill()
         process.wait()
         return False
@@ -305,16 +304,14 @@ class QemuProvider:
             return SSHEndpoint(host=LOOPBACK, port=record.ssh_port, user=built.user,
                                key_path=built.private_key, host_key=host_key)
         started = time.monotonic()
-        deadline = started + timeout_s
-        while True:
+        for attempt in attempts(timeout_s, POLL_INTERVAL_S):
             if self._process(record) is None:
                 raise self._boot_failure(name, f"QEMU exited before SSH answered ({time.monotonic() - started:.1f}s)", True)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise self._boot_failure(name, f"no SSH banner within {timeout_s:g}s", False)
+            if (remaining := attempt.remaining_s()) <= 0:
+                break
             if read_ssh_banner(record.ssh_port, timeout_s=min(3.0, remaining)).startswith(SSH_BANNER):
                 return SSHEndpoint(host=LOOPBACK, port=record.ssh_port, user=built.user, key_path=built.private_key)
-            time.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
+        raise self._boot_failure(name, f"no SSH banner within {timeout_s:g}s", False)
 
     def _boot_failure(self, name: VMName, what: str, qemu_died: bool) -> BootTimeout:
         state = "QEMU died" if qemu_died else "QEMU still running"

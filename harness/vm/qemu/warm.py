@@ -54,6 +54,7 @@ from harness.vm.qemu.warm_agent import (
     check_agent_reply,
     warm_devices,
 )
+from harness.waiting import attempts
 from harness.warm.personalization import Personalization
 from harness.warm.plan import (
     StartMode,
@@ -236,8 +237,7 @@ class WarmStarts:
 
 
 def _wait_loaded(qmp: QMPClient, process: subprocess.Popen[bytes], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    for _ in attempts(timeout_s, POLL_S):
         if process.poll() is not None:
             raise ConnectionError("QEMU exited while loading the state")
         status = qmp.execute("query-status")["status"]
@@ -245,7 +245,6 @@ def _wait_loaded(qmp: QMPClient, process: subprocess.Popen[bytes], timeout_s: fl
             if status not in ("paused", "prelaunch", "postmigrate"):
                 raise WarmRestoreFailed(f"QEMU is '{status}' after loading the state, expected paused")
             return
-        time.sleep(POLL_S)
     raise WarmRestoreFailed(f"loading the saved state took longer than {timeout_s:.0f}s")
 
 
@@ -325,14 +324,13 @@ def _save_running_machine(provider: TemplateMachines, name: VMName, state: Path)
     with QMPClient(vm_dir / "qmp.sock", timeout_s=10.0) as qmp:
         qmp.execute("stop")
         qmp.execute("migrate", uri=f"exec:cat > {shlex.quote(str(state))}")
-        deadline = time.monotonic() + SAVE_TIMEOUT_S
-        while True:
+        status = "not asked"
+        for _ in attempts(SAVE_TIMEOUT_S, POLL_S * 5):
             status = qmp.execute("query-migrate").get("status")
-            if status == "completed":
+            if status in ("completed", "failed", "cancelled"):
                 break
-            if status in ("failed", "cancelled") or time.monotonic() > deadline:
-                raise InfrastructureError(f"saving the template's state ended '{status}'",
-                                          hint=f"see {vm_dir / 'qemu.log'}")
-            time.sleep(POLL_S * 5)
+        if status != "completed":
+            raise InfrastructureError(f"saving the template's state ended '{status}'",
+                                      hint=f"see {vm_dir / 'qemu.log'}")
         qmp.execute("quit")
     provider.stop(name, timeout_s=0)

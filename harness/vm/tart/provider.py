@@ -25,7 +25,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import paramiko
@@ -36,6 +35,7 @@ from harness.vm.provider import Capabilities, SSHEndpoint, VMInfo, VMName, VMOpt
 from harness.vm.tart.cli import TartCLI, TartSettings
 from harness.vm.tart.macos_login import RunKey, ensure_key_login, probe_ssh
 from harness.vm.tart.warm import TartWarmStarts, is_template
+from harness.waiting import attempts
 from harness.warm.plan import StartMode
 
 VM_LIMIT_TEXT = "number of VMs exceeds the system limit"
@@ -196,11 +196,9 @@ class TartProvider:
         self._runs[str(name)] = proc
         self.cli.note_detached(command, proc.pid)
         (self.vm_dir(name) / "tart-run.pid").write_text(str(proc.pid))
-        deadline = time.monotonic() + self.settings.start_grace_s
-        while time.monotonic() < deadline:
+        for _ in attempts(self.settings.start_grace_s, 0.2):
             if proc.poll() is not None:
                 self._raise_early_exit(name, proc.returncode)
-            time.sleep(0.2)
 
     def _raise_early_exit(self, name: VMName | str, code: int | None) -> None:
         tail = self.console_tail(name)
@@ -237,23 +235,21 @@ class TartProvider:
         return None
 
     def wait_ready(self, name: VMName, timeout_s: float) -> SSHEndpoint:
-        deadline = time.monotonic() + timeout_s
         key = self.key_for(name)
         last_problem = "no IP address yet"
-        while time.monotonic() < deadline:
+        for attempt in attempts(timeout_s, 0.0):  # `tart ip --wait` is the pause after a miss
             self._check_running(name)
-            remaining = deadline - time.monotonic()
-            address = self.ip(name, wait_s=max(1, min(self.settings.ip_poll_s, int(remaining))))
+            address = self.ip(name, wait_s=max(1, min(self.settings.ip_poll_s, int(attempt.remaining_s()))))
             if address is None:
                 last_problem = f"`tart ip` found no address with resolvers {', '.join(self.settings.resolvers)}"
                 continue
-            step_timeout = max(1.0, min(15.0, deadline - time.monotonic()))
+            step_timeout = max(1.0, min(15.0, attempt.remaining_s()))
             try:
                 probe_ssh(address, self.settings.ssh_port, step_timeout)
             except (OSError, paramiko.SSHException, EOFError) as exc:
                 # A lease can be stale or sshd not up yet: the address stays unproven.
                 last_problem = f"{address}:{self.settings.ssh_port} does not speak SSH yet ({exc.__class__.__name__}: {exc})"
-                time.sleep(min(2.0, max(0.0, deadline - time.monotonic())))
+                attempt.pause(2.0)
                 continue
             ensure_key_login(address, self.settings.ssh_port, self.settings.user, self.settings.password, key, step_timeout)
             return self.warm.after_ready(self, name, SSHEndpoint(

@@ -46,6 +46,7 @@ from harness.errors import HarnessError, InfrastructureError
 from harness.vm.provider import SSHEndpoint, VMInfo, VMName
 from harness.vm.tart.cli import TartCLI, TartSettings
 from harness.vm.tart.macos_login import RunKey
+from harness.waiting import attempts
 from harness.warm.personalization import Personalization
 from harness.warm.plan import StartMode, WarmPlan, planned_start_mode, record_fallback
 
@@ -226,8 +227,7 @@ class TartWarmStarts:
         if result.returncode != 0:
             raise InfrastructureError(f"`tart suspend {template}` failed (exit {result.returncode})",
                                       hint="suspending needs macOS 14 or newer on the host", detail=result.message)
-        deadline = time.monotonic() + SUSPEND_TIMEOUT_S
-        while time.monotonic() < deadline:
+        for _ in attempts(SUSPEND_TIMEOUT_S, 0.5):
             state = next((vm.state for vm in provider.list() if vm.name == template), "unknown")
             if state == "suspended":
                 provider.stop(cast(VMName, template), timeout_s=30)  # reaps the exited `tart run`
@@ -235,7 +235,6 @@ class TartWarmStarts:
             if state == "stopped":
                 raise InfrastructureError(f"{template} stopped instead of suspending",
                                           detail=provider.console_tail(template))
-            time.sleep(0.5)
         raise InfrastructureError(f"{template} was not suspended within {SUSPEND_TIMEOUT_S:.0f}s",
                                   detail=provider.console_tail(template))
 
