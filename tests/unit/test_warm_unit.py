@@ -355,8 +355,9 @@ def test_harness_run_hands_warm_or_cold_to_pytest(tmp_path: Path) -> None:
     from harness.cli import build_parser
     from harness.commands.run import make_plan, pytest_argv
 
-    release = tmp_path / "refapp-v0.1.0-x86_64-linux.tar.gz"
-    release.write_bytes(b"not really a tarball")
+    from tests.unit.release_files import small_release
+
+    release = small_release(tmp_path / "refapp-v0.1.0-x86_64-linux.tar.gz")
 
     def argv(*extra: str) -> list[str]:
         return pytest_argv(make_plan(build_parser().parse_args(["run", "--release", str(release), *extra])))
