@@ -354,7 +354,6 @@ def test_snapshots_of_an_older_format_are_removed_by_the_next_build(built: Built
 def test_harness_run_hands_warm_or_cold_to_pytest(tmp_path: Path) -> None:
     from harness.cli import build_parser
     from harness.commands.run import make_plan, pytest_argv
-
     from tests.unit.release_files import small_release
 
     release = small_release(tmp_path / "refapp-v0.1.0-x86_64-linux.tar.gz")
