@@ -1,4 +1,8 @@
-"""Base image recipes: ``harness/vm_images/linux/<variant>/recipe.toml`` (shipped in the package) and their content hashes.
+"""Base image recipes: ``vm_images/linux/<variant>/recipe.toml`` and their content hashes.
+
+The recipes live at the repository's top level (``vm_images/``); ``harness/vm_images`` is a link to
+that folder, through which the wheel carries them as package data, so a checkout and a pip install
+find them in the same place.
 
 A recipe's image name is ``linux-<variant>``. Its content hash covers every file of the directory
 except ``*.md`` plus ``BUILDER_VERSION``, so editing the recipe (or the way it is built) yields a new
@@ -23,7 +27,7 @@ HASH_LENGTH = 16
 
 
 def default_recipes_root() -> Path:
-    """The recipes shipped inside the harness package, or ``$HARNESS_VM_IMAGES``."""
+    """The recipes shipped with the harness package, or ``$HARNESS_VM_IMAGES``."""
     override = os.environ.get("HARNESS_VM_IMAGES")
     if override:
         return Path(override)

@@ -4,7 +4,7 @@ Every "tart VM" here is a real Debian guest booted by the QEMU provider behind t
 ``tart`` command line; the harness drives it only through :class:`harness.vm.tart.provider.TartProvider`.
 What this proves: the provider's code path (clone, random MAC, detached run, ip, SSH proof, first
 password login, key install, stop, delete) and the whole portability suite work through it.
-What it cannot prove: anything about macOS or Apple's tart itself (see harness/vm_images/macos/README.md).
+What it cannot prove: anything about macOS or Apple's tart itself (see vm_images/macos/README.md).
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ def test_clone_refuses_to_overwrite_an_existing_vm(provider: TartProvider, stand
 def test_clone_of_an_unknown_image_says_how_to_get_one(provider: TartProvider) -> None:
     with pytest.raises(InfrastructureError, match="tart clone nothing") as info:
         provider.clone("nothing", VMName.new("unit"))
-    assert "harness/vm_images/macos" in info.value.hint
+    assert "vm_images/macos" in info.value.hint
 
 
 def test_images_are_the_local_vms_that_are_not_ours(provider: TartProvider) -> None:

@@ -62,7 +62,7 @@ class IdleGuest:
 
 
 def _provision_command(user: str, password: str) -> str:
-    """Root shell snippet giving a Debian guest the clean macOS image's login (harness/vm_images/macos):
+    """Root shell snippet giving a Debian guest the clean macOS image's login (vm_images/macos):
     user + password, passwordless sudo, password login over SSH."""
     dropin = "PasswordAuthentication yes\nKbdInteractiveAuthentication no\n"
     return " && ".join([

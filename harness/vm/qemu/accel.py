@@ -42,7 +42,7 @@ KVM_DEVICE = Path("/dev/kvm")
 
 # Measured on the 2-core development host: a Debian 12 guest with 2 vCPUs reached its SSH banner
 # about as fast under multi-threaded TCG as single-threaded, and faster with -cpu max than the
-# default qemu64 model (see harness/vm_images/linux/README.md for the figures).
+# default qemu64 model (see vm_images/linux/README.md for the figures).
 QEMU_ARGS: dict[AccelName, tuple[str, ...]] = {
     "kvm": ("-accel", "kvm", "-cpu", "host"),
     "tcg": ("-accel", "tcg,thread=multi", "-cpu", "max"),

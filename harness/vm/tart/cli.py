@@ -123,7 +123,7 @@ class TartCLI:
                 f"the tart binary {self.binary!r} was not found",
                 hint="on an Apple Silicon Mac install tart (brew install cirruslabs/cli/tart) or point "
                 "HARNESS_TART_BIN at it; on Linux use the stand-in: "
-                "HARNESS_TART_BIN=$(python -m harness.testing.tart_standin shim DIR) (see harness/vm_images/macos/README.md)",
+                "HARNESS_TART_BIN=$(python -m harness.testing.tart_standin shim DIR) (see vm_images/macos/README.md)",
             )
         return found
 

@@ -139,7 +139,7 @@ def install_run_key(host: str, port: int, user: str, password: str, key: RunKey,
         raise InfrastructureError(
             f"the run key was installed on {host}:{port} but key login as {user!r} is still refused",
             hint="the guest's sshd may disable public-key authentication; check the base image's "
-            "sshd_config (harness/vm_images/macos/README.md)",
+            "sshd_config (vm_images/macos/README.md)",
         )
 
 

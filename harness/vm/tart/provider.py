@@ -151,7 +151,7 @@ class TartProvider:
             raise InfrastructureError(
                 f"`tart clone {image} {name}` failed (exit {result.returncode})",
                 hint=f"check that the image exists (`tart list`, or `tart pull {image}`) and that the disk has room; "
-                "build a clean image with harness/vm_images/macos/README.md",
+                "build a clean image with vm_images/macos/README.md",
                 detail=result.message,
             )
         if template is not None:
@@ -258,7 +258,7 @@ class TartProvider:
             ))
         raise BootTimeout(
             f"tart VM {name} did not answer SSH within {timeout_s:.0f} s: {last_problem}",
-            hint="raise the boot timeout, check that the image enables Remote Login (harness/vm_images/macos/README.md) "
+            hint="raise the boot timeout, check that the image enables Remote Login (vm_images/macos/README.md) "
             "and that macOS's Local Network privacy setting lets the host reach the VM",
             detail=self.console_tail(name),
         )
