@@ -24,6 +24,9 @@ bench: setup
 	$(VENV)/bin/python bench/bench_vm.py
 	$(VENV)/bin/python bench/bench_warm.py
 	$(VENV)/bin/python bench/bench_shell.py
+	$(VENV)/bin/python bench/bench_plugin_startup.py
+	$(VENV)/bin/python bench/bench_egress.py
+	$(VENV)/bin/python bench/bench_macho.py
 
 clean-results:
 	rm -rf results
