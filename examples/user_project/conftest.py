@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.install import Installed
+from harness.install.first import Installed
 from harness.suite.deployment import Deployment
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from harness.install import UPLOAD_DIR
+from harness.install.upload import UPLOAD_DIR
 
 RC_PATH = "/var/tmp/harness-shell.rc"
 OFFLINE = "offline"

@@ -23,7 +23,8 @@ from harness.desk.session import DeskVMSpec, Say, install_now, make_machine, say
 from harness.egress import make_attempts_visible
 from harness.errors import HarnessError, UsageError
 from harness.hashing import sha256_file
-from harness.install import UPLOAD_DIR, probe_guest, upload
+from harness.install.facts import probe_guest
+from harness.install.upload import UPLOAD_DIR, upload
 from harness.journal import read_journal
 from harness.profile import load_profile
 from harness.server import Server, ServerFailed

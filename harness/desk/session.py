@@ -23,7 +23,9 @@ from harness.egress import make_attempts_visible
 from harness.errors import UsageError
 from harness.host.leases import Lease, LeaseBook
 from harness.host.slots import SlotPool
-from harness.install import UPLOAD_DIR, GuestFacts, InstallerRun, probe_guest, run_installer, upload
+from harness.install.facts import GuestFacts, probe_guest
+from harness.install.run import InstallerRun, run_installer
+from harness.install.upload import UPLOAD_DIR, upload
 from harness.ssh import SSHTransport
 from harness.suite.target import Target
 from harness.vm.machine import Machine, MachineSettings

@@ -8,7 +8,7 @@ import posixpath
 import pytest
 
 from harness.checks import buildhost
-from harness.install import Installed
+from harness.install.first import Installed
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
 

@@ -7,10 +7,14 @@ import shlex
 
 import pytest
 
+from harness.checks.install import (
+    installer_failure,
+    judge_confined,
+    judge_present,
+    judge_reproducible,
+)
 from harness.errors import InfrastructureError
-from harness.guest_tree import manifest_differences, outside
-from harness.install import Installed
-from harness.install_failure import without_trace
+from harness.install.first import Installed
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
 from harness.suite.interpreters import (
@@ -30,39 +34,25 @@ def test_install_offline(deployment: Deployment, report) -> None:
     run = deployment.installed.installer
     report.attach_text(f"$ {run.command}\n{run.output}\n[exit {run.exit_code}, {run.duration_s:.1f} s]",
                        "installer output", target=deployment.name)
-    if not run.ok:
-        failure = run.failure()
-        waited = " (waiting for the network?)" if run.timed_out and not failure.cause else ""
-        hint = f"\nhint: {failure.hint}" if failure.hint else ""
-        pytest.fail(f"{failure.headline()}{waited}{hint}\nlast output:\n{without_trace_tail(run.output)}",
-                    pytrace=False)
-    missing = [path for path in deployment.installed.allowed
-               if not deployment.machine.run(f"test -e {shlex.quote(path)}", timeout=30).ok]
-    assert not missing, f"the installer reported success but left nothing at {', '.join(missing)}"
-
-
-def without_trace_tail(output: str, lines: int = 12) -> str:
-    return "\n".join(without_trace(output).splitlines()[-lines:])
+    failed = installer_failure(run)
+    if failed is not None:
+        pytest.fail(failed, pytrace=False)
+    judge_present([path for path in deployment.installed.allowed
+                   if not deployment.machine.run(f"test -e {shlex.quote(path)}", timeout=30).ok])
 
 
 def test_install_writes_confined(installed: Installed, report) -> None:
     """Everything the installer created or changed is under the profile's install.writes."""
-    found = installed.changes
-    report.attach_text("\n".join(c.describe() for c in found) or "(no changes)", "install file-system changes")
-    stray = outside(found, installed.allowed)
-    expect_none([c.describe() for c in stray],
-                f"the installer wrote outside {', '.join(installed.allowed)}")
+    report.attach_text("\n".join(c.describe() for c in installed.changes) or "(no changes)",
+                       "install file-system changes")
+    judge_confined(installed)
 
 
 def test_install_manifest_reproducible(installed: Installed, twin_installed: Installed, report) -> None:
     """Two clean VMs given the same tarball end up with byte-identical installed trees."""
-    twin = twin_installed
     report.attach_text(installed.manifest.text(), "installed manifest (first VM)")
-    report.attach_text(twin.manifest.text(), "installed manifest (second VM)")
-    assert twin.installer.ok, f"the install failed in the second VM: exit {twin.installer.exit_code}\n{twin.installer.tail()}"
-    assert installed.manifest.entries, f"the installed tree {', '.join(installed.roots)} is empty"
-    expect_none(manifest_differences(installed.manifest, twin.manifest),
-                "the installed trees of two fresh VMs differ (paths, modes or sha256)")
+    report.attach_text(twin_installed.manifest.text(), "installed manifest (second VM)")
+    judge_reproducible(installed, twin_installed)
 
 
 def test_no_system_python(deployment: Deployment, report) -> None:

@@ -14,13 +14,12 @@ import pytest
 from harness.checks.macos import (
     CLT_STUB_INSTALLER,
     GATEKEEPER_KILL,
-    QUARANTINE_ATTR,
     ROSETTA_RUNTIME,
-    install_quarantined,
     launch_status,
     list_macho_executables,
 )
 from harness.checks.offline import network_failures
+from harness.install.quarantined import QUARANTINE_ATTR, install_quarantined
 from harness.server import Server
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
@@ -37,7 +36,7 @@ def macos_target(target: Target) -> Target:
 
 def test_macos_executables_are_arm64_native(macos_target: Target, deployment: Deployment, report) -> None:
     """No executable needs Rosetta: each carries arm64, and nothing started oahd (Rosetta's daemon)."""
-    executables = list_macho_executables(deployment, deployment.installed.roots)
+    executables = list_macho_executables(deployment.machine, deployment.installed.roots)
     report.attach_text("\n".join(f"{e.path}: {' '.join(e.archs) or '?'}" for e in executables), "Mach-O architectures")
     assert executables, f"no Mach-O executable found under {', '.join(deployment.installed.roots)}"
     expect_none([f"{e.path} ({' '.join(e.archs) or 'unknown'})" for e in executables if "arm64" not in e.archs],
@@ -50,7 +49,7 @@ def test_macos_executables_are_arm64_native(macos_target: Target, deployment: De
 def test_macos_code_signatures(macos_target: Target, deployment: Deployment, report) -> None:
     """``codesign --verify`` passes for every executable (arm64 refuses unsigned code); the
     ``spctl --assess`` verdicts (Gatekeeper's view) are attached per executable."""
-    executables = list_macho_executables(deployment, deployment.installed.roots)
+    executables = list_macho_executables(deployment.machine, deployment.installed.roots)
     verdicts, broken = [], []
     for exe in executables:
         path = shlex.quote(exe.path)
@@ -68,13 +67,14 @@ def test_macos_quarantined_download_installs_and_runs(macos_target: Target, depl
     """The tarball as a browser leaves it (``com.apple.quarantine`` set) still installs offline,
     and Gatekeeper lets every installed executable start; otherwise it names the blocked ones."""
     machine = deployment.machine
-    run, roots = install_quarantined(deployment)
+    quarantined_install = install_quarantined(machine, deployment.installed, deployment.target.profile)
+    run, roots = quarantined_install.installer, quarantined_install.roots
     report.attach_text(f"$ {run.command}\n{run.output}\n[exit {run.exit_code}]", "install from the quarantined tarball")
     assert run.ok, f"installing from the quarantined tarball failed with exit {run.exit_code}:\n{run.tail()}"
-    executables = list_macho_executables(deployment, roots)
+    executables = list_macho_executables(machine, roots)
     quarantined = machine.run(f"find {' '.join(map(shlex.quote, roots))} -xattrname {QUARANTINE_ATTR} 2>/dev/null | head -n 50",
                               timeout=120)
-    blocked = [exe.path for exe in executables if launch_status(deployment, exe.path) == GATEKEEPER_KILL]
+    blocked = [exe.path for exe in executables if launch_status(machine, exe.path) == GATEKEEPER_KILL]
     report.attach_text(f"still quarantined after install:\n{quarantined.stdout or '(none)'}\n\n"
                        f"killed at launch:\n" + ("\n".join(blocked) or "(none)"), "Gatekeeper launch probes")
     expect_none(blocked, "Gatekeeper kills these executables of a downloaded (quarantined) release at launch")

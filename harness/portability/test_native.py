@@ -9,7 +9,7 @@ import pytest
 
 from harness.checks import native
 from harness.errors import InfrastructureError
-from harness.install import Installed
+from harness.install.first import Installed
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
 

@@ -8,7 +8,7 @@ import pytest
 
 from harness.completions import CompletionClient
 from harness.guest_tree import changes, outside, take_snapshot
-from harness.install import Installed, snapshot_exclusions
+from harness.install.first import Installed, snapshot_exclusions
 from harness.server import Server
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment

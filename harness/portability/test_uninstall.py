@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.guest_tree import leftovers
-from harness.suite.checks import expect_none
+from harness.checks.uninstall import judge_uninstall
 from harness.suite.deployment import TwinResult
 from harness.suite.target import Target
 
@@ -18,13 +17,9 @@ def test_uninstall_clean(target: Target, install_twin: TwinResult, report) -> No
     if profile.uninstall is None:
         pytest.skip(f"the {profile.name} profile has no [uninstall] command")
     twin = install_twin.installed
-    if install_twin.uninstall is None or install_twin.after_uninstall is None:
+    uninstalled = install_twin.uninstall
+    if uninstalled is None:
         pytest.skip(f"blocked: the install in the second VM failed (exit {twin.installer.exit_code})")
-    run = install_twin.uninstall
+    run = uninstalled.uninstaller
     report.attach_text(f"{install_twin.served}\n$ {run.command}\n{run.output}\n[exit {run.exit_code}]", "uninstall output")
-    assert run.ok, f"the uninstaller exited with {run.exit_code}:\n{run.tail()}"
-    assert twin.bound.uninstall is not None
-    leaves = list(twin.bound.uninstall.leaves)
-    writes = [*twin.allowed, *twin.bound.server.writes]
-    left = leftovers(twin.before, install_twin.after_uninstall, leaves, writes)
-    expect_none([c.describe() for c in left], "the uninstall left things behind")
+    judge_uninstall(twin, uninstalled)

@@ -19,24 +19,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
-from harness import installed_footprint
-from harness.checks.conditions import ConditionRun, run_condition
-from harness.checks.reinstall import Reinstall, Upgrade, install_previous, reinstall
 from harness.completions import Completion, CompletionClient
 from harness.egress import make_attempts_visible
 from harness.errors import HarnessError, InfrastructureError
-from harness.guest_tree import Snapshot, take_manifest, take_snapshot
 from harness.host.sizing import GuestSize
-from harness.install import (
-    Installed,
-    InstallerRun,
-    install_release,
-    probe_guest,
-    run_installer,
-    run_uninstaller,
-    snapshot_exclusions,
-    upload,
-)
+from harness.install import footprint
+from harness.install.again import Reinstall, install_again
+from harness.install.conditions import ConditionRun, install_under
+from harness.install.facts import probe_guest
+from harness.install.first import Installed, install_release
+from harness.install.uninstall import Uninstalled, uninstall
+from harness.install.upgrade import Upgrade, upgrade
 from harness.journal import Journal, PhaseRecord
 from harness.profile import ConditionSpec
 from harness.release import Release
@@ -205,7 +198,7 @@ def open_deployment(make_machine: MachineMaker, target: Target, report: Reporter
             watch_from = time.time()
             installed = install_release(machine, target.profile, target.release, facts, timer(report, target))
             if installed.installer.ok:
-                report.footprint(target.name, installed_footprint.measure(
+                report.footprint(target.name, footprint.measure(
                     machine, target.profile, installed.context, installed.roots))
             # A provider that cannot record traffic (tart: Softnet blocks it instead) has no capture.
             provider = machine.provider
@@ -228,8 +221,7 @@ class TwinResult:
 
     installed: Installed
     served: str  # what happened when the server was started and stopped before uninstalling
-    uninstall: InstallerRun | None
-    after_uninstall: Snapshot | None
+    uninstall: Uninstalled | None
     vm_name: str
     reinstall: Reinstall | None = None  # None when the first install failed
     conditions: tuple[ConditionRun, ...] = ()
@@ -243,30 +235,29 @@ def run_twin(make_machine: MachineMaker, target: Target, report: PhaseTimer, int
     conditions (each in a home of its own) -> uninstall. ``on_installed`` hears of the first
     install as soon as it is done (the manifest comparison needs nothing more)."""
     profile = target.profile
+    phase = timer(report, target, "twin_")
     with booted(make_machine, target, sized(VMOptions(), size), report, prefix="twin_",
                 interrupted=interrupted) as machine:
         facts = probe_guest(machine)
-        installed = install_release(machine, profile, target.release, facts, timer(report, target, "twin_"))
+        installed = install_release(machine, profile, target.release, facts, phase)
         on_installed(installed)
-        served, uninstall, after, again = "not attempted: the install failed", None, None, None
+        served, uninstalled, again = "not attempted: the install failed", None, None
         tried: tuple[ConditionRun, ...] = ()
         if installed.installer.ok:
-            with report.phase("twin_reinstall", target=target.name):
-                run, manifest = reinstall(machine, installed.bound, facts, installed.roots)
-            served, server_ok = ("not attempted: the reinstall failed", False)
-            if run.ok:
+            with phase("reinstall"):
+                again = install_again(machine, installed)
+            served = again.served
+            if again.installer.ok:
                 served, server_ok = _serve_once(machine, target, installed, logs_dir)
-            again = Reinstall(run, manifest, served, server_ok)
+                again = replace(again, served=served, server_ok=server_ok)
             if conditions:
-                with report.phase("twin_conditions", target=target.name):
-                    tried = tuple(run_condition(machine, profile, target.release, facts, spec) for spec in conditions)
+                with phase("conditions"):
+                    tried = tuple(install_under(machine, profile, target.release, facts, spec) for spec in conditions)
         if installed.installer.ok and profile.uninstall is not None:
             if again is None or not again.server_ok:
                 served, _ = _serve_once(machine, target, installed, logs_dir)
-            with report.phase("twin_uninstall", target=target.name):
-                uninstall = run_uninstaller(machine, installed.bound)
-            after = take_snapshot(machine, facts.os, snapshot_exclusions(installed.bound))
-        return TwinResult(installed, served, uninstall, after, str(machine.name), again, tried)
+            uninstalled = uninstall(machine, installed, phase)
+        return TwinResult(installed, served, uninstalled, str(machine.name), again, tried)
 
 
 def _serve_once(machine: Machine, target: Target, installed: Installed, logs_dir: Path) -> tuple[str, bool]:
@@ -293,17 +284,7 @@ class UpgradeResult:
 
 def run_upgrade(make_machine: MachineMaker, target: Target, previous: Release, report: PhaseTimer,
                 interrupted: Callable[[], bool]) -> UpgradeResult:
-    profile = target.profile
     with booted(make_machine, target, VMOptions(), report, prefix="upgrade_", interrupted=interrupted) as machine:
         facts = probe_guest(machine)
-        bound = facts.bind(profile, target.release)
-        roots = bound.install.tree
-        with report.phase("upgrade_previous", target=target.name):
-            first = install_previous(machine, profile, previous, facts)
-        old = take_manifest(machine, facts.os, roots, bound.install.manifest_ignore)
-        with report.phase("upgrade_install", target=target.name):
-            upload(machine, target.release, profile)
-            run = run_installer(machine, bound)
-        manifest = take_manifest(machine, facts.os, roots, bound.install.manifest_ignore)
-        return UpgradeResult(Upgrade(previous, first, run, old, manifest), str(machine.name))
-
+        done = upgrade(machine, target.profile, target.release, previous, facts, timer(report, target, "upgrade_"))
+        return UpgradeResult(done, str(machine.name))

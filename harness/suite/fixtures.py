@@ -27,7 +27,7 @@ import pytest
 from harness.completions import CompletionClient
 from harness.errors import HarnessError, UsageError
 from harness.host.sizing import GuestSize, guest_size
-from harness.install import Installed
+from harness.install.first import Installed
 from harness.journal import GenericRecord, Journal
 from harness.profile import (
     ConditionSpec,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from harness.errors import InfrastructureError
 from harness.host.slots import Slot
-from harness.install import Installed
+from harness.install.first import Installed
 from harness.journal import Journal, PhaseRecord
 from harness.suite.deployment import MachineMaker, TwinResult
 from harness.vm.machine import Machine

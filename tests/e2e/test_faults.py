@@ -34,9 +34,9 @@ from fault_support import (
     wait_until,
 )
 
-from harness.checks.reinstall import PREVIOUS_UPLOAD_DIR
 from harness.host.slots import SlotPool
-from harness.install import UPLOAD_DIR
+from harness.install.upgrade import PREVIOUS_UPLOAD_DIR
+from harness.install.upload import UPLOAD_DIR
 from harness.suite.reference import default_release
 from harness.vm.machine import Machine, MachineSettings
 from harness.vm.provider import VMOptions

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from harness.checks import buildhost, hygiene, native, sockets
-from harness.checks.conditions import as_user
 from harness.checks.reinstall import left_behind, reinstall_differences
 from harness.guest_tree import Manifest, ManifestEntry
+from harness.install.conditions import as_user
 from harness.ssh import CommandResult
 
 

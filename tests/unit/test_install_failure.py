@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from harness.errors import RemoteTimeout
-from harness.install import run_step
-from harness.install_failure import TRACE_TAG, diagnose, without_trace
+from harness.install.failure import TRACE_TAG, diagnose, without_trace
+from harness.install.run import run_step
 from harness.suite.interpreters import InterpreterProblem, interpreter_headline
 
 # What venvstacks 0.8's wrapper prints when a layer's bin/python runs before pyvenv.cfg exists,

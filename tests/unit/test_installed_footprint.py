@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from harness import installed_footprint
+from harness.install import footprint
 from harness.profile import load_profile
 from harness.ssh import CommandResult
 
@@ -35,17 +35,17 @@ def test_each_layer_and_the_rest_of_the_install_are_measured(tmp_path: Path) -> 
     cli = tmp_path / "bin" / "refapp"
     _file(cli, 5_000)
 
-    sizes = installed_footprint.measure(LocalGuest(), profile, {"lib": str(lib)}, [str(cli), str(lib)])  # type: ignore[arg-type]
+    sizes = footprint.measure(LocalGuest(), profile, {"lib": str(lib)}, [str(cli), str(lib)])  # type: ignore[arg-type]
 
     # app-server was never installed: left out, not reported as zero.
-    assert set(sizes) == {"cpython3.11", "framework-numpy", installed_footprint.REST}
+    assert set(sizes) == {"cpython3.11", "framework-numpy", footprint.REST}
     assert 300_000 <= sizes["cpython3.11"] < 300_000 + 64 * 1024
     assert 200_000 <= sizes["framework-numpy"] < 200_000 + 64 * 1024
-    assert 105_000 <= sizes[installed_footprint.REST] < 105_000 + 128 * 1024
+    assert 105_000 <= sizes[footprint.REST] < 105_000 + 128 * 1024
 
 
 def test_no_lib_path_means_roots_only(tmp_path: Path) -> None:
     profile = load_profile("reference")
     _file(tmp_path / "root" / "a.bin", 50_000)
-    sizes = installed_footprint.measure(LocalGuest(), profile, {}, [str(tmp_path / "root"), str(tmp_path / "missing")])  # type: ignore[arg-type]
-    assert list(sizes) == [installed_footprint.REST] and sizes[installed_footprint.REST] >= 50_000
+    sizes = footprint.measure(LocalGuest(), profile, {}, [str(tmp_path / "root"), str(tmp_path / "missing")])  # type: ignore[arg-type]
+    assert list(sizes) == [footprint.REST] and sizes[footprint.REST] >= 50_000

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
-from harness.install import Installed
+from harness.install.first import Installed
 
 pytestmark = pytest.mark.product
 
