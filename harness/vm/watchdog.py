@@ -36,14 +36,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Self
 
 from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError
-from harness.host.reaper import ReapPolicy, reap
+from harness.host.reaper import ReapPolicy, Say, reap
 from harness.vm.provider import Provider
 from harness.vm.registry import get_provider
 
@@ -52,20 +51,13 @@ SPAWN_TIMEOUT_S = 30.0  # Python start-up on a loaded 2-core host
 CLOSE_WAIT_S = 60.0  # a normal close has nothing left to remove; a failed one may need a delete
 
 ProviderFactory = Callable[[str, HostPaths], Provider]
-Say = Callable[[str], None]
 
 
 # -- the watchdog process ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Watched:
-    vm: str
-    provider: str
-
-
 class Teardown:
-    """What the watchdog process knows: the watched VMs and how to remove each of them."""
+    """What the watchdog process knows: the watched VMs, each with its provider's name."""
 
     def __init__(self, paths: HostPaths, say: Say,
                  providers: ProviderFactory = get_provider) -> None:
@@ -73,7 +65,7 @@ class Teardown:
         self.say = say
         self._factory = providers
         self._providers: dict[str, Provider] = {}
-        self.watched: dict[str, Watched] = {}
+        self.watched: dict[str, str] = {}  # VM name -> provider name
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:
@@ -89,7 +81,7 @@ class Teardown:
             return
         if op == "watch":
             provider = str(message.get("provider", ""))
-            self.watched[vm] = Watched(vm, provider)
+            self.watched[vm] = provider
             try:
                 self.provider(provider)  # built now, so that a teardown pays no imports
             except HarnessError as exc:
@@ -106,16 +98,16 @@ class Teardown:
         if not self.watched:
             return 0
         providers: dict[str, Provider] = {}
-        for watched in self.watched.values():
+        for name in set(self.watched.values()):
             try:
-                providers[watched.provider] = self.provider(watched.provider)
+                providers[name] = self.provider(name)
             except HarnessError:
-                pass  # said when it was watched; a VM directory of its goes all the same
-        outcomes = reap(providers.values(), self.paths,
-                        ReapPolicy(names=frozenset(self.watched), why=why), say=self.say)
+                pass  # said when it was watched; a VM directory of its still goes
+        policy = ReapPolicy(names=frozenset(self.watched), why=why)
+        outcomes = reap(providers.values(), self.paths, policy, say=self.say)
         removed = {o.leftover.name for o in outcomes if o.removed}
-        unreachable = [w.vm for w in self.watched.values()
-                       if w.provider not in providers and w.vm not in removed]
+        unreachable = [vm for vm, provider in self.watched.items()
+                       if provider not in providers and vm not in removed]
         for vm in unreachable:
             self.say(f"could not remove {vm}: no provider to reach it; `harness gc` will")
         return len([o for o in outcomes if o.error]) + len(unreachable)
