@@ -18,7 +18,7 @@ from pathlib import Path
 from harness.config import HostPaths
 from harness.desk.session import connect, find_kept
 from harness.errors import UsageError
-from harness.vm.provider import VMName
+from harness.host.run_label import VMName
 
 COPY_TIMEOUT_S = 900.0
 

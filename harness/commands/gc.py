@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 
 from harness.config import HostPaths
-from harness.errors import HarnessError, UsageError
-from harness.host.leases import LeaseBook, owner_alive
-from harness.host.reaper import ReapPolicy, reap
+from harness.errors import UsageError
+from harness.host.reaper import ReapPolicy, harness_vms, reap
+from harness.host.run_label import LeaseBook, VMName
 from harness.text_table import text_table
-from harness.vm.provider import VMName
 from harness.vm.registry import available_providers
 
 
@@ -64,24 +63,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _list(paths: HostPaths) -> int:
     """One line per harness VM: where it runs, its state, whether its owner lives, kept or not."""
-    leases = LeaseBook(paths.state / "leases")
-    rows: list[tuple[str, str, str, str, str]] = []
-    for provider in available_providers(paths):
-        try:
-            infos = provider.list()
-        except HarnessError:
-            continue
-        for info in infos:
-            name = VMName.parse(info.name)
-            if name is None:
-                continue
-            lease = leases.get(info.name)
-            alive = lease.owner_is_alive() if lease else owner_alive(name.owner_pid, None)
-            owner = f"{name.owner_pid} ({'alive' if alive else 'dead'})"
-            rows.append((info.name, provider.name, info.state, owner,
-                         "yes" if lease and lease.kept else "no"))
-    if not rows:
+    vms = harness_vms(available_providers(paths), LeaseBook(paths.state / "leases"))
+    if not vms:
         print("no harness VMs on this host")
         return 0
+    rows = [(str(vm.name), vm.provider, vm.state,
+             f"{vm.name.owner_pid} ({'alive' if vm.owner_alive else 'dead'})",
+             "yes" if vm.kept else "no") for vm in vms]
     print(text_table(rows, ("NAME", "PROVIDER", "STATE", "OWNER", "KEPT"), rule=False))
     return 0

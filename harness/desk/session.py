@@ -21,7 +21,7 @@ from harness.config import HostPaths
 from harness.desk.guest_shell import OFFLINE, ONLINE, RC_PATH, GuestShell
 from harness.egress import make_attempts_visible
 from harness.errors import UsageError
-from harness.host.leases import Lease, LeaseBook
+from harness.host.run_label import Lease, LeaseBook, VMName
 from harness.host.slots import SlotPool
 from harness.install.facts import GuestFacts, probe_guest
 from harness.install.run import InstallerRun, run_installer
@@ -29,7 +29,7 @@ from harness.install.upload import UPLOAD_DIR, upload
 from harness.ssh import SSHTransport
 from harness.suite.target import Target
 from harness.vm.machine import Machine, MachineSettings
-from harness.vm.provider import Provider, VMName, VMOptions
+from harness.vm.provider import Provider, VMOptions
 from harness.vm.registry import get_provider
 
 DEFAULT_MAX_VMS = 2  # the host-wide cap every harness run shares (--max-vms of the suite)

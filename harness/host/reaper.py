@@ -1,27 +1,29 @@
-"""Finds and removes what dead runs left behind: VMs whose owner process is gone, VM directories no
-provider knows any more, and stale leases.
+"""The one reaper: decides which of the harness's VMs are dead and removes them.
 
-A VM is ours only if its name parses as a ``VMName``; anything else is never touched. A VM whose
-owner still runs is left alone (that run cleans up after itself) unless it is named explicitly.
-A VM kept on purpose (``--keep-vm``) survives the automatic reaping at session start and is removed
-by ``harness gc --all-mine`` or ``harness gc --name NAME``.
+What it judges carries the run label (:mod:`harness.host.run_label`): a VM a provider lists, or a
+VM directory, whose name parses as a ``VMName``, and that VM's lease; anything else is never
+touched. A VM is dead when its owner process is gone and it was not kept on purpose (``--keep-vm``,
+``harness shell --keep``); a VM whose owner still runs is left alone (that run cleans up after
+itself) unless it is named. Its callers differ only in the policy: the session start and a crashed
+xdist worker remove the dead, ``harness gc`` the dead, with ``--all-mine`` the kept too and with
+``--name`` exactly the VMs named, and a run's watchdog exactly the VMs its owner left behind.
 """
 
 from __future__ import annotations
 
 import shutil
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import psutil
 from filelock import FileLock, Timeout
 
 from harness.config import HostPaths
 from harness.errors import HarnessError
-from harness.host.leases import Lease, LeaseBook, owner_alive
-from harness.vm.provider import Provider, VMInfo, VMName
+from harness.host.run_label import Lease, LeaseBook, VMName, owner_alive, owner_lives
 
 STOP_TIMEOUT_S = 0.0  # leftovers are discarded: no graceful shutdown
 LOCK_TIMEOUT_S = 120.0
@@ -29,10 +31,52 @@ LOCK_TIMEOUT_S = 120.0
 Say = Callable[[str], None]
 
 
+class Listed(Protocol):
+    """One line of a provider's ``list``."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def state(self) -> str: ...
+
+
+class Reapable(Protocol):
+    """What the reaper needs of a VM provider; every provider of ``harness.vm`` has it."""
+
+    @property
+    def name(self) -> str: ...
+
+    def list(self) -> Sequence[Listed]: ...
+
+    def stop(self, name: VMName, timeout_s: float = ...) -> None: ...
+
+    def delete(self, name: VMName) -> None: ...
+
+
 @dataclass(frozen=True)
 class ReapPolicy:
     include_kept: bool = False  # --all-mine
-    names: frozenset[str] = field(default_factory=frozenset)  # --name: exactly these
+    names: frozenset[str] = field(default_factory=frozenset)  # --name, a watchdog: exactly these
+    why: str = "asked for by name"  # the reason a named VM goes, for the log
+
+
+@dataclass(frozen=True)
+class HarnessVM:
+    """One of the harness's VMs as its provider lists it, with its label read."""
+
+    name: VMName
+    provider: str
+    state: str
+    lease: Lease | None
+
+    @property
+    def owner_alive(self) -> bool:
+        return owner_lives(self.name, self.lease)
+
+    @property
+    def kept(self) -> bool:
+        return self.lease is not None and self.lease.kept
 
 
 @dataclass(frozen=True)
@@ -49,15 +93,22 @@ class ReapOutcome:
     error: str = ""
 
 
+def harness_vms(providers: Iterable[Reapable], leases: LeaseBook) -> list[HarnessVM]:
+    """Every VM of ours the providers list; a provider that cannot run here lists nothing."""
+    found: list[HarnessVM] = []
+    for provider in providers:
+        for info in _safe_list(provider):
+            name = VMName.parse(info.name)
+            if name is not None:
+                found.append(HarnessVM(name, provider.name, info.state, leases.get(info.name)))
+    return found
+
+
 def _why_reapable(name: VMName, lease: Lease | None, policy: ReapPolicy) -> str | None:
     """The reason to remove VM ``name``, or None to leave it alone."""
     if policy.names:
-        return "asked for by name" if str(name) in policy.names else None
-    if lease is not None:
-        alive = lease.owner_is_alive()
-    else:
-        alive = owner_alive(name.owner_pid, None)
-    if alive:
+        return policy.why if str(name) in policy.names else None
+    if owner_lives(name, lease):
         return None
     if lease is not None and lease.kept:
         return "kept VM, owner gone" if policy.include_kept else None
@@ -76,27 +127,16 @@ def _runs_as_another_process(pid: int) -> bool:
 
 
 def find_leftovers(
-    providers: Iterable[Provider], paths: HostPaths, policy: ReapPolicy = ReapPolicy()
+    providers: Iterable[Reapable], paths: HostPaths, policy: ReapPolicy = ReapPolicy()
 ) -> list[Leftover]:
     leases = LeaseBook(paths.state / "leases")
-    found: list[Leftover] = []
-    listed: set[str] = set()
-    for provider in providers:
-        try:
-            infos = provider.list()
-        except HarnessError:
-            continue  # a provider that cannot run here has nothing to reap here
-        for info in infos:
-            parsed = VMName.parse(info.name)
-            if parsed is None:
-                continue
-            listed.add(info.name)
-            reason = _why_reapable(parsed, leases.get(info.name), policy)
-            if reason:
-                found.append(Leftover(info.name, provider.name, reason))
+    listed = harness_vms(providers, leases)
+    found = [Leftover(str(vm.name), vm.provider, reason) for vm in listed
+             if (reason := _why_reapable(vm.name, vm.lease, policy))]
+    listed_names = {str(vm.name) for vm in listed}
     for directory in sorted(paths.vms.glob("*")) if paths.vms.is_dir() else []:
         parsed = VMName.parse(directory.name)
-        if parsed is None or directory.name in listed or not directory.is_dir():
+        if parsed is None or directory.name in listed_names or not directory.is_dir():
             continue
         reason = _why_reapable(parsed, leases.get(directory.name), policy)
         if reason:
@@ -119,7 +159,7 @@ def _remove_orphan_directory(directory: Path) -> None:
     shutil.rmtree(directory, ignore_errors=True)
 
 
-def _remove(leftover: Leftover, providers: dict[str, Provider], paths: HostPaths) -> None:
+def _remove(leftover: Leftover, providers: dict[str, Reapable], paths: HostPaths) -> None:
     name = VMName.parse(leftover.name)
     assert name is not None  # only parsable names become leftovers
     provider = providers.get(leftover.provider)
@@ -152,7 +192,7 @@ def _forget_orphan_desk_logs(paths: HostPaths, present: set[str], leases: LeaseB
 
 
 def reap(
-    providers: Iterable[Provider],
+    providers: Iterable[Reapable],
     paths: HostPaths,
     policy: ReapPolicy = ReapPolicy(),
     *,
@@ -185,7 +225,7 @@ def reap(
                 say(f"removed {leftover.name} ({where}): {leftover.reason}")
                 outcomes.append(ReapOutcome(leftover, removed=True))
             if not dry_run:
-                present = {str(i.name) for p in providers for i in _safe_list(p)}
+                present = {info.name for p in providers for info in _safe_list(p)}
                 present |= {d.name for d in paths.vms.glob("*")} if paths.vms.is_dir() else set()
                 _forget_stale_leases(leases, present, policy)
                 _forget_orphan_desk_logs(paths, present, leases)
@@ -195,7 +235,7 @@ def reap(
         return []
 
 
-def _safe_list(provider: Provider) -> list[VMInfo]:
+def _safe_list(provider: Reapable) -> Sequence[Listed]:
     try:
         return provider.list()
     except HarnessError:

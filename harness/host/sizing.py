@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import psutil
 
-from harness.vm.provider import VMOptions
-
-MAX_CPUS = VMOptions.cpus  # what one guest gets when it has the host to itself
-MEMORY_MB = VMOptions.memory_mb
+# What one guest gets when it has the host to itself: every VM's default hardware.
+GUEST_CPUS = 2
+GUEST_MEMORY_MB = 2048
 MIN_MEMORY_MB = 1024
 HOST_SHARE = 0.75  # of the host's memory, for all guests together
 
@@ -38,7 +37,7 @@ def guest_size(vms_at_once: int, host_cores: int | None = None, host_memory_mb: 
     vms = max(1, vms_at_once)
     cores = host_cores or os.cpu_count() or 1
     memory = host_memory_mb or psutil.virtual_memory().total // (1 << 20)
-    cpus = max(1, min(MAX_CPUS, cores // vms))
-    memory_mb = max(MIN_MEMORY_MB, min(MEMORY_MB, int(memory * HOST_SHARE) // vms))
+    cpus = max(1, min(GUEST_CPUS, cores // vms))
+    memory_mb = max(MIN_MEMORY_MB, min(GUEST_MEMORY_MB, int(memory * HOST_SHARE) // vms))
     together = "a VM alone" if vms == 1 else f"{vms} VMs at once"
     return GuestSize(cpus, memory_mb, f"{together} on {cores} host core{'' if cores == 1 else 's'}")

@@ -26,15 +26,15 @@ import pytest
 from harness.config import HostPaths
 from harness.errors import HarnessError
 from harness.host.interrupts import SigtermAsInterrupt, interrupts_deferred
-from harness.host.leases import LeaseBook
 from harness.host.reaper import reap
+from harness.host.run_label import LeaseBook, VMName
 from harness.host.slots import Slot, SlotPool
-from harness.host.watchdog import Watchdog
 from harness.journal import GenericRecord, Journal, PhaseRecord
 from harness.run_options import DEFAULT_IMAGE, run_options
 from harness.vm.machine import KeepPolicy, Machine, MachineSettings
-from harness.vm.provider import Provider, VMName, VMOptions
+from harness.vm.provider import Provider, VMOptions
 from harness.vm.registry import available_providers, provider_for_image
+from harness.vm.watchdog import Watchdog
 from harness.warm.plan import start_mode, start_mode_record_data
 
 RUN_ID_LENGTH = 10

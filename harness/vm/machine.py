@@ -23,13 +23,13 @@ from typing import Self
 from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError, RemoteTimeout, UsageError
 from harness.host.interrupts import SigtermAsInterrupt, interrupts_deferred
-from harness.host.leases import Lease, LeaseBook
+from harness.host.run_label import Lease, LeaseBook, VMName
 from harness.host.slots import Slot, SlotPool
-from harness.host.watchdog import Watchdog
 from harness.journal import Journal, PhaseRecord
 from harness.run_options import KEEP_POLICIES, KeepPolicy
 from harness.ssh import CommandResult, SSHTransport, Transfer, ssh_command
-from harness.vm.provider import Provider, SSHEndpoint, VMName, VMOptions
+from harness.vm.provider import Provider, SSHEndpoint, VMOptions
+from harness.vm.watchdog import Watchdog
 
 DEFAULT_COMMAND_TIMEOUT_S = 120.0
 CONSOLE_LOG_LINES = 100_000

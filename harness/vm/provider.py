@@ -8,41 +8,14 @@ protocol plus SSH, so a Linux QEMU guest and a macOS tart guest are driven by th
 
 from __future__ import annotations
 
-import os
-import re
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
-VM_NAME_PREFIX = "hns"
-_NAME_RE = re.compile(rf"^{VM_NAME_PREFIX}-(?P<run>[0-9a-z]+)-(?P<pid>\d+)-(?P<tag>[0-9a-z]+)$")
+from harness.host.run_label import VMName
+from harness.host.sizing import GUEST_CPUS, GUEST_MEMORY_MB
 
 VMState = Literal["stopped", "running", "suspended", "unknown"]
-
-
-@dataclass(frozen=True)
-class VMName:
-    """``hns-<run id>-<owner pid>-<random tag>``: the reaper finds leftovers by prefix and dead pid."""
-
-    run_id: str
-    owner_pid: int
-    tag: str
-
-    def __str__(self) -> str:
-        return f"{VM_NAME_PREFIX}-{self.run_id}-{self.owner_pid}-{self.tag}"
-
-    @classmethod
-    def new(cls, run_id: str, owner_pid: int | None = None) -> VMName:
-        return cls(run_id=run_id, owner_pid=owner_pid or os.getpid(), tag=secrets.token_hex(3))
-
-    @classmethod
-    def parse(cls, text: str) -> VMName | None:
-        """The name's parts, or None for a VM that is not ours (never touch those)."""
-        match = _NAME_RE.match(text)
-        if not match:
-            return None
-        return cls(run_id=match["run"], owner_pid=int(match["pid"]), tag=match["tag"])
 
 
 @dataclass(frozen=True)
@@ -73,8 +46,8 @@ class VMInfo:
 class VMOptions:
     """Hardware of one VM; providers map what they can (tart: cpu/memory via ``tart set``)."""
 
-    cpus: int = 2
-    memory_mb: int = 2048
+    cpus: int = GUEST_CPUS
+    memory_mb: int = GUEST_MEMORY_MB
     # Record every frame the guest sends (pcap) so egress checks can prove it stayed offline.
     capture_traffic: bool = False
     # Where the capture goes; None = the provider's per-VM directory (gone after delete).

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import InfrastructureError
-from harness.vm.provider import Provider, StartMode, VMName
+from harness.host.run_label import VMName
+from harness.vm.provider import Provider, StartMode
 
 PLAN_FILE = "warm.json"
 

@@ -20,10 +20,9 @@ import pytest
 
 from harness.config import HostPaths
 from harness.errors import HarnessError
-from harness.host.leases import LeaseBook
+from harness.host.run_label import LeaseBook, VMName
 from harness.host.slots import SlotPool
 from harness.ssh import SSHTransport
-from harness.vm.provider import VMName
 from harness.vm.qemu.provider import QemuProvider
 
 PATHS = HostPaths.from_env()
@@ -175,7 +174,7 @@ def assert_nothing_left(run_id: str, dead_pids: list[int]) -> None:
     assert [lease.name for lease in leases.all() if f"-{run_id}-" in lease.name] == [], "lease left"
     assert not [p for p in (PATHS.state / "leases").glob("*.tmp*") if any(str(d) in p.name for d in dead_pids)]
     for pid in dead_pids:
-        assert processes_naming(f"harness.host.watchdog --state {PATHS.state} --cache {PATHS.cache} --owner {pid}") == [], \
+        assert processes_naming(f"harness.vm.watchdog --state {PATHS.state} --cache {PATHS.cache} --owner {pid}") == [], \
             f"the watchdog of pid {pid} outlived its work"
     holders = SlotPool(PATHS.slots, 64).holders()
     assert not [h for h in holders if h.pid in dead_pids], f"a slot lock of a dead process is held: {holders}"

@@ -11,10 +11,10 @@ import psutil
 import pytest
 
 from harness.config import HostPaths
+from harness.host.run_label import VMName
 from harness.host.slots import SlotPool
 from harness.images import image_store
 from harness.images.store import BuiltImage
-from harness.vm.provider import VMName
 from harness.vm.qemu.provider import QemuProvider
 
 IMAGE = "linux-debian12"

@@ -23,7 +23,7 @@ from harness.config import HostPaths
 from harness.desk.repro import INSTALLER_LOG
 from harness.desk.session import desk_dir
 from harness.hashing import sha256_file
-from harness.host.leases import LeaseBook
+from harness.host.run_label import LeaseBook
 from harness.journal import read_journal
 from harness.suite.reference import default_release, variant_release
 from harness.vm.registry import available_providers

@@ -25,9 +25,9 @@ from qemu_e2e_support import (  # noqa: F401  (fixtures)
 )
 
 from harness.errors import BootTimeout, InfrastructureError
+from harness.host.run_label import VMName
 from harness.host.slots import SlotPool
 from harness.vm.machine import Machine, MachineSettings
-from harness.vm.provider import VMName
 from harness.vm.qemu import provider as qemu_module
 from harness.vm.qemu.provider import QemuProvider
 

@@ -29,10 +29,11 @@ from qemu_e2e_support import (  # noqa: F401  (fixtures)
 )
 
 from harness.hashing import sha256_file
+from harness.host.run_label import VMName
 from harness.host.slots import SlotPool
 from harness.host.tools import require_tool
 from harness.images.store import BuiltImage
-from harness.vm.provider import SSHEndpoint, VMName, VMOptions
+from harness.vm.provider import SSHEndpoint, VMOptions
 from harness.vm.qemu.accel import choose_accel
 from harness.vm.qemu.provider import QemuProvider, read_ssh_banner
 

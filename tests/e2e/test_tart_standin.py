@@ -20,12 +20,12 @@ import pytest
 from test_variants import CAUSES, CHECKS, Variant, load_variants  # SUITE's variant table
 
 from harness.config import HostPaths
+from harness.host.run_label import VMName
 from harness.journal import read_journal
 from harness.ssh import SSHTransport
 from harness.suite.reference import default_release, variant_release
 from harness.testing import StandinHome
 from harness.testing.tart_standin.guests import STANDIN_RUN_ID
-from harness.vm.provider import VMName
 from harness.vm.registry import get_provider
 from harness.vm.tart.cli import TartSettings
 from harness.vm.tart.provider import TartProvider

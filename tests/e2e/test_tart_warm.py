@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from harness.config import HostPaths
+from harness.host.run_label import VMName
 from harness.ssh import SSHTransport
 from harness.testing import StandinHome
 from harness.testing.tart_standin.guests import STANDIN_RUN_ID
-from harness.vm.provider import VMName, VMOptions
+from harness.vm.provider import VMOptions
 from harness.vm.registry import get_provider
 from harness.vm.tart.cli import TartSettings
 from harness.vm.tart.provider import TartProvider

@@ -19,9 +19,8 @@ import pytest
 from qemu_e2e_support import wait_for
 
 from harness.config import HostPaths
-from harness.host.leases import LeaseBook
 from harness.host.reaper import reap
-from harness.vm.provider import VMName
+from harness.host.run_label import LeaseBook, VMName
 from harness.vm.qemu.provider import QemuProvider
 
 pytestmark = pytest.mark.vm
@@ -211,7 +210,7 @@ def _dead(process: psutil.Process) -> bool:
 
 def _watchdogs_of(pid: int) -> list[psutil.Process]:
     return [p for p in psutil.process_iter(["cmdline"])
-            if "harness.host.watchdog" in " ".join(p.info["cmdline"] or []) and f"--owner {pid}" in " ".join(p.info["cmdline"] or [])]
+            if "harness.vm.watchdog" in " ".join(p.info["cmdline"] or []) and f"--owner {pid}" in " ".join(p.info["cmdline"] or [])]
 
 
 def test_the_reaper_removes_a_vm_whose_owner_and_watchdog_were_killed(tmp_path: Path) -> None:

@@ -19,13 +19,13 @@ from pathlib import Path
 import psutil
 
 from harness.errors import BootTimeout, UsageError
+from harness.host.run_label import VMName
 from harness.vm.provider import (
     COLD_ONLY,
     Capabilities,
     SSHEndpoint,
     StartMode,
     VMInfo,
-    VMName,
     VMOptions,
 )
 

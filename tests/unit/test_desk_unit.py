@@ -21,14 +21,14 @@ from harness.desk.session import find_kept
 from harness.desk.terminal import run_terminal
 from harness.errors import UsageError
 from harness.hashing import sha256_file
-from harness.host.leases import Lease, LeaseBook
 from harness.host.reaper import reap
+from harness.host.run_label import Lease, LeaseBook, VMName
 from harness.journal import CheckRecord, Journal
 from harness.report.model import repro_command
 from harness.suite.stages import reaches, stage_of
 from harness.suite.target import TargetInputs
 from harness.vm.orchard.provider import OrchardProvider, OrchardSettings
-from harness.vm.provider import VMName, VMOptions
+from harness.vm.provider import VMOptions
 from harness.vm.qemu.launch import QemuLaunch, qemu_command
 from harness.vm.tart.cli import TartSettings
 from harness.vm.tart.provider import ONLINE_MARKER, TartProvider

@@ -14,6 +14,7 @@ from qemu_fakes import FakeImages, built_tiny, fake_build, fake_images, write_re
 from harness import cli
 from harness.errors import InfrastructureError, MissingToolError, UsageError
 from harness.host import tools as host_tools
+from harness.host.run_label import VMName
 from harness.images import build as image_build
 from harness.images.build import (
     BuildLog,
@@ -30,7 +31,6 @@ from harness.images.recipe import (
     discover_recipes,
     recipe_hash,
 )
-from harness.vm.provider import VMName
 from harness.vm.qemu.provider import QemuProvider
 
 REAL_RECIPES = Path(__file__).resolve().parents[2] / "harness" / "vm_images"

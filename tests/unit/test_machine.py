@@ -16,8 +16,8 @@ from sshd_server import LocalSSHD, sshd_fixture  # noqa: F401 (fixture)
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, UsageError
 from harness.host.interrupts import SigtermAsInterrupt, interrupts_deferred
-from harness.host.leases import LeaseBook
 from harness.host.reaper import ReapPolicy, reap
+from harness.host.run_label import LeaseBook
 from harness.host.slots import SlotPool
 from harness.journal import Journal, PhaseRecord, read_journal
 from harness.vm.machine import Machine, MachineSettings, parse_keep_policy

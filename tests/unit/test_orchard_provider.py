@@ -14,9 +14,10 @@ import pytest
 
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, UsageError
+from harness.host.run_label import VMName
 from harness.testing import OrchardStandin
 from harness.vm.orchard.provider import OrchardProvider, OrchardSettings
-from harness.vm.provider import VMName, VMOptions
+from harness.vm.provider import VMOptions
 from harness.vm.tart.macos_login import RunKey, key_login_works
 
 

@@ -17,7 +17,8 @@ import pytest
 from qemu_fakes import FakeImages, built_tiny, fake_images  # noqa: F401  (fixtures)
 
 from harness.errors import BootTimeout, UsageError
-from harness.vm.provider import Provider, VMName, VMOptions
+from harness.host.run_label import VMName
+from harness.vm.provider import Provider, VMOptions
 from harness.vm.qemu.network import CAPTURE_SNAPLEN
 from harness.vm.qemu.provider import (
     QemuLaunch,

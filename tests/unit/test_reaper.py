@@ -17,9 +17,8 @@ from fake_provider import FAKE_IMAGE, FakeProvider, wait_for
 
 from harness import cli
 from harness.config import HostPaths
-from harness.host.leases import Lease, LeaseBook
 from harness.host.reaper import ReapPolicy, find_leftovers, reap
-from harness.vm.provider import VMName
+from harness.host.run_label import Lease, LeaseBook, VMName
 
 # An owner process: makes one VM (lease first, as the Machine does), reports its name, waits.
 OWNER = textwrap.dedent(
@@ -28,8 +27,7 @@ OWNER = textwrap.dedent(
     from pathlib import Path
     sys.path.insert(0, sys.argv[2])
     from fake_provider import FAKE_IMAGE, FakeProvider
-    from harness.host.leases import Lease, LeaseBook
-    from harness.vm.provider import VMName
+    from harness.host.run_label import Lease, LeaseBook, VMName
     state = Path(sys.argv[1])
     provider = FakeProvider(state / "vms")
     name = VMName.new("unittest")

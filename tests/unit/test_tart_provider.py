@@ -20,8 +20,9 @@ import pytest
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, MissingToolError, UsageError
 from harness.host.reaper import reap
+from harness.host.run_label import VMName
 from harness.testing import MakeTartStandin, StandinHome
-from harness.vm.provider import VMName, VMOptions
+from harness.vm.provider import VMOptions
 from harness.vm.tart.cli import SoftnetPolicy, TartSettings
 from harness.vm.tart.macos_login import RunKey, key_login_works
 from harness.vm.tart.provider import TartProvider

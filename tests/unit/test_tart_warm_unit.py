@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from harness.config import HostPaths
+from harness.host.run_label import VMName
 from harness.testing import MakeTartStandin, StandinHome
-from harness.vm.provider import VMName, VMOptions
+from harness.vm.provider import VMOptions
 from harness.vm.tart.cli import TartSettings
 from harness.vm.tart.provider import TartProvider
 from harness.vm.tart.warm import PERSONALIZE, RESTORED_TEXT, is_template

@@ -16,8 +16,9 @@ import pytest
 from qemu_fakes import FakeImages, built_tiny, fake_images  # noqa: F401  (fixtures)
 
 from harness.errors import InfrastructureError
+from harness.host.run_label import VMName
 from harness.images.store import BuiltImage
-from harness.vm.provider import VMName, VMOptions
+from harness.vm.provider import VMOptions
 from harness.vm.qemu.provider import QemuLaunch, QemuProvider, qemu_command
 from harness.vm.qemu.snapshots import (
     BackgroundChecksum,

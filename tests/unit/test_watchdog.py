@@ -17,11 +17,10 @@ import psutil
 import pytest
 
 from harness.config import HostPaths
-from harness.host.leases import LeaseBook
-from harness.host.watchdog import Teardown, Watchdog
+from harness.host.run_label import LeaseBook, VMName
 from harness.testing import StandinHome
 from harness.testing.orchard_standin import OrchardStandin
-from harness.vm.provider import VMName
+from harness.vm.watchdog import Teardown, Watchdog
 
 OWNER = textwrap.dedent(
     """
@@ -29,8 +28,8 @@ OWNER = textwrap.dedent(
     from pathlib import Path
     import psutil
     from harness.config import HostPaths
-    from harness.host.watchdog import Watchdog
-    from harness.host.leases import Lease, LeaseBook
+    from harness.vm.watchdog import Watchdog
+    from harness.host.run_label import Lease, LeaseBook
 
     paths = HostPaths(cache=Path(sys.argv[1]), state=Path(sys.argv[2]))
     names, how = sys.argv[3].split(","), sys.argv[4]
@@ -160,8 +159,8 @@ PROVIDER_OWNER = textwrap.dedent(
     import json, os, signal, sys
     from pathlib import Path
     from harness.config import HostPaths
-    from harness.host.watchdog import Watchdog
-    from harness.vm.provider import VMName
+    from harness.vm.watchdog import Watchdog
+    from harness.host.run_label import VMName
     from harness.vm.registry import get_provider
 
     paths = HostPaths(cache=Path(sys.argv[1]), state=Path(sys.argv[2]))

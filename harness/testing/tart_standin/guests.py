@@ -19,9 +19,10 @@ from typing import Any, Protocol
 import paramiko
 
 from harness.config import HostPaths
-from harness.host.watchdog import Watchdog
+from harness.host.run_label import VMName
 from harness.testing.tart_standin.home import StandinError
-from harness.vm.provider import Provider, VMName, VMOptions
+from harness.vm.provider import Provider, VMOptions
+from harness.vm.watchdog import Watchdog
 
 STANDIN_RUN_ID = "standin"
 

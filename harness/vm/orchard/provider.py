@@ -30,6 +30,7 @@ import paramiko
 
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, UsageError
+from harness.host.run_label import VMName
 from harness.ssh.relay import Relay
 from harness.vm.orchard.bridge import port_forward_bridge
 from harness.vm.provider import (
@@ -38,7 +39,6 @@ from harness.vm.provider import (
     SSHEndpoint,
     StartMode,
     VMInfo,
-    VMName,
     VMOptions,
     VMState,
 )

@@ -32,10 +32,11 @@ import psutil
 
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, UsageError
+from harness.host.run_label import VMName
 from harness.host.tools import require_tool
 from harness.images import image_store
 from harness.images.store import BuiltImage, ImageStore, utc_now
-from harness.vm.provider import Capabilities, SSHEndpoint, VMInfo, VMName, VMOptions, VMState
+from harness.vm.provider import Capabilities, SSHEndpoint, VMInfo, VMOptions, VMState
 from harness.vm.qemu.accel import choose_accel
 from harness.vm.qemu.launch import QemuLaunch, qemu_command
 from harness.vm.qemu.network import LOOPBACK, free_loopback_port, read_ssh_banner

@@ -39,10 +39,10 @@ from typing import Protocol
 
 from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError
+from harness.host.run_label import VMName
 from harness.host.tools import require_tool
-from harness.host.watchdog import Watchdog
 from harness.images.store import BuiltImage
-from harness.vm.provider import SSHEndpoint, VMName, VMOptions
+from harness.vm.provider import SSHEndpoint, VMOptions
 from harness.vm.qemu import accel as qemu_accel
 from harness.vm.qemu.launch import QemuLaunch, qemu_command
 from harness.vm.qemu.qmp import QMPClient, connect_unix
@@ -54,6 +54,7 @@ from harness.vm.qemu.warm_agent import (
     check_agent_reply,
     warm_devices,
 )
+from harness.vm.watchdog import Watchdog
 from harness.waiting import attempts
 from harness.warm.personalization import Personalization
 from harness.warm.plan import (

@@ -31,7 +31,8 @@ import paramiko
 
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError
-from harness.vm.provider import Capabilities, SSHEndpoint, VMInfo, VMName, VMOptions, VMState
+from harness.host.run_label import VMName
+from harness.vm.provider import Capabilities, SSHEndpoint, VMInfo, VMOptions, VMState
 from harness.vm.tart.cli import TartCLI, TartSettings
 from harness.vm.tart.macos_login import RunKey, ensure_key_login, probe_ssh
 from harness.vm.tart.warm import TartWarmStarts, is_template

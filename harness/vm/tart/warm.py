@@ -43,7 +43,8 @@ from filelock import FileLock, Timeout
 
 from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError
-from harness.vm.provider import SSHEndpoint, VMInfo, VMName
+from harness.host.run_label import VMName
+from harness.vm.provider import SSHEndpoint, VMInfo
 from harness.vm.tart.cli import TartCLI, TartSettings
 from harness.vm.tart.macos_login import RunKey
 from harness.waiting import attempts

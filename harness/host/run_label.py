@@ -1,20 +1,51 @@
-"""Who owns which VM: one small JSON file per VM under ``<state>/leases/``, written before the VM
-is cloned and removed after it is deleted.
+"""The one label that marks a VM as a run's: its name and its lease.
 
-A VM's name already carries its owner's pid; the lease adds what the name cannot: the owner's
-start time (so a recycled pid is not mistaken for the owner), whether the VM is being kept on
-purpose, and how to log into it.
+The name, ``hns-<run id>-<owner pid>-<tag>``, is on everything a provider lists and every VM
+directory, so a leftover is found by the name alone; a name that does not parse is never ours and
+never touched. The lease, one small JSON file per VM under ``<state>/leases/`` written before the
+VM is cloned and removed after it is deleted, adds what the name cannot: the owner's start time
+(so a recycled pid is not mistaken for the owner), whether the VM is kept on purpose, and how to
+log into it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import psutil
+
+VM_NAME_PREFIX = "hns"
+_NAME_RE = re.compile(rf"^{VM_NAME_PREFIX}-(?P<run>[0-9a-z]+)-(?P<pid>\d+)-(?P<tag>[0-9a-z]+)$")
+
+
+@dataclass(frozen=True)
+class VMName:
+    """``hns-<run id>-<owner pid>-<random tag>``: the reaper finds leftovers by prefix and dead pid."""
+
+    run_id: str
+    owner_pid: int
+    tag: str
+
+    def __str__(self) -> str:
+        return f"{VM_NAME_PREFIX}-{self.run_id}-{self.owner_pid}-{self.tag}"
+
+    @classmethod
+    def new(cls, run_id: str, owner_pid: int | None = None) -> VMName:
+        return cls(run_id=run_id, owner_pid=owner_pid or os.getpid(), tag=secrets.token_hex(3))
+
+    @classmethod
+    def parse(cls, text: str) -> VMName | None:
+        """The name's parts, or None for a VM that is not ours (never touch those)."""
+        match = _NAME_RE.match(text)
+        if not match:
+            return None
+        return cls(run_id=match["run"], owner_pid=int(match["pid"]), tag=match["tag"])
 
 
 def process_started_at(pid: int) -> float | None:
@@ -58,6 +89,12 @@ class Lease:
 
     def owner_is_alive(self) -> bool:
         return owner_alive(self.owner_pid, self.owner_started_at)
+
+
+def owner_lives(name: VMName, lease: Lease | None) -> bool:
+    """Whether the run that made VM ``name`` still runs: by its lease when it has one (which knows
+    the owner's start time), else by the pid in its name."""
+    return lease.owner_is_alive() if lease is not None else owner_alive(name.owner_pid, None)
 
 
 class LeaseBook:

@@ -1,14 +1,14 @@
 """The run watchdog: VMs die with the process that owns them, however that process dies.
 
 A VM's owner (a pytest process, an xdist worker, a bench script) starts one watchdog: a small
-Python process in its own session, joined to the owner by nothing but a pipe. The owner writes
-one line per event (``watch`` before a VM is cloned, ``release`` once it removed the VM itself or
-keeps it on purpose); the watchdog only reads. When the pipe reaches end-of-file, every writer
-is gone: the owner closed it after its last VM, or the kernel closed it because the owner died
-(SIGKILL included, which no handler in the owner can catch). The watchdog then removes every VM
-it still watches with that VM's own provider (QEMU: quit/kill + the overlay; tart: ``tart stop``
-+ ``tart delete``; Orchard: ``DELETE /vms/{name}``), drops the leases, and exits. It never
-outlives its owner by more than that teardown.
+Python process in its own session, joined to the owner by nothing but a pipe, like testcontainers'
+Ryuk holds its session's connection. The owner writes one line per event (``watch`` before a VM is
+cloned, ``release`` once it removed the VM itself or keeps it on purpose); the watchdog only reads.
+When the pipe reaches end-of-file, every writer is gone: the owner closed it after its last VM, or
+the kernel closed it because the owner died (SIGKILL included, which no handler in the owner can
+catch). The watchdog then hands the VMs it still watches to the reaper (:mod:`harness.host.reaper`,
+the one that ``harness gc`` and the session start use), which removes each with its own provider
+and drops its lease, and exits. It never outlives its owner by more than that teardown.
 
 Why a watchdog rather than the kernel's parent-death signal: ``PR_SET_PDEATHSIG`` fires when the
 parent *thread* ends (not the process), only reaches a direct child (QEMU, never the tart VM
@@ -16,12 +16,12 @@ behind ``tart run`` nor an Orchard VM on another host), deletes nothing on disk,
 lifted later, so a VM kept with ``--keep-vm on-failure`` would die with its run anyway. The
 watchdog knows which VMs are kept, works for every provider, and removes the disk too.
 
-What the watchdog can rebuild is what ``harness gc`` can: a provider from the registry, built
-from the environment the owner had when it started the watchdog (secrets such as an Orchard
-token stay in that environment: nothing is written down). ``harness gc`` stays the belt for the
-one case a watchdog cannot cover: the watchdog itself killed together with its owner.
+Providers are rebuilt from the registry in the environment the owner had when it started the
+watchdog (secrets such as an Orchard token stay in that environment: nothing is written down).
+The reaper at the next session start or ``harness gc`` covers the one case a watchdog cannot: the
+watchdog itself killed together with its owner.
 
-    python -m harness.host.watchdog --state DIR --cache DIR --log FILE --owner PID
+    python -m harness.vm.watchdog --state DIR --cache DIR --log FILE --owner PID
 """
 
 from __future__ import annotations
@@ -36,49 +36,36 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Self
 
 from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError
-from harness.host.leases import LeaseBook
-from harness.vm.provider import Provider, VMName
+from harness.host.reaper import ReapPolicy, Say, reap
+from harness.vm.provider import Provider
+from harness.vm.registry import get_provider
 
 READY_LINE = "ready"
 SPAWN_TIMEOUT_S = 30.0  # Python start-up on a loaded 2-core host
 CLOSE_WAIT_S = 60.0  # a normal close has nothing left to remove; a failed one may need a delete
 
 ProviderFactory = Callable[[str, HostPaths], Provider]
-Say = Callable[[str], None]
-
-
-def _registry_provider(name: str, paths: HostPaths) -> Provider:
-    from harness.vm.registry import get_provider
-
-    return get_provider(name, paths)
 
 
 # -- the watchdog process ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Watched:
-    vm: str
-    provider: str
-
-
 class Teardown:
-    """What the watchdog process knows: the watched VMs and how to remove each of them."""
+    """What the watchdog process knows: the watched VMs, each with its provider's name."""
 
     def __init__(self, paths: HostPaths, say: Say,
-                 providers: ProviderFactory = _registry_provider) -> None:
+                 providers: ProviderFactory = get_provider) -> None:
         self.paths = paths
         self.say = say
         self._factory = providers
         self._providers: dict[str, Provider] = {}
-        self.watched: dict[str, Watched] = {}
+        self.watched: dict[str, str] = {}  # VM name -> provider name
 
     def provider(self, name: str) -> Provider:
         if name not in self._providers:
@@ -94,7 +81,7 @@ class Teardown:
             return
         if op == "watch":
             provider = str(message.get("provider", ""))
-            self.watched[vm] = Watched(vm, provider)
+            self.watched[vm] = provider
             try:
                 self.provider(provider)  # built now, so that a teardown pays no imports
             except HarnessError as exc:
@@ -107,28 +94,23 @@ class Teardown:
             self.say(f"ignored unknown operation {op!r} for {vm}")
 
     def remove_all(self, why: str) -> int:
-        """Remove every VM still watched; the number that could not be removed."""
-        failures = 0
-        for watched in list(self.watched.values()):
-            started = time.monotonic()
+        """Have the reaper remove every VM still watched; the number that could not be removed."""
+        if not self.watched:
+            return 0
+        providers: dict[str, Provider] = {}
+        for name in set(self.watched.values()):
             try:
-                self._remove(watched)
-            except (HarnessError, OSError) as exc:
-                failures += 1
-                self.say(f"could not remove {watched.vm} ({why}): {exc}; `harness gc` will")
-                continue
-            self.watched.pop(watched.vm, None)
-            self.say(f"removed {watched.vm} ({why}) in {time.monotonic() - started:.1f}s")
-        return failures
-
-    def _remove(self, watched: Watched) -> None:
-        name = VMName.parse(watched.vm)
-        if name is None:
-            raise InfrastructureError(f"{watched.vm} is not a harness VM name; never touched")
-        provider = self.provider(watched.provider)
-        provider.stop(name, timeout_s=0)  # the disk is discarded: no graceful shutdown
-        provider.delete(name)
-        LeaseBook(self.paths.state / "leases").remove(watched.vm)
+                providers[name] = self.provider(name)
+            except HarnessError:
+                pass  # said when it was watched; a VM directory of its still goes
+        policy = ReapPolicy(names=frozenset(self.watched), why=why)
+        outcomes = reap(providers.values(), self.paths, policy, say=self.say)
+        removed = {o.leftover.name for o in outcomes if o.removed}
+        unreachable = [vm for vm, provider in self.watched.items()
+                       if provider not in providers and vm not in removed]
+        for vm in unreachable:
+            self.say(f"could not remove {vm}: no provider to reach it; `harness gc` will")
+        return len([o for o in outcomes if o.error]) + len(unreachable)
 
 
 def serve(stream: IO[str], teardown: Teardown, owner: int) -> int:
@@ -178,7 +160,7 @@ def _log_sink(path: Path | None) -> Say:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.host.watchdog", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m harness.vm.watchdog", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--state", type=Path, required=True)
     parser.add_argument("--cache", type=Path, required=True)
@@ -211,7 +193,7 @@ class Watchdog:
 
     @classmethod
     def spawn(cls, paths: HostPaths, log_path: Path | None = None) -> Watchdog:
-        argv = [sys.executable, "-m", "harness.host.watchdog", "--state", str(paths.state),
+        argv = [sys.executable, "-m", "harness.vm.watchdog", "--state", str(paths.state),
                 "--cache", str(paths.cache), "--owner", str(os.getpid())]
         if log_path is not None:
             argv += ["--log", str(log_path)]
@@ -233,7 +215,7 @@ class Watchdog:
             self._process.wait(timeout=10)
             raise InfrastructureError(
                 f"the VM watchdog did not start within {SPAWN_TIMEOUT_S:g} s (said {line!r})",
-                hint="run `python -m harness.host.watchdog --help` to see why it cannot start",
+                hint="run `python -m harness.vm.watchdog --help` to see why it cannot start",
             )
 
     @property
