@@ -20,7 +20,7 @@ from harness.inspect.archive_safety import escaping_members
 from harness.profile import Profile, select_profile
 from harness.release import Release, check_release_fits, check_release_name, load_release
 from harness.release_name import ReleaseName, parse_release_name
-from harness.suite.target import image_platform_of
+from harness.target import image_platform_of
 
 SHOWN_PROBLEMS = 5  # the first few unsafe members name the problem; `harness inspect` lists them all
 

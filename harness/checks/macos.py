@@ -7,8 +7,9 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from harness.install import UPLOAD_DIR, GuestFacts, InstallerRun, run_step
-from harness.suite.deployment import Deployment
+from harness.guest import Guest
+from harness.install import UPLOAD_DIR, GuestFacts, Installed, InstallerRun, run_step
+from harness.profile import Profile
 
 SCRATCH = "/tmp/hns-quarantine"
 # What Safari writes on a download: flags;hex time;agent;event id. Gatekeeper only needs it present.
@@ -25,14 +26,14 @@ class Executable:
     archs: tuple[str, ...]
 
 
-def list_macho_executables(deployment: Deployment, roots: tuple[str, ...]) -> list[Executable]:
+def list_macho_executables(guest: Guest, roots: tuple[str, ...]) -> list[Executable]:
     """Every Mach-O file with an execute bit under ``roots``, with the architectures it carries."""
     quoted = " ".join(shlex.quote(root) for root in roots)
     script = (
         f"find {quoted} -type f -perm -u+x 2>/dev/null | while IFS= read -r f; do "
         "case \"$(file -b \"$f\")\" in Mach-O*) printf '%s\\t%s\\n' \"$f\" \"$(lipo -archs \"$f\" 2>/dev/null)\";; esac; done"
     )
-    result = deployment.machine.run(script, timeout=600)
+    result = guest.run(script, timeout=600)
     assert result.ok, f"listing executables failed: {result.stderr[-500:]}"
     found = []
     for line in result.stdout.splitlines():
@@ -41,7 +42,7 @@ def list_macho_executables(deployment: Deployment, roots: tuple[str, ...]) -> li
     return found
 
 
-def launch_status(deployment: Deployment, path: str) -> int:
+def launch_status(guest: Guest, path: str) -> int:
     """Exit status of ``path --version`` cut at LAUNCH_PROBE_S with SIGTERM (143): 137 = killed at exec."""
     quoted = shlex.quote(path)
     script = (
@@ -49,16 +50,14 @@ def launch_status(deployment: Deployment, path: str) -> int:
         f"( sleep {LAUNCH_PROBE_S}; kill -TERM $pid 2>/dev/null ) & watchdog=$!; "
         "wait $pid; status=$?; kill $watchdog 2>/dev/null; echo $status"
     )
-    result = deployment.machine.run(script, timeout=LAUNCH_PROBE_S + 30)
+    result = guest.run(script, timeout=LAUNCH_PROBE_S + 30)
     last = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
     return int(last) if last.isdigit() else -1
 
 
-def install_quarantined(deployment: Deployment) -> tuple[InstallerRun, tuple[str, ...]]:
+def install_quarantined(machine: Guest, installed: Installed, profile: Profile) -> tuple[InstallerRun, tuple[str, ...]]:
     """Install again from a copy of the upload marked as downloaded (``com.apple.quarantine``),
     into a scratch home; returns the installer run and the installed roots."""
-    machine, installed = deployment.machine, deployment.installed
-    profile = deployment.target.profile
     home, upload = f"{SCRATCH}/home", f"{SCRATCH}/upload"
     machine.run(f"rm -rf {SCRATCH} && mkdir -p {home} {upload} && cp -R {UPLOAD_DIR}/. {upload}/", timeout=300, check=True)
     stamp = f"0083;{int(time.time()):08x};Safari;"

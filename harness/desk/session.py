@@ -25,7 +25,7 @@ from harness.host.leases import Lease, LeaseBook
 from harness.host.slots import SlotPool
 from harness.install import UPLOAD_DIR, GuestFacts, InstallerRun, probe_guest, run_installer, upload
 from harness.ssh import SSHTransport
-from harness.suite.target import Target
+from harness.target import Target
 from harness.vm.machine import Machine, MachineSettings
 from harness.vm.provider import Provider, VMName, VMOptions
 from harness.vm.registry import get_provider

@@ -7,7 +7,7 @@ import pytest
 from harness.suite.checks import expect_none
 from harness.suite.deployment import TwinResult
 from harness.suite.fixtures import chosen_conditions
-from harness.suite.target import Target
+from harness.target import Target
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]
 

@@ -24,7 +24,7 @@ from harness.checks.offline import network_failures
 from harness.server import Server
 from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
-from harness.suite.target import Target
+from harness.target import Target
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]
 
@@ -37,7 +37,7 @@ def macos_target(target: Target) -> Target:
 
 def test_macos_executables_are_arm64_native(macos_target: Target, deployment: Deployment, report) -> None:
     """No executable needs Rosetta: each carries arm64, and nothing started oahd (Rosetta's daemon)."""
-    executables = list_macho_executables(deployment, deployment.installed.roots)
+    executables = list_macho_executables(deployment.machine, deployment.installed.roots)
     report.attach_text("\n".join(f"{e.path}: {' '.join(e.archs) or '?'}" for e in executables), "Mach-O architectures")
     assert executables, f"no Mach-O executable found under {', '.join(deployment.installed.roots)}"
     expect_none([f"{e.path} ({' '.join(e.archs) or 'unknown'})" for e in executables if "arm64" not in e.archs],
@@ -50,7 +50,7 @@ def test_macos_executables_are_arm64_native(macos_target: Target, deployment: De
 def test_macos_code_signatures(macos_target: Target, deployment: Deployment, report) -> None:
     """``codesign --verify`` passes for every executable (arm64 refuses unsigned code); the
     ``spctl --assess`` verdicts (Gatekeeper's view) are attached per executable."""
-    executables = list_macho_executables(deployment, deployment.installed.roots)
+    executables = list_macho_executables(deployment.machine, deployment.installed.roots)
     verdicts, broken = [], []
     for exe in executables:
         path = shlex.quote(exe.path)
@@ -68,13 +68,13 @@ def test_macos_quarantined_download_installs_and_runs(macos_target: Target, depl
     """The tarball as a browser leaves it (``com.apple.quarantine`` set) still installs offline,
     and Gatekeeper lets every installed executable start; otherwise it names the blocked ones."""
     machine = deployment.machine
-    run, roots = install_quarantined(deployment)
+    run, roots = install_quarantined(machine, deployment.installed, deployment.target.profile)
     report.attach_text(f"$ {run.command}\n{run.output}\n[exit {run.exit_code}]", "install from the quarantined tarball")
     assert run.ok, f"installing from the quarantined tarball failed with exit {run.exit_code}:\n{run.tail()}"
-    executables = list_macho_executables(deployment, roots)
+    executables = list_macho_executables(deployment.machine, roots)
     quarantined = machine.run(f"find {' '.join(map(shlex.quote, roots))} -xattrname {QUARANTINE_ATTR} 2>/dev/null | head -n 50",
                               timeout=120)
-    blocked = [exe.path for exe in executables if launch_status(deployment, exe.path) == GATEKEEPER_KILL]
+    blocked = [exe.path for exe in executables if launch_status(machine, exe.path) == GATEKEEPER_KILL]
     report.attach_text(f"still quarantined after install:\n{quarantined.stdout or '(none)'}\n\n"
                        f"killed at launch:\n" + ("\n".join(blocked) or "(none)"), "Gatekeeper launch probes")
     expect_none(blocked, "Gatekeeper kills these executables of a downloaded (quarantined) release at launch")

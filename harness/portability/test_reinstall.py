@@ -7,7 +7,7 @@ import pytest
 from harness.checks.reinstall import left_behind, reinstall_differences
 from harness.suite.checks import expect_none
 from harness.suite.deployment import TwinResult, UpgradeResult
-from harness.suite.target import Target
+from harness.target import Target
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]
 

@@ -7,7 +7,7 @@ import pytest
 from harness.guest_tree import leftovers
 from harness.suite.checks import expect_none
 from harness.suite.deployment import TwinResult
-from harness.suite.target import Target
+from harness.target import Target
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]
 

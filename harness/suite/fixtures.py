@@ -56,7 +56,7 @@ from harness.suite.deployment import (
 from harness.suite.overlap import BackgroundTwin, FinishedTwin, TwinWork
 from harness.suite.reference import default_release
 from harness.suite.stages import STAGE_MARK, stage_of
-from harness.suite.target import Target, TargetInputs, TargetSpec, matrix, resolve
+from harness.target import Target, TargetInputs, TargetSpec, matrix, resolve
 from harness.vm.provider import VMOptions
 
 GOLDENS = "goldens"  # beside a profile's TOML file: its approved answers, <profile>/<platform>.json

@@ -35,7 +35,7 @@ from harness.run_options import DEFAULT_IMAGE, run_options
 from harness.vm.machine import KeepPolicy, Machine, MachineSettings
 from harness.vm.provider import Provider, VMName, VMOptions
 from harness.vm.registry import available_providers, provider_for_image
-from harness.warm.plan import start_mode, start_mode_record_data
+from harness.vm.warm.plan import start_mode, start_mode_record_data
 
 RUN_ID_LENGTH = 10
 

@@ -29,7 +29,8 @@ from harness.host.watchdog import Watchdog
 from harness.journal import Journal, PhaseRecord
 from harness.run_options import KEEP_POLICIES, KeepPolicy
 from harness.ssh import CommandResult, SSHTransport, Transfer, ssh_command
-from harness.vm.provider import Provider, SSHEndpoint, VMName, VMOptions
+from harness.ssh.endpoint import SSHEndpoint
+from harness.vm.provider import Provider, VMName, VMOptions
 
 DEFAULT_COMMAND_TIMEOUT_S = 120.0
 CONSOLE_LOG_LINES = 100_000

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
+from harness.ssh.endpoint import SSHEndpoint
+
 VM_NAME_PREFIX = "hns"
 _NAME_RE = re.compile(rf"^{VM_NAME_PREFIX}-(?P<run>[0-9a-z]+)-(?P<pid>\d+)-(?P<tag>[0-9a-z]+)$")
 
@@ -43,20 +45,6 @@ class VMName:
         if not match:
             return None
         return cls(run_id=match["run"], owner_pid=int(match["pid"]), tag=match["tag"])
-
-
-@dataclass(frozen=True)
-class SSHEndpoint:
-    """How to reach a ready VM's OpenSSH server from the host."""
-
-    host: str
-    port: int
-    user: str
-    key_path: Path
-    password: str | None = None  # tart's vanilla images start with admin/admin
-    # The guest's host public key ("ssh-ed25519 AAAA...") when the provider made it (warm clones):
-    # pinned before the first connection instead of trusted on first use.
-    host_key: str | None = None
 
 
 @dataclass(frozen=True)

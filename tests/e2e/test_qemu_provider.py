@@ -32,7 +32,8 @@ from harness.hashing import sha256_file
 from harness.host.slots import SlotPool
 from harness.host.tools import require_tool
 from harness.images.store import BuiltImage
-from harness.vm.provider import SSHEndpoint, VMName, VMOptions
+from harness.ssh.endpoint import SSHEndpoint
+from harness.vm.provider import VMName, VMOptions
 from harness.vm.qemu.accel import choose_accel
 from harness.vm.qemu.provider import QemuProvider, read_ssh_banner
 

@@ -32,7 +32,7 @@ from harness.vm.provider import VMName, VMOptions
 from harness.vm.qemu.provider import QemuProvider
 from harness.vm.qemu.snapshots import Snapshot, SnapshotStore
 from harness.vm.qemu.warm import WarmStarts, build_snapshot
-from harness.warm.plan import WarmPlan, WarmStartWarning, start_mode
+from harness.vm.warm.plan import WarmPlan, WarmStartWarning, start_mode
 
 pytestmark = pytest.mark.vm
 

@@ -19,15 +19,8 @@ from pathlib import Path
 import psutil
 
 from harness.errors import BootTimeout, UsageError
-from harness.vm.provider import (
-    COLD_ONLY,
-    Capabilities,
-    SSHEndpoint,
-    StartMode,
-    VMInfo,
-    VMName,
-    VMOptions,
-)
+from harness.ssh.endpoint import SSHEndpoint
+from harness.vm.provider import COLD_ONLY, Capabilities, StartMode, VMInfo, VMName, VMOptions
 
 FAKE_IMAGE = "fake-image"
 

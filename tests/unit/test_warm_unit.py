@@ -17,7 +17,7 @@ from qemu_fakes import FakeImages, built_tiny, fake_images  # noqa: F401  (fixtu
 
 from harness.errors import InfrastructureError
 from harness.images.store import BuiltImage
-from harness.vm.provider import VMName, VMOptions
+from harness.vm.provider import StartMode, VMName, VMOptions
 from harness.vm.qemu.provider import QemuLaunch, QemuProvider, qemu_command
 from harness.vm.qemu.snapshots import (
     BackgroundChecksum,
@@ -33,9 +33,8 @@ from harness.vm.qemu.warm_agent import (
     check_agent_reply,
     warm_devices,
 )
-from harness.warm.personalization import Personalization
-from harness.warm.plan import (
-    StartMode,
+from harness.vm.warm.personalization import Personalization
+from harness.vm.warm.plan import (
     WarmPlan,
     WarmRestoreFailed,
     WarmStartWarning,
