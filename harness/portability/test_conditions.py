@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.plugins.inputs import chosen_conditions
 from harness.suite.checks import expect_none
 from harness.suite.deployment import TwinResult
-from harness.suite.fixtures import chosen_conditions
 from harness.target import Target
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]

@@ -25,8 +25,8 @@ import pytest
 from harness.config import HostPaths
 from harness.host.slots import SlotPool
 from harness.journal import read_journal
+from harness.plugins.vm import DEFAULT_IMAGE, VMEnvironment, VMFactory
 from harness.ssh import SSHTransport
-from harness.vm.fixtures import DEFAULT_IMAGE, VMEnvironment, VMFactory
 from harness.vm.machine import Machine
 from harness.vm.provider import VMName, VMOptions
 from harness.vm.qemu.provider import QemuProvider

@@ -373,6 +373,6 @@ def test_the_pytest_option_reaches_the_vms(pytester: pytest.Pytester) -> None:
         """
     )
     for flag, expected in (("--warm", "WARM True True"), ("--cold", "WARM False False"), (None, "WARM True True")):
-        result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "-p", "harness.areas",
+        result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "-p", "harness.plugins",
                                                *([flag] if flag else []))
         assert expected in result.stdout.str(), result.stdout.str()
