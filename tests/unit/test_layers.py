@@ -179,8 +179,8 @@ def test_a_planted_import_up_a_layer_is_named_with_its_file_and_line(tmp_path: P
     assert {(i.source, i.target) for i in found} >= {
         ("harness.vm.provider", "harness.ssh.exec"), ("harness.vm.fixtures", "harness.vm.provider")}
     assert violations(found, layers, tmp_path) == [
-        "harness/ssh/exec.py:6: harness.ssh.exec (layer 2, ssh) imports harness.vm.fixtures "
-        "(layer 3, vm), which stands above it",
+        ("harness/ssh/exec.py:6: harness.ssh.exec (layer 2, ssh) imports harness.vm.fixtures "
+         "(layer 3, vm), which stands above it"),
     ]
     # The same import at module level, and one into a part no layer holds, are found as well.
     (package / "ssh" / "endpoint.py").write_text("from harness.errors import HarnessError\nimport harness.vm.provider\n"

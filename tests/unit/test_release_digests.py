@@ -4,6 +4,7 @@ tarball by a hard link that needs no second hash. A file rebuilt meanwhile is ha
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -81,5 +82,6 @@ def test_a_pinned_copy_on_another_file_system_is_hashed(tmp_path: Path, hashed: 
 
 def test_a_handover_that_cannot_be_read_is_ignored(tmp_path: Path) -> None:
     tarball = small_release(tmp_path / NAME)
-    for value in ("not json", "[]", '{"%s": {"sha256": "x"}}' % tarball.resolve(), ""):
+    incomplete = json.dumps({str(tarball.resolve()): {"sha256": "x"}})
+    for value in ("not json", "[]", incomplete, ""):
         assert handed_over_digest(tarball, {DIGESTS_ENV: value}) is None
