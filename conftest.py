@@ -13,7 +13,7 @@ import pytest
 # The tart/Orchard stand-ins' fixtures: an opt-in plugin, never loaded by portability runs. And the
 # harness's own fixtures (vm, vm_environment, report, ...) in every session of its own tests, not
 # only in portability runs.
-pytest_plugins = ["harness.testing", "harness.areas"]
+pytest_plugins = ["harness.testing", "harness.plugins"]
 
 ONDEMAND_ENV = "HARNESS_ONDEMAND"
 

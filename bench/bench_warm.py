@@ -33,7 +33,7 @@ from harness.ssh.trace import TRACE_ENV
 from harness.vm.machine import Machine, MachineSettings
 from harness.vm.provider import VMOptions
 from harness.vm.registry import provider_for_image
-from harness.warm.plan import start_mode
+from harness.vm.warm.plan import start_mode
 
 sys.path.insert(0, str(Path(__file__).parent))
 from ssh_replay import guest_busy_s, load_traces, replay_run  # bench/ is not a package

@@ -6,9 +6,13 @@ run without patching the harness.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # types only: every pytest session loads this module, and it stays light
+    from harness.journal import PhaseRecord
+    from harness.vm.machine import Machine
 
 
 @pytest.hookspec(firstresult=False)
@@ -17,13 +21,10 @@ def pytest_harness_phase_started(name: str, target: str) -> None:
 
 
 @pytest.hookspec(firstresult=False)
-def pytest_harness_phase_finished(phase: Any) -> None:
-    """Called after every timed phase (boot, copy, install, serve, complete, teardown).
-
-    ``phase`` is a :class:`harness.journal.PhaseRecord`.
-    """
+def pytest_harness_phase_finished(phase: PhaseRecord) -> None:
+    """Called after every timed phase (boot, copy, install, serve, complete, teardown)."""
 
 
 @pytest.hookspec(firstresult=False)
-def pytest_harness_vm_ready(vm: Any) -> None:
+def pytest_harness_vm_ready(vm: Machine) -> None:
     """Called when a VM answers SSH; ``vm`` is the live VM handle."""

@@ -18,9 +18,16 @@ from harness.errors import UsageError
 from harness.inspect.archive import ReleaseContents, ReleaseFormat, read_release, sniff_format
 from harness.inspect.archive_safety import escaping_members
 from harness.profile import Profile, select_profile
-from harness.release import Release, check_release_fits, check_release_name, load_release
+from harness.release import (
+    FileIdentity,
+    KnownDigest,
+    Release,
+    check_release_fits,
+    check_release_name,
+    load_release,
+)
 from harness.release_name import ReleaseName, parse_release_name
-from harness.suite.target import image_platform_of
+from harness.target import image_platform_of
 
 SHOWN_PROBLEMS = 5  # the first few unsafe members name the problem; `harness inspect` lists them all
 
@@ -55,9 +62,12 @@ def check_release(path: Path, profile: Profile, variants: Sequence[str] = ()) ->
     check_release_name(given.path, spec)  # cheap, before a read that may take a minute
     # The layers inside are the static checks' business (the pytest session inspects them); here
     # the file itself must be whole and safe to unpack, at the cost of one decompression.
+    before = FileIdentity.of(given.path)
     contents = read_release(given.path, nested=False)
     refuse_escapes(contents)
-    return load_release(given.path, spec, sha256=contents.sha256)
+    # The read's digest vouches for the file only if it stood still while it was read.
+    known = KnownDigest(contents.sha256, before) if FileIdentity.of(given.path) == before else None
+    return load_release(given.path, spec, known=known)
 
 
 def refuse_escapes(contents: ReleaseContents) -> None:

@@ -7,10 +7,12 @@ present, must list it with the right sha256.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.hashing import sha256_file
@@ -39,6 +41,64 @@ class ChecksumVerdict:
         return self.file is not None and not self.problem
 
 
+# Set by `harness run` for its child pytest: the sha256 of each tarball it read whole in its
+# preflight, with the file's identity then, so the child does not read the tarball again.
+DIGESTS_ENV = "HARNESS_RELEASE_DIGESTS"
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """Which bytes a path held when it was hashed: a build that rewrites the file in place changes
+    its size or mtime, one that moves a new file over it the inode as well."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> FileIdentity:
+        found = path.stat()
+        return cls(found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+
+
+@dataclass(frozen=True)
+class KnownDigest:
+    """A file's sha256, valid while the file keeps the identity it had when it was hashed."""
+
+    sha256: str
+    identity: FileIdentity
+
+    @classmethod
+    def measure(cls, path: Path) -> KnownDigest | None:
+        """Hash ``path``; None when the file changed while it was read (nothing to vouch for)."""
+        before = FileIdentity.of(path)
+        sha = sha256_file(path)
+        return cls(sha, before) if FileIdentity.of(path) == before else None
+
+    def holds_for(self, path: Path) -> bool:
+        try:
+            return FileIdentity.of(path) == self.identity
+        except OSError:
+            return False
+
+
+def digest_handover(releases: Sequence[Release]) -> str:
+    """The value of :data:`DIGESTS_ENV` for the releases a parent process read."""
+    return json.dumps({str(r.path.resolve()): {"sha256": r.known.sha256, **asdict(r.known.identity)}
+                       for r in releases if r.known is not None})
+
+
+def handed_over_digest(path: Path, environ: Mapping[str, str] = os.environ) -> KnownDigest | None:
+    """The digest the parent process handed over for ``path``, when it still holds for the file."""
+    try:
+        entry = json.loads(environ.get(DIGESTS_ENV) or "{}").get(str(path.expanduser().resolve()))
+        known = KnownDigest(entry.pop("sha256"), FileIdentity(**entry)) if entry else None
+    except (ValueError, TypeError, AttributeError, KeyError):
+        return None
+    return known if known is not None and known.holds_for(path.expanduser()) else None
+
+
 @dataclass(frozen=True)
 class Release:
     path: Path  # the bytes the run uses (a pinned copy once pin_release ran)
@@ -47,6 +107,7 @@ class Release:
     size: int
     checksum: ChecksumVerdict
     origin: Path | None = None  # where the user's tarball lives, when ``path`` is a pinned copy
+    known: KnownDigest | None = None  # how ``sha256`` was measured, when the file stood still meanwhile
 
     @property
     def checksum_source(self) -> Path | None:
@@ -113,14 +174,17 @@ def check_release_name(path: Path, spec: ReleaseSpec) -> ReleaseName:
     return name
 
 
-def load_release(path: Path, spec: ReleaseSpec, sha256: str | None = None) -> Release:
+def load_release(path: Path, spec: ReleaseSpec, known: KnownDigest | None = None) -> Release:
     """Everything that can be checked on the host; raises ReleaseError naming the next step.
-    ``sha256``, when the caller already read the file to its end, saves a second read."""
+    ``known``, when the caller already read the file to its end and it has not changed since,
+    saves a second read."""
     path = path.expanduser()
     name = check_release_name(path, spec)
-    sha = sha256 or sha256_file(path)
+    if known is None or not known.holds_for(path):
+        known = KnownDigest.measure(path)
+    sha = known.sha256 if known is not None else sha256_file(path)
     return Release(path=path, name=name, sha256=sha, size=path.stat().st_size,
-                   checksum=check_published_checksum(path, sha, spec.checksums))
+                   checksum=check_published_checksum(path, sha, spec.checksums), known=known)
 
 
 def check_published_checksum(path: Path, sha: str, checksums_name: str) -> ChecksumVerdict:
@@ -146,8 +210,9 @@ def pin_release(release: Release, directory: Path, companions: tuple[str, ...] =
 
     A release rebuilt while a run is under way must not give two VMs two different tarballs:
     the files are hard-linked (copied across file systems) into ``directory``, which keeps the
-    bytes seen at the start even when the build replaces the originals, and the copy's sha256 is
-    checked against the one measured before.
+    bytes seen at the start even when the build replaces the originals, and the copy is checked
+    against the bytes measured before: a hard link to the very file hashed (same inode, size and
+    mtime) holds them; anything else (a copy, a file rebuilt meanwhile) is hashed again.
     """
     directory.mkdir(parents=True, exist_ok=True)
     names = [release.path.name, *companions]
@@ -158,7 +223,8 @@ def pin_release(release: Release, directory: Path, companions: tuple[str, ...] =
         if source.is_file():
             _link_or_copy(source, directory / name)
     pinned = directory / release.path.name
-    if sha256_file(pinned) != release.sha256:
+    same_file = release.known is not None and release.known.holds_for(pinned)
+    if not same_file and sha256_file(pinned) != release.sha256:
         raise ReleaseError(
             f"{release.path} changed while the run was starting (sha256 differs from a moment ago)",
             hint="a build is rewriting the release right now: wait for it to finish, then run again",
@@ -166,7 +232,8 @@ def pin_release(release: Release, directory: Path, companions: tuple[str, ...] =
     checksum = release.checksum
     if checksum.file is not None:
         checksum = ChecksumVerdict(directory / checksum.file.name, checksum.expected, checksum.problem)
-    return Release(pinned, release.name, release.sha256, release.size, checksum, origin=release.origin or release.path)
+    return Release(pinned, release.name, release.sha256, release.size, checksum, origin=release.origin or release.path,
+                   known=release.known)
 
 
 def _link_or_copy(source: Path, dest: Path) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from harness.checks.shared import expect_none
 from harness.install.conditions import ConditionRun
-from harness.suite.checks import expect_none
 
 
 def problems(run: ConditionRun) -> list[str]:

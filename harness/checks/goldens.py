@@ -10,7 +10,7 @@ from harness.completions import Completion
 from harness.errors import ProductDefect
 from harness.goldens import GoldenVerdict, Judgement, Provenance
 from harness.images import current_digest
-from harness.suite.target import Target
+from harness.target import Target
 
 CHANGED_SINCE_APPROVED_PHRASE = "goldens describe build"
 

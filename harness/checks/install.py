@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from harness.checks.shared import expect_none
 from harness.guest_tree import manifest_differences, outside
 from harness.install.failure import without_trace
 from harness.install.first import Installed
 from harness.install.run import InstallerRun
-from harness.suite.checks import expect_none
 
 TAIL_LINES = 12
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Sequence
 
+from harness.checks.shared import expect_none
 from harness.guest_tree import Manifest, manifest_differences
 from harness.install.again import Reinstall
 from harness.install.upgrade import Upgrade
-from harness.suite.checks import expect_none
 
 
 def without(manifest: Manifest, patterns: Sequence[str]) -> Manifest:

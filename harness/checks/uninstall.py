@@ -3,10 +3,10 @@ profile's ``uninstall.leaves`` lists may stay). The uninstall itself is :mod:`ha
 
 from __future__ import annotations
 
+from harness.checks.shared import expect_none
 from harness.guest_tree import leftovers
 from harness.install.first import Installed
 from harness.install.uninstall import Uninstalled
-from harness.suite.checks import expect_none
 
 
 def judge_uninstall(installed: Installed, uninstalled: Uninstalled) -> None:

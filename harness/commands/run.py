@@ -14,6 +14,7 @@ Everything after ``--`` goes to pytest unchanged.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from harness.config import HostPaths
 from harness.errors import UsageError
 from harness.preflight import check_run
 from harness.profile import load_profile
+from harness.release import DIGESTS_ENV, Release, digest_handover
 from harness.report.results_space import check_results_dir
 from harness.run_options import (
     DEFAULT_IMAGE,
@@ -43,6 +45,7 @@ class RunPlan:
     select: str | None
     pytest_args: tuple[str, ...]
     fail_fast: bool = False
+    checked: tuple[Release, ...] = ()  # the releases as the preflight read them (their sha256)
 
     @property
     def releases(self) -> tuple[Path, ...]:
@@ -88,13 +91,14 @@ def make_plan(args: argparse.Namespace) -> RunPlan:
     upgrade_from = args.upgrade_from.expanduser().absolute() if args.upgrade_from else None
     check_results_dir((args.results_dir or Path.cwd() / DEFAULT_RESULTS).absolute())
     # Before pytest, a VM or a results file: a bad input costs seconds and leaves nothing behind.
-    check_run(releases, args.image or [DEFAULT_IMAGE], profile, HostPaths.from_env(), args.variants, upgrade_from)
+    checked = check_run(releases, args.image or [DEFAULT_IMAGE], profile, HostPaths.from_env(), args.variants,
+                        upgrade_from)
     given = RunOptions.from_namespace(args)
     options = replace(given, release=tuple(releases), profile=profile_name, image=given.images,
                       upgrade_from=upgrade_from,
                       goldens_dir=given.goldens_dir.expanduser().absolute() if given.goldens_dir else None)
     return RunPlan(options=options, workers=args.workers, select=args.select,
-                   pytest_args=tuple(args.pytest_args), fail_fast=args.fail_fast)
+                   pytest_args=tuple(args.pytest_args), fail_fast=args.fail_fast, checked=tuple(checked))
 
 
 def reference_release() -> Path:
@@ -147,8 +151,10 @@ def pytest_argv(plan: RunPlan) -> list[str]:
 def execute(plan: RunPlan) -> int:
     argv = pytest_argv(plan)
     print("harness run: " + " ".join(argv[1:]), file=sys.stderr)
+    # The preflight read every tarball whole: the child trusts those digests while the files stand still.
+    env = {**os.environ, DIGESTS_ENV: digest_handover(plan.checked)}
     # Same process group: Ctrl-C reaches pytest, which tears its VMs down; we wait for it.
-    process = subprocess.Popen(argv)
+    process = subprocess.Popen(argv, env=env)
     # A SIGTERM for this process alone (a CI runner stopping the job) must not orphan pytest: it
     # is passed on, and this process waits while pytest removes its VMs, as for Ctrl-C.
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signal.SIGTERM))

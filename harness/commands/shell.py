@@ -35,7 +35,7 @@ from harness.errors import UsageError
 from harness.preflight import check_run
 from harness.profile import load_profile
 from harness.run_options import DEFAULT_IMAGE, DEFAULT_PROFILE
-from harness.suite.target import Target, TargetSpec, resolve
+from harness.target import Target, TargetSpec, resolve
 from harness.vm.registry import provider_for_image
 
 # Options that shape a new VM: meaningless when re-entering a kept one.

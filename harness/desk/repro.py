@@ -29,7 +29,7 @@ from harness.journal import read_journal
 from harness.profile import load_profile
 from harness.server import Server, ServerFailed
 from harness.suite.stages import reaches
-from harness.suite.target import Target, TargetInputs, TargetSpec, resolve
+from harness.target import Target, TargetInputs, TargetSpec, resolve
 from harness.vm.machine import Machine
 from harness.vm.registry import get_provider
 

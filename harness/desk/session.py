@@ -27,7 +27,7 @@ from harness.install.facts import GuestFacts, probe_guest
 from harness.install.run import InstallerRun, run_installer
 from harness.install.upload import UPLOAD_DIR, upload
 from harness.ssh import SSHTransport
-from harness.suite.target import Target
+from harness.target import Target
 from harness.vm.machine import Machine, MachineSettings
 from harness.vm.provider import Provider, VMOptions
 from harness.vm.registry import get_provider

@@ -67,3 +67,13 @@ class Report:
             "footprint": self.footprint,
             "stats": self.stats,
         }
+
+
+def describe_failures(area: str, report: Report, findings: list[Finding]) -> str:
+    """A failure message a release engineer can act on without opening another file."""
+    lines = [f"{len(findings)} error-level {area} finding(s) in {report.release} for target {report.target}:"]
+    for finding in findings:
+        lines.append(f"  - {finding.check}: {finding.path}: {finding.message}")
+        if finding.hint:
+            lines.append(f"      fix: {finding.hint}")
+    return "\n".join(lines)

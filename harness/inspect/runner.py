@@ -22,6 +22,7 @@ from harness.inspect.macho import MachOCollector, check_macho
 from harness.inspect.scripts import ShebangCollector, check_scripts
 from harness.inspect.targets import Target, load_target
 from harness.journal import GenericRecord, Journal
+from harness.profile import Profile, load_profile, select_profile
 from harness.release_name import ReleaseName, try_parse_release_name
 
 DEFAULT_LINUX_TARGET = "debian-12"
@@ -82,13 +83,12 @@ def inspect_collected(collected: Collected, target: Target, layout: LayoutExpect
                   footprint=footprint.to_dict(), stats=stats)
 
 
-def profile_layout(profile: str, target: Target, name: ReleaseName | None = None,
+def profile_layout(profile: str | Profile, target: Target, name: ReleaseName | None = None,
                    variants: Sequence[str] = ()) -> LayoutExpectations:
-    """The ``[layout]`` of a profile (built-in name or TOML path) as it applies to ``target``'s OS
-    and, when the tarball's name tells it, the release's version."""
-    from harness.profile import load_profile, select_profile
-
-    resolved = select_profile(load_profile(profile), PROFILE_OS[target.os],
+    """The ``[layout]`` of a profile (built-in name, TOML path, or one loaded already) as it
+    applies to ``target``'s OS and, when the tarball's name tells it, the release's version."""
+    loaded = profile if isinstance(profile, Profile) else load_profile(profile)
+    resolved = select_profile(loaded, PROFILE_OS[target.os],
                               name.parsed if name is not None else None, variants)
     return expectations_from_layout(resolved.layout_table())
 
@@ -98,7 +98,7 @@ def inspect_release(
     target: Target | str | None = None,
     layout: LayoutExpectations | None = None,
     journal: Journal | None = None,
-    profile: str | None = None,
+    profile: str | Profile | None = None,
     variants: Sequence[str] = (),
 ) -> Report:
     """Inspect ``release`` for ``target`` (inferred from its binaries when None).
@@ -112,7 +112,7 @@ def inspect_release(
     if layout is None:
         layout = profile_layout(profile, resolved, name, variants) if profile else LayoutExpectations()
     report = inspect_collected(collected, resolved, layout)
-    report.stats["profile"] = profile or ""
+    report.stats["profile"] = profile.name if isinstance(profile, Profile) else profile or ""
     if name is not None:
         report.stats["release_name"] = {"product": name.product, "version": name.version,
                                         "prerelease": name.parsed.is_prerelease, "platform": name.platform,

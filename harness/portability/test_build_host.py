@@ -8,8 +8,8 @@ import posixpath
 import pytest
 
 from harness.checks import buildhost
+from harness.checks.shared import expect_none
 from harness.install.first import Installed
-from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]

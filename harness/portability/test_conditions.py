@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from harness.checks.conditions import judge_conditions
+from harness.plugins.inputs import chosen_conditions
 from harness.suite.deployment import TwinResult
-from harness.suite.fixtures import chosen_conditions
-from harness.suite.target import Target
+from harness.target import Target
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]
 

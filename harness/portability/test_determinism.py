@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from harness.checks.shared import ask, ask_all, ask_concurrently, evidence, expect_none
 from harness.completions import CompletionClient
 from harness.determinism import all_same, counts_agree, differences, seeds_behave, usage_problems
-from harness.suite.checks import ask, ask_all, ask_concurrently, evidence, expect_none
 from harness.suite.deployment import Deployment
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]

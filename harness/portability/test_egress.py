@@ -6,9 +6,9 @@ import time
 
 import pytest
 
+from harness.checks.shared import expect_none
 from harness.egress import guest_attempts, summarize
 from harness.errors import HarnessError
-from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from harness.checks.goldens import raise_for, rerecord_command, this_build
+from harness.checks.shared import ask_all, evidence
 from harness.completions import CompletionClient
 from harness.goldens import GoldenEntry, golden_path, judge, load_goldens, record
-from harness.suite.checks import ask_all, evidence
 from harness.suite.deployment import Deployment
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]

@@ -13,9 +13,9 @@ from harness.checks.install import (
     judge_present,
     judge_reproducible,
 )
+from harness.checks.shared import expect_none
 from harness.errors import InfrastructureError
 from harness.install.first import Installed
-from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
 from harness.suite.interpreters import (
     check_paths_exist,

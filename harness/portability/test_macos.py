@@ -19,11 +19,11 @@ from harness.checks.macos import (
     list_macho_executables,
 )
 from harness.checks.offline import network_failures
+from harness.checks.shared import expect_none
 from harness.install.quarantined import QUARANTINE_ATTR, install_quarantined
 from harness.server import Server
-from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
-from harness.suite.target import Target
+from harness.target import Target
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]
 

@@ -8,9 +8,9 @@ import shlex
 import pytest
 
 from harness.checks import native
+from harness.checks.shared import expect_none
 from harness.errors import InfrastructureError
 from harness.install.first import Installed
-from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]

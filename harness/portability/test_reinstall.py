@@ -6,7 +6,7 @@ import pytest
 
 from harness.checks.reinstall import judge_reinstall, judge_upgrade
 from harness.suite.deployment import TwinResult, UpgradeResult
-from harness.suite.target import Target
+from harness.target import Target
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.suite.target import Target
+from harness.target import Target
 
 pytestmark = [pytest.mark.portability]
 

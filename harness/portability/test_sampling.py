@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.checks import sampling
+from harness.checks.shared import evidence, expect_none
 from harness.completions import CompletionClient
-from harness.suite.checks import evidence, expect_none
 from harness.suite.deployment import Deployment
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]

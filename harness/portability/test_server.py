@@ -6,11 +6,11 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from harness.checks.shared import expect_none
 from harness.completions import CompletionClient
 from harness.guest_tree import changes, outside, take_snapshot
 from harness.install.first import Installed, snapshot_exclusions
 from harness.server import Server
-from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.inspect.findings import AREAS, Report
-from harness.inspect.fixtures import describe_failures
+from harness.inspect.findings import AREAS, Report, describe_failures
 
 pytestmark = pytest.mark.portability
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.checks.hygiene import scan_tree, unexpected_leftovers
+from harness.checks.shared import expect_none
 from harness.install.first import Installed, scratch_places
-from harness.suite.checks import expect_none
 from harness.suite.deployment import Deployment
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]

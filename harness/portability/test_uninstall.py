@@ -6,7 +6,7 @@ import pytest
 
 from harness.checks.uninstall import judge_uninstall
 from harness.suite.deployment import TwinResult
-from harness.suite.target import Target
+from harness.target import Target
 
 pytestmark = [pytest.mark.vm, pytest.mark.portability]
 

@@ -191,7 +191,7 @@ def facts_from_records(records: Iterable[Mapping[str, Any]]) -> RunFacts:
             for key, value in (data.get("extra") or {}).items():
                 extra[str(key)] = _text(value)
         elif kind == "target":
-            # The target's inputs (harness.suite.target.TargetInputs): the image it boots and
+            # The target's inputs (harness.target.TargetInputs): the image it boots and
             # the provider's digest of it, taken before the first boot.
             image = ImageFacts(
                 _text(record.get("target") or data.get("target")),

@@ -106,7 +106,7 @@ def _verdict(model: SignoffModel) -> str:
     chips.append(f"{len(model.targets)} image{'s' if len(model.targets) != 1 else ''}")
     if model.total_s is not None:
         chips.append(f"total time {seconds(model.total_s)}")
-    # How the VMs started (--warm/--cold), journaled by harness.vm.fixtures.
+    # How the VMs started (--warm/--cold), journaled by harness.plugins.vm.
     chips += [f"{k}: {v}" for k, v in sorted(model.facts.extra.items()) if k.startswith("vm start")]
     reasons = "".join(f"<li>{escape(r)}</li>" for r in model.verdict.reasons)
     css = "ship" if model.verdict.ship else "noship"

@@ -34,7 +34,7 @@ def render_markdown(model: SignoffModel) -> str:
         f"sha256 `{short_sha(release.sha256, 16)}`" if release.sha256 else "",
         f"{len(model.targets)} image(s): {', '.join(model.targets)}" if model.targets else "",
         f"total time {seconds(model.total_s)}" if model.total_s is not None else "",
-        # How the VMs started (--warm/--cold), journaled by harness.vm.fixtures.
+        # How the VMs started (--warm/--cold), journaled by harness.plugins.vm.
         *(
             f"{_cell(k)}: {_cell(v)}"
             for k, v in sorted(model.facts.extra.items())

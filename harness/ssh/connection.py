@@ -11,8 +11,8 @@ import paramiko
 
 from harness.errors import InfrastructureError
 from harness.ssh.command_log import CommandLog
+from harness.ssh.endpoint import SSHEndpoint
 from harness.ssh.host_keys import HostKeyPin
-from harness.vm.provider import SSHEndpoint
 from harness.waiting import attempts
 
 # Large windows and packets keep the pipe full: the guest (often under software emulation)

@@ -13,9 +13,9 @@ import paramiko
 from harness.bounded import dropped_note
 from harness.errors import InfrastructureError, RemoteTimeout
 from harness.ssh.command_log import CommandLog
+from harness.ssh.endpoint import SSHEndpoint
 from harness.ssh.results import CommandResult, RemoteCommandFailed, tail
 from harness.ssh.trace import OperationTrace
-from harness.vm.provider import SSHEndpoint
 
 KILL_GRACE_S = 2.0
 # Per stream, kept at each end of a command's output (a file-system listing fits well inside).

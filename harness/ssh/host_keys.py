@@ -9,7 +9,7 @@ from pathlib import Path
 import paramiko
 
 from harness.errors import InfrastructureError
-from harness.vm.provider import SSHEndpoint
+from harness.ssh.endpoint import SSHEndpoint
 
 
 class HostKeyPin:

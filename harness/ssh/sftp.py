@@ -14,9 +14,9 @@ import paramiko
 from harness.errors import InfrastructureError, RemoteTimeout
 from harness.ssh.command_log import CommandLog
 from harness.ssh.connection import MAX_PACKET_SIZE, WINDOW_SIZE
+from harness.ssh.endpoint import SSHEndpoint
 from harness.ssh.results import Transfer
 from harness.ssh.trace import OperationTrace
-from harness.vm.provider import SSHEndpoint
 from harness.waiting import attempts
 
 # OpenSSH's sftp-server accepts writes up to ~255 KiB; paramiko's default of 32 KiB per request

@@ -18,13 +18,13 @@ import paramiko
 from harness.errors import InfrastructureError
 from harness.ssh.command_log import CommandLog
 from harness.ssh.connection import open_connection, remote_cipher
+from harness.ssh.endpoint import SSHEndpoint
 from harness.ssh.exec import RemoteShell
 from harness.ssh.host_keys import HostKeyPin, openssh_options, ssh_command
 from harness.ssh.relay import Peer, Relay, Stream, Tap
 from harness.ssh.results import CommandResult, Transfer, tail
 from harness.ssh.sftp import FileCopies
 from harness.ssh.trace import ForwardTap, OperationTrace
-from harness.vm.provider import SSHEndpoint
 
 FORWARD_OPEN_TIMEOUT_S = 15.0
 

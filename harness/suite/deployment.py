@@ -34,7 +34,7 @@ from harness.journal import Journal, PhaseRecord
 from harness.profile import ConditionSpec
 from harness.release import Release
 from harness.server import Server, ServerDied, ServerFailed
-from harness.suite.target import Target
+from harness.target import Target
 from harness.vm.machine import Machine
 from harness.vm.provider import VMOptions
 

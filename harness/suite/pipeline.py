@@ -1,5 +1,5 @@
-"""How the suite is collected, and the order it runs in (which sessions are portability runs is
-:func:`harness.run_options.is_portability_run`).
+"""The order the suite runs in (the hooks that collect and sort it are
+:mod:`harness.plugins.pipeline`).
 
 The suite runs as a release manager reads it: what can be judged on the host first (release,
 static), then each target's VM work in the order it happens (install and what it left, server,
@@ -19,8 +19,6 @@ import pytest
 from harness.run_options import suite_dir
 
 SUITE_DIR = suite_dir()
-# Fixtures every check of a release depends on (directly or through deployment/installed/...).
-RELEASE_FIXTURE = "target"
 
 
 @dataclass(frozen=True)
@@ -58,44 +56,6 @@ def stage_index(item: pytest.Item) -> int:
     return _MORE
 
 
-# -- plugin hooks ---------------------------------------------------------------------------------
-
-
-def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Module | None:
-    """The suite's modules are collected whatever ``python_files`` the caller's config sets."""
-    if file_path.parent != SUITE_DIR or not file_path.name.startswith("test_") or file_path.suffix != ".py":
-        return None
-    if parent.session.isinitpath(file_path):
-        return None  # named on the command line: pytest collects it whatever the patterns say
-    patterns = parent.config.getini("python_files")
-    if any(file_path.match(pattern) for pattern in patterns):
-        return None  # pytest's own python plugin collects it
-    module: pytest.Module = pytest.Module.from_parent(parent, path=file_path)
-    return module
-
-
-@pytest.hookimpl(trylast=True)  # after pytest grouped items by their session-scoped parameters
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]) -> None:
-    if not any(Path(str(getattr(item, "path", ""))).parent == SUITE_DIR for item in items):
-        return
-    targets: dict[object, int] = {}
-    for item in items:
-        key = _target_key(item)
-        if key is not None:
-            targets.setdefault(key, len(targets))
-
-    def order(item: pytest.Item) -> tuple[int, int, int, int]:
-        stage = stage_index(item)
-        place = _PLACE_IN_STAGE.get(Path(str(getattr(item, "path", ""))).stem, 0)
-        if PIPELINE[stage].on_host:
-            return (0, stage, place, 0)
-        key = _target_key(item)
-        return (1, targets.get(key, len(targets)) if key is not None else len(targets), stage, place)
-
-    items.sort(key=order)
-
-
-def _target_key(item: pytest.Item) -> object | None:
-    callspec = getattr(item, "callspec", None)
-    return callspec.params.get(RELEASE_FIXTURE) if callspec is not None else None
+def place_in_stage(item: pytest.Item) -> int:
+    """Where the item's module stands in its stage's list (0 for a module the stage does not list)."""
+    return _PLACE_IN_STAGE.get(Path(str(getattr(item, "path", ""))).stem, 0)

@@ -28,7 +28,8 @@ from harness.host.slots import Slot, SlotPool
 from harness.journal import Journal, PhaseRecord
 from harness.run_options import KEEP_POLICIES, KeepPolicy
 from harness.ssh import CommandResult, SSHTransport, Transfer, ssh_command
-from harness.vm.provider import Provider, SSHEndpoint, VMOptions
+from harness.ssh.endpoint import SSHEndpoint
+from harness.vm.provider import Provider, VMOptions
 from harness.vm.watchdog import Watchdog
 
 DEFAULT_COMMAND_TIMEOUT_S = 120.0

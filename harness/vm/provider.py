@@ -14,22 +14,9 @@ from typing import Literal, Protocol, runtime_checkable
 
 from harness.host.run_label import VMName
 from harness.host.sizing import GUEST_CPUS, GUEST_MEMORY_MB
+from harness.ssh.endpoint import SSHEndpoint
 
 VMState = Literal["stopped", "running", "suspended", "unknown"]
-
-
-@dataclass(frozen=True)
-class SSHEndpoint:
-    """How to reach a ready VM's OpenSSH server from the host."""
-
-    host: str
-    port: int
-    user: str
-    key_path: Path
-    password: str | None = None  # tart's vanilla images start with admin/admin
-    # The guest's host public key ("ssh-ed25519 AAAA...") when the provider made it (warm clones):
-    # pinned before the first connection instead of trusted on first use.
-    host_key: str | None = None
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,8 @@ from harness.host.run_label import VMName
 from harness.host.slots import SlotPool
 from harness.host.tools import require_tool
 from harness.images.store import BuiltImage
-from harness.vm.provider import SSHEndpoint, VMOptions
+from harness.ssh.endpoint import SSHEndpoint
+from harness.vm.provider import VMOptions
 from harness.vm.qemu.accel import choose_accel
 from harness.vm.qemu.provider import QemuProvider, read_ssh_banner
 

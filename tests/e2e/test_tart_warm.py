@@ -22,7 +22,7 @@ from harness.vm.registry import get_provider
 from harness.vm.tart.cli import TartSettings
 from harness.vm.tart.provider import TartProvider
 from harness.vm.tart.warm import RESTORED_TEXT, is_template
-from harness.warm.plan import WarmPlan
+from harness.vm.warm.plan import WarmPlan
 
 pytestmark = [pytest.mark.vm]
 

@@ -26,14 +26,14 @@ from harness.config import HostPaths
 from harness.host.run_label import VMName
 from harness.host.slots import SlotPool
 from harness.journal import read_journal
+from harness.plugins.vm import DEFAULT_IMAGE, VMEnvironment, VMFactory
 from harness.ssh import SSHTransport
-from harness.vm.fixtures import DEFAULT_IMAGE, VMEnvironment, VMFactory
 from harness.vm.machine import Machine
 from harness.vm.provider import VMOptions
 from harness.vm.qemu.provider import QemuProvider
 from harness.vm.qemu.snapshots import Snapshot, SnapshotStore
 from harness.vm.qemu.warm import WarmStarts, build_snapshot
-from harness.warm.plan import WarmPlan, WarmStartWarning, start_mode
+from harness.vm.warm.plan import WarmPlan, WarmStartWarning, start_mode
 
 pytestmark = pytest.mark.vm
 

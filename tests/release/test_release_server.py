@@ -8,10 +8,10 @@ import json
 import psutil
 from release_support import REPO, BuiltReleases, ReleaseHome, ServerClient, streamed_text
 
+from harness.checks.shared import ask_all
 from harness.completions import CompletionClient
 from harness.goldens import golden_path, judge, load_goldens
 from harness.profile import load_profile
-from harness.suite.checks import ask_all
 
 PROMPT = "how do I install it?"
 

@@ -20,14 +20,8 @@ import psutil
 
 from harness.errors import BootTimeout, UsageError
 from harness.host.run_label import VMName
-from harness.vm.provider import (
-    COLD_ONLY,
-    Capabilities,
-    SSHEndpoint,
-    StartMode,
-    VMInfo,
-    VMOptions,
-)
+from harness.ssh.endpoint import SSHEndpoint
+from harness.vm.provider import COLD_ONLY, Capabilities, StartMode, VMInfo, VMOptions
 
 FAKE_IMAGE = "fake-image"
 

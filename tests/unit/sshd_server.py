@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.vm.provider import SSHEndpoint
+from harness.ssh.endpoint import SSHEndpoint
 from tests.needs import unavailable
 
 SSHD = Path("/usr/sbin/sshd")

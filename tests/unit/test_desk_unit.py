@@ -26,7 +26,7 @@ from harness.host.run_label import Lease, LeaseBook, VMName
 from harness.journal import CheckRecord, Journal
 from harness.report.model import repro_command
 from harness.suite.stages import reaches, stage_of
-from harness.suite.target import TargetInputs
+from harness.target import TargetInputs
 from harness.vm.orchard.provider import OrchardProvider, OrchardSettings
 from harness.vm.provider import VMOptions
 from harness.vm.qemu.launch import QemuLaunch, qemu_command

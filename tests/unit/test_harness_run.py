@@ -19,6 +19,8 @@ from harness.cli import build_parser, main
 from harness.commands import run as run_command
 from harness.commands.run import make_plan, pytest_argv
 from harness.errors import UsageError
+from harness.plugins.summary import timing_rows
+from harness.run_options import RunOptions
 from tests.unit.release_files import small_release
 
 
@@ -80,8 +82,6 @@ def test_bad_inputs_fail_before_any_vm(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def test_timing_rows_keep_first_of_repeated_phases() -> None:
-    from harness.suite.summary import timing_rows
-
     records = [
         {"kind": "phase", "target": "linux-debian12", "phase": "boot", "duration_s": 40.0},
         {"kind": "phase", "target": "linux-debian12", "phase": "serve", "duration_s": 12.5},
@@ -119,7 +119,8 @@ def test_a_sigterm_for_harness_alone_reaches_pytest_and_is_waited_for(monkeypatc
 
     threading.Thread(target=terminate_when_ready, daemon=True).start()
     before = signal.getsignal(signal.SIGTERM)
-    assert run_command.execute(None) == 7  # type: ignore[arg-type]
+    plan = run_command.RunPlan(options=RunOptions(), workers=0, select=None, pytest_args=())
+    assert run_command.execute(plan) == 7
     assert signal.getsignal(signal.SIGTERM) is before
 
 

@@ -56,7 +56,7 @@ def test_an_unrelated_session_has_none_of_the_harness_fixtures(pytester: pytest.
     listed = run(pytester, "--fixtures").stdout.str()
     assert "harness" not in listed.split("collected", 1)[-1]
     # Asked for on the command line, the same fixtures are there.
-    assert "fixtures defined from harness.vm.fixtures" in run(pytester, "--fixtures", "-p", "harness.areas").stdout.str()
+    assert "fixtures defined from harness.plugins.vm" in run(pytester, "--fixtures", "-p", "harness.plugins").stdout.str()
 
 
 DJANGO_SETTINGS = """

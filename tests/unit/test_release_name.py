@@ -26,7 +26,7 @@ from harness.release_name import (
     version_in_range,
 )
 from harness.report.facts import ReleaseFacts
-from harness.suite.target import TargetSpec, resolve
+from harness.target import TargetSpec, resolve
 
 # Asset names as Tiles publishes them (tiles-contract.md, "Release tarball").
 REAL_TILES_ASSETS = [

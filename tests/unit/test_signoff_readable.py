@@ -124,7 +124,7 @@ def test_one_name_and_one_digest_per_image_in_signoff_images_list_and_inspect(
 ) -> None:
     images, digest = debian_store
     # What the suite writes: the target's inputs with the provider's digest, then a meta record
-    # that names the image without one (harness.suite.fixtures).
+    # that names the image without one (harness.plugins.chain).
     booted = QemuProvider(images.paths, images.store).image_digest(IMAGE)
     items = passing_run((IMAGE,)) + [
         GenericRecord("target", {"target": IMAGE, "image": IMAGE, "image_digest": booted}, IMAGE),

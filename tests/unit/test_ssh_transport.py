@@ -20,7 +20,7 @@ from sshd_server import LocalSSHD, free_port, keygen, run_sshd, sshd_fixture  # 
 
 from harness.errors import InfrastructureError, RemoteTimeout
 from harness.ssh import HostKeyPin, RemoteCommandFailed, SSHTransport, ssh_command
-from harness.vm.provider import SSHEndpoint
+from harness.ssh.endpoint import SSHEndpoint
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from harness.vm.provider import VMOptions
 from harness.vm.tart.cli import TartSettings
 from harness.vm.tart.provider import TartProvider
 from harness.vm.tart.warm import PERSONALIZE, RESTORED_TEXT, is_template
-from harness.warm.personalization import Personalization
-from harness.warm.plan import WarmStartWarning
+from harness.vm.warm.personalization import Personalization
+from harness.vm.warm.plan import WarmStartWarning
 
 EX_USAGE = 64
 

@@ -18,7 +18,7 @@ from qemu_fakes import FakeImages, built_tiny, fake_images  # noqa: F401  (fixtu
 from harness.errors import InfrastructureError
 from harness.host.run_label import VMName
 from harness.images.store import BuiltImage
-from harness.vm.provider import VMOptions
+from harness.vm.provider import StartMode, VMOptions
 from harness.vm.qemu.provider import QemuLaunch, QemuProvider, qemu_command
 from harness.vm.qemu.snapshots import (
     BackgroundChecksum,
@@ -34,9 +34,8 @@ from harness.vm.qemu.warm_agent import (
     check_agent_reply,
     warm_devices,
 )
-from harness.warm.personalization import Personalization
-from harness.warm.plan import (
-    StartMode,
+from harness.vm.warm.personalization import Personalization
+from harness.vm.warm.plan import (
     WarmPlan,
     WarmRestoreFailed,
     WarmStartWarning,
@@ -375,6 +374,6 @@ def test_the_pytest_option_reaches_the_vms(pytester: pytest.Pytester) -> None:
         """
     )
     for flag, expected in (("--warm", "WARM True True"), ("--cold", "WARM False False"), (None, "WARM True True")):
-        result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "-p", "harness.areas",
+        result = pytester.runpytest_subprocess("-s", "-p", "no:cacheprovider", "-p", "harness.plugins",
                                                *([flag] if flag else []))
         assert expected in result.stdout.str(), result.stdout.str()

@@ -31,12 +31,12 @@ import paramiko
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError, UsageError
 from harness.host.run_label import VMName
+from harness.ssh.endpoint import SSHEndpoint
 from harness.ssh.relay import Relay
 from harness.vm.orchard.bridge import port_forward_bridge
 from harness.vm.provider import (
     COLD_ONLY,
     Capabilities,
-    SSHEndpoint,
     StartMode,
     VMInfo,
     VMOptions,

@@ -36,14 +36,15 @@ from harness.host.run_label import VMName
 from harness.host.tools import require_tool
 from harness.images import image_store
 from harness.images.store import BuiltImage, ImageStore, utc_now
-from harness.vm.provider import Capabilities, SSHEndpoint, VMInfo, VMOptions, VMState
+from harness.ssh.endpoint import SSHEndpoint
+from harness.vm.provider import Capabilities, StartMode, VMInfo, VMOptions, VMState
 from harness.vm.qemu.accel import choose_accel
 from harness.vm.qemu.launch import QemuLaunch, qemu_command
 from harness.vm.qemu.network import LOOPBACK, free_loopback_port, read_ssh_banner
 from harness.vm.qemu.qmp import QMPClient
 from harness.vm.qemu.warm import WarmStarts
+from harness.vm.warm.plan import WarmRestoreFailed
 from harness.waiting import attempts
-from harness.warm.plan import StartMode, WarmRestoreFailed
 
 PROVIDER_NAME = "qemu"
 SSH_BANNER = b"SSH-2.0-"

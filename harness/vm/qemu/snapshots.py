@@ -19,7 +19,7 @@ from filelock import FileLock, Timeout
 from harness.errors import InfrastructureError
 from harness.images.store import BuiltImage, utc_now
 from harness.vm.qemu.warm_agent import AGENT_SCRIPT, TEMPLATE_PREPARE
-from harness.warm.plan import WarmRestoreFailed
+from harness.vm.warm.plan import WarmRestoreFailed
 
 # Part of every snapshot key: bump when the snapshot layout changes (the guest-side scripts are
 # hashed into the key as well, so editing them invalidates old snapshots by itself).

@@ -42,7 +42,8 @@ from harness.errors import HarnessError, InfrastructureError
 from harness.host.run_label import VMName
 from harness.host.tools import require_tool
 from harness.images.store import BuiltImage
-from harness.vm.provider import SSHEndpoint, VMOptions
+from harness.ssh.endpoint import SSHEndpoint
+from harness.vm.provider import StartMode, VMOptions
 from harness.vm.qemu import accel as qemu_accel
 from harness.vm.qemu.launch import QemuLaunch, qemu_command
 from harness.vm.qemu.qmp import QMPClient, connect_unix
@@ -54,16 +55,10 @@ from harness.vm.qemu.warm_agent import (
     check_agent_reply,
     warm_devices,
 )
+from harness.vm.warm.personalization import Personalization
+from harness.vm.warm.plan import WarmPlan, WarmRestoreFailed, planned_start_mode, record_fallback
 from harness.vm.watchdog import Watchdog
 from harness.waiting import attempts
-from harness.warm.personalization import Personalization
-from harness.warm.plan import (
-    StartMode,
-    WarmPlan,
-    WarmRestoreFailed,
-    planned_start_mode,
-    record_fallback,
-)
 
 
 class TemplateMachines(Protocol):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from harness.warm.plan import WarmRestoreFailed
+from harness.vm.warm.plan import WarmRestoreFailed
 
 AGENT_SOCKET = "warm.sock"
 AGENT_PORT = "org.portability-harness.warm"

@@ -32,12 +32,12 @@ import paramiko
 from harness.config import HostPaths
 from harness.errors import BootTimeout, InfrastructureError
 from harness.host.run_label import VMName
-from harness.vm.provider import Capabilities, SSHEndpoint, VMInfo, VMOptions, VMState
+from harness.ssh.endpoint import SSHEndpoint
+from harness.vm.provider import Capabilities, StartMode, VMInfo, VMOptions, VMState
 from harness.vm.tart.cli import TartCLI, TartSettings
 from harness.vm.tart.macos_login import RunKey, ensure_key_login, probe_ssh
 from harness.vm.tart.warm import TartWarmStarts, is_template
 from harness.waiting import attempts
-from harness.warm.plan import StartMode
 
 VM_LIMIT_TEXT = "number of VMs exceeds the system limit"
 EXIT_NOT_FOUND_OR_STATE = 2  # tart: "does not exist" / "not running" / "already running"

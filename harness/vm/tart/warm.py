@@ -44,12 +44,13 @@ from filelock import FileLock, Timeout
 from harness.config import HostPaths
 from harness.errors import HarnessError, InfrastructureError
 from harness.host.run_label import VMName
-from harness.vm.provider import SSHEndpoint, VMInfo
+from harness.ssh.endpoint import SSHEndpoint
+from harness.vm.provider import StartMode, VMInfo
 from harness.vm.tart.cli import TartCLI, TartSettings
 from harness.vm.tart.macos_login import RunKey
+from harness.vm.warm.personalization import Personalization
+from harness.vm.warm.plan import WarmPlan, planned_start_mode, record_fallback
 from harness.waiting import attempts
-from harness.warm.personalization import Personalization
-from harness.warm.plan import StartMode, WarmPlan, planned_start_mode, record_fallback
 
 
 class TemplateMachines(Protocol):

@@ -1,4 +1,4 @@
-"""Small helpers the portability checks share: asking for a profile's prompts, and failing with a
+"""What the portability checks share: asking for a profile's prompts, and failing with a
 message whose first line says what broke."""
 
 from __future__ import annotations

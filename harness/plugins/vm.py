@@ -1,4 +1,4 @@
-"""The VM area's pytest plugin: the ``vm`` and ``vm_factory`` fixtures, the reaper at session
+"""The VMs' pytest plugin: the ``vm`` and ``vm_factory`` fixtures, the reaper at session
 start, and the list of kept VMs at the end (its options are :class:`harness.run_options.RunOptions`).
 
     def test_something(vm):            # a fresh, clean VM per test (one per --image given)
@@ -17,9 +17,10 @@ import os
 import re
 import threading
 import uuid
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 
@@ -30,16 +31,17 @@ from harness.host.reaper import reap
 from harness.host.run_label import LeaseBook, VMName
 from harness.host.slots import Slot, SlotPool
 from harness.journal import GenericRecord, Journal, PhaseRecord
+from harness.plugins.failures import failures
+from harness.plugins.report import reporter_for
 from harness.run_options import DEFAULT_IMAGE, run_options
 from harness.vm.machine import KeepPolicy, Machine, MachineSettings
 from harness.vm.provider import Provider, VMOptions
 from harness.vm.registry import available_providers, provider_for_image
+from harness.vm.warm.plan import start_mode, start_mode_record_data
 from harness.vm.watchdog import Watchdog
-from harness.warm.plan import start_mode, start_mode_record_data
 
 RUN_ID_LENGTH = 10
 
-_REPORTS = pytest.StashKey[dict[str, pytest.TestReport]]()
 _RUN_ID = pytest.StashKey[str]()
 _SIGTERM = pytest.StashKey[SigtermAsInterrupt]()
 
@@ -113,30 +115,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         _reap_dead_owners(session.config, "session end")
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    item.stash.setdefault(_REPORTS, {})[report.when] = report
-    return report
-
-
-def _test_failed(item: pytest.Item) -> bool:
-    return any(report.failed for report in item.stash.get(_REPORTS, {}).values())
-
-
 # -- the environment VMs are made in -----------------------------------------------------------
 
 
 def _results_dir(config: pytest.Config) -> Path:
-    """The run's results directory as the report area resolved it (VM logs go under vms/)."""
-    try:
-        from harness.report.plugin import reporter_for
-
-        return reporter_for(config).layout.root
-    except (ImportError, KeyError):  # the report area is not loaded
-        return config.invocation_params.dir / "results"
+    """The run's results directory as the report plugin resolved it (VM logs go under vms/)."""
+    return reporter_for(config).layout.root
 
 
 @dataclass
@@ -298,7 +282,7 @@ def vm_factory(
     factory = VMFactory(vm_environment, image)
     yield factory
     factory.close_all(
-        failed=_test_failed(request.node),
+        failed=failures(request.config).item_failed(request.node),
         # Ctrl-C/SIGTERM: pytest tears fixtures down with the session marked interrupted, and an
         # interrupted run keeps nothing, whatever --keep-vm says.
         interrupted=request.session.exitstatus == pytest.ExitCode.INTERRUPTED,
@@ -309,6 +293,27 @@ def vm_factory(
 def vm(vm_factory: VMFactory) -> Machine:
     """A freshly booted, clean VM for this test alone; gone after the test (see --keep-vm)."""
     return vm_factory()
+
+
+def interrupted(request: pytest.FixtureRequest) -> bool:
+    """Ctrl-C, SIGTERM or a stop asked for (-x): a VM being torn down keeps nothing."""
+    return request.session.exitstatus == pytest.ExitCode.INTERRUPTED or bool(request.session.shouldstop)
+
+
+class MachineMaker(Protocol):
+    """Makes a machine of the session (not started); given a reserved slot, it runs in that one."""
+
+    def __call__(self, image: str, options: VMOptions, slot: Slot | None = None) -> Machine: ...
+
+
+def machine_maker(request: pytest.FixtureRequest) -> MachineMaker:
+    """The session's machine maker, for fixtures at any scope."""
+    environment: VMEnvironment = request.getfixturevalue("vm_environment")
+
+    def make(image: str, options: VMOptions, slot: Slot | None = None) -> Machine:
+        return environment.machine(image, options=options, slot=slot)
+
+    return make
 
 
 # -- the end of the run --------------------------------------------------------------------------

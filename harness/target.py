@@ -17,6 +17,7 @@ from harness.journal import GenericRecord
 from harness.profile import Profile, select_profile
 from harness.release import (
     ImagePlatform,
+    KnownDigest,
     Release,
     check_release_fits,
     image_platform,
@@ -80,14 +81,15 @@ def image_platform_of(image: str, guest_arch: str = QEMU_GUEST_ARCH) -> ImagePla
 
 
 def resolve(spec: TargetSpec, profile: Profile, pin_dir: Path | None = None,
-            guest_arch: str = QEMU_GUEST_ARCH, forced: Sequence[str] = ()) -> Target:
+            guest_arch: str = QEMU_GUEST_ARCH, forced: Sequence[str] = (), known: KnownDigest | None = None) -> Target:
     """Check the tarball and that it fits the image, and pin its bytes for the run (into
     ``pin_dir``); raises ReleaseError (a usage error). The profile is resolved for the image's OS
-    and the release's version (``forced`` variants win over the automatic pick)."""
+    and the release's version (``forced`` variants win over the automatic pick). ``known``: the
+    tarball's digest as another process measured it, used while the file has not changed since."""
     platform = image_platform_of(spec.image, guest_arch)
     name = parse_release_name(spec.release_path.name)
     resolved = select_profile(profile, platform.os, name.parsed, forced)
-    release = load_release(spec.release_path, resolved.release)
+    release = load_release(spec.release_path, resolved.release, known=known)
     check_release_fits(release, platform, resolved.release)
     if pin_dir is not None:
         release = pin_release(release, pin_dir, resolved.install.files)

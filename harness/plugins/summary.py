@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from harness.journal import read_journal
+from harness.plugins.report import reporter_for
 from harness.report.critical_path import critical_paths
 from harness.run_options import is_portability_run
 
@@ -27,15 +28,10 @@ def timing_rows(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return rows
 
 
-def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or not is_portability_run(config):
         return
-    try:
-        from harness.report.plugin import reporter_for
-
-        root = reporter_for(config).layout.root
-    except (ImportError, KeyError):
-        return
+    root = reporter_for(config).layout.root
     records = list(read_journal(root))
     rows = timing_rows([r for r in records if r.get("kind") == "phase"])
     if not rows:

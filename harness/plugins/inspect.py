@@ -1,4 +1,4 @@
-"""Pytest plugin of the static-inspection area: the release is inspected once per session.
+"""The static inspection's pytest plugin: the release is inspected once per session.
 
 Its options (``--release``, ``--profile``, ``--inspect-target``) are those of every portability run,
 :class:`harness.run_options.RunOptions`.
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.inspect.findings import Finding, Report
+from harness.inspect.findings import Report
 from harness.inspect.runner import inspect_release
 from harness.journal import Journal
-from harness.run_options import DEFAULT_PROFILE, run_options
+from harness.plugins.inputs import session_profile
+from harness.run_options import run_options
 from harness.suite.reference import default_release
 
 
@@ -33,24 +34,15 @@ def release_inspection(request: pytest.FixtureRequest) -> Report:
     if len(options.release) > 1:  # --release is repeatable (a matrix)
         pytest.skip("static inspection takes one release: run it once per --release")
     release: str | Path | None = options.release[0] if options.release else None
-    profile = options.profile
+    # Layout expectations come from the profile when one is named (the reference profile goes
+    # with the default release): the session's, read once.
+    named = bool(options.profile) or not release
     if not release:
         # The same default subject as the VM checks: the built reference release.
         release = default_release(request.config.rootpath)
-        profile = profile or DEFAULT_PROFILE
     if not release:
         pytest.skip("static inspection needs a release: pass --release PATH/TO/release.tar.gz "
                     "or build the reference release (python examples/reference_release/build.py)")
     target = options.inspect_target
-    return inspect_release(Path(str(release)), target=target, profile=str(profile) if profile else None,
-                           journal=_journal(request))
-
-
-def describe_failures(area: str, report: Report, findings: list[Finding]) -> str:
-    """A failure message a release engineer can act on without opening another file."""
-    lines = [f"{len(findings)} error-level {area} finding(s) in {report.release} for target {report.target}:"]
-    for finding in findings:
-        lines.append(f"  - {finding.check}: {finding.path}: {finding.message}")
-        if finding.hint:
-            lines.append(f"      fix: {finding.hint}")
-    return "\n".join(lines)
+    return inspect_release(Path(str(release)), target=target,
+                           profile=session_profile(request.config) if named else None, journal=_journal(request))

@@ -1,6 +1,6 @@
-"""The report area's pytest plugin: every portability run leaves allure results, JUnit XML and a
+"""The reports' pytest plugin: every portability run leaves allure results, JUnit XML and a
 sign-off (other pytest sessions keep their VM logs in a scratch directory and leave ``results/``
-alone; see :mod:`harness.suite.pipeline` for which sessions are portability runs).
+alone; see :func:`harness.run_options.is_portability_run` for which sessions are portability runs).
 
 Roles under pytest-xdist: the *controller* owns the results directory (claims it, empties it
 once, writes JUnit, the check records, the allure extras and the sign-off); *workers* only run
