@@ -24,7 +24,7 @@ from harness.config import HostPaths
 from harness.errors import UsageError
 from harness.preflight import check_run
 from harness.profile import load_profile
-from harness.report.results_space import check_results_dir
+from harness.report.results_dir.space import check_results_dir
 from harness.run_options import (
     DEFAULT_IMAGE,
     DEFAULT_PROFILE,

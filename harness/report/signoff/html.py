@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from urllib.parse import quote
 
-from harness.report.allure_files import environment_entries
+from harness.report.allure.extras import environment_entries
 from harness.report.formatting import (
     NOT_RUN,
     SYMBOLS,
@@ -19,7 +19,7 @@ from harness.report.formatting import (
     size,
     timestamp,
 )
-from harness.report.model import TOTAL_PHASE, CheckResult, SignoffModel
+from harness.report.signoff.model import TOTAL_PHASE, CheckResult, SignoffModel
 
 CSS = """
 :root { --ok:#1a7f37; --bad:#cf222e; --warn:#9a6700; --muted:#6e7781; --line:#d0d7de; --bg:#f6f8fa; }
