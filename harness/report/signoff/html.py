@@ -14,9 +14,9 @@ from harness.report.formatting import (
     NOT_RUN,
     SYMBOLS,
     first_lines,
+    human_bytes,
     seconds,
     short_sha,
-    size,
     timestamp,
 )
 from harness.report.signoff.model import TOTAL_PHASE, CheckResult, SignoffModel
@@ -281,10 +281,10 @@ def _footprint(model: SignoffModel) -> str:
         return ""
     rows = []
     for fp in model.footprints:
-        layers = ", ".join(f"{escape(k)} {size(v)}" for k, v in sorted(fp.layers.items()))
+        layers = ", ".join(f"{escape(k)} {human_bytes(v)}" for k, v in sorted(fp.layers.items()))
         rows.append(
             f"<tr><td>{escape(fp.target)}</td><td>{escape(fp.source)}</td>"
-            f'<td class="num">{size(fp.total)}</td><td>{layers}</td></tr>'
+            f'<td class="num">{human_bytes(fp.total)}</td><td>{layers}</td></tr>'
         )
     return f'<section id="footprint"><h2>Footprint</h2>{_table(["Image", "Measured", "Total", "Layers"], rows)}</section>'
 
