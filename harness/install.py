@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
+from harness.bounded import last_lines
 from harness.errors import InfrastructureError, RemoteTimeout
 from harness.guest import Guest, as_root_if_possible
 from harness.guest_tree import (
@@ -102,7 +103,7 @@ class InstallerRun:
         return self.exit_code is None
 
     def tail(self, lines: int = 25) -> str:
-        return "\n".join(self.output.splitlines()[-lines:])
+        return last_lines(self.output, lines)
 
     def failure(self) -> InstallFailure:
         """What went wrong, named by step, first error line, exit code and a known-cause hint."""

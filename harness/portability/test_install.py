@@ -7,6 +7,7 @@ import shlex
 
 import pytest
 
+from harness.bounded import last_lines
 from harness.errors import InfrastructureError
 from harness.guest_tree import manifest_differences, outside
 from harness.install import Installed
@@ -42,7 +43,7 @@ def test_install_offline(deployment: Deployment, report) -> None:
 
 
 def without_trace_tail(output: str, lines: int = 12) -> str:
-    return "\n".join(without_trace(output).splitlines()[-lines:])
+    return last_lines(without_trace(output), lines)
 
 
 def test_install_writes_confined(installed: Installed, report) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from harness.bounded import last_lines
 from harness.config import HostPaths
 from harness.errors import InfrastructureError, MissingToolError
 
@@ -35,10 +36,7 @@ INSTALL_TIMEOUT_S = 300.0
 GENERATE_TIMEOUT_S = 600.0
 _EMBEDDED = re.compile(r"""d\('([^']+)','([A-Za-z0-9+/=]*)'\)""")
 HISTORY_PREFIX = "history/"
-
-
-def _tail(text: str, lines: int = 20) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+OUTPUT_LINES = 20  # of npm's or allure's output, in the error when either fails
 
 
 @dataclass(frozen=True)
@@ -90,7 +88,7 @@ class AllureCommandLine:
                 raise InfrastructureError(
                     f"npm could not install allure-commandline@{self.version} (exit {done.returncode})",
                     hint="check access to registry.npmjs.org, or set HARNESS_ALLURE_VERSION to a published version",
-                    detail=_tail(done.stdout + done.stderr),
+                    detail=last_lines((done.stdout + done.stderr).strip(), OUTPUT_LINES),
                 )
         return self.executable
 
@@ -122,7 +120,7 @@ class AllureCommandLine:
             raise InfrastructureError(
                 f"allure generate failed (exit {done.returncode})",
                 hint=f"look at the results in {results}",
-                detail=_tail(done.stdout + done.stderr),
+                detail=last_lines((done.stdout + done.stderr).strip(), OUTPUT_LINES),
             )
         unpack(index, report)
         return index
