@@ -72,6 +72,8 @@ class ProcessState:
 
 
 class Reporter:
+    """What the ``report`` fixture yields: annotate a test's or fixture's ``report`` with it."""
+
     def __init__(
         self, layout: ResultsLayout, journal: Journal, hook: Any, state: ProcessState
     ) -> None:

@@ -37,6 +37,7 @@ from harness.profile import (
     select_profile,
 )
 from harness.release import load_release, parse_release_name
+from harness.report.recorder import Reporter
 from harness.run_options import (
     DEFAULT_PROFILE,
     RunOptions,
@@ -207,7 +208,7 @@ def target(request: pytest.FixtureRequest, profile: Profile) -> Target:
     spec: TargetSpec = request.param
     cache = request.config.stash[_targets]
     if spec not in cache:
-        report = request.getfixturevalue("report")
+        report: Reporter = request.getfixturevalue("report")
         try:
             cache[spec] = resolve(spec, profile, pin_dir=report.layout.root / "releases" / _safe(spec.name),
                                   forced=forced_variants(request.config))
@@ -221,7 +222,7 @@ def target(request: pytest.FixtureRequest, profile: Profile) -> Target:
     return cache[spec]
 
 
-def _record_inputs(request: pytest.FixtureRequest, found: Target, report: Any) -> None:
+def _record_inputs(request: pytest.FixtureRequest, found: Target, report: Reporter) -> None:
     """The target's exact inputs into the journal, for ``harness repro``."""
     environment = request.getfixturevalue("vm_environment")
     try:
@@ -234,7 +235,7 @@ def _record_inputs(request: pytest.FixtureRequest, found: Target, report: Any) -
 
 
 @pytest.fixture(scope="session")
-def harness_journal(report: Any) -> Journal:
+def harness_journal(report: Reporter) -> Journal:
     """This process's run journal (the same file the report area writes)."""
     return Journal(report.layout.root)
 
@@ -266,7 +267,7 @@ def chosen_conditions(config: pytest.Config, profile: Profile) -> tuple[Conditio
     return tuple(known[n] for n in dict.fromkeys(wanted))
 
 
-def _twin_work(request: pytest.FixtureRequest, target: Target, report: Any, size: GuestSize) -> TwinWork:
+def _twin_work(request: pytest.FixtureRequest, target: Target, report: Reporter, size: GuestSize) -> TwinWork:
     evidence = report.layout.evidence / _safe(target.name) / "twin"
     conditions = chosen_conditions(request.config, target.profile)
     return lambda make, timer, on_installed: run_twin(make, target, timer, lambda: _interrupted(request), evidence,
@@ -288,7 +289,7 @@ def _guest_size(request: pytest.FixtureRequest, target: Target, vms_here: int) -
 
 
 @pytest.fixture(scope="session")
-def second_vm(request: pytest.FixtureRequest, target: Target, report: Any) -> BackgroundTwin | FinishedTwin:
+def second_vm(request: pytest.FixtureRequest, target: Target, report: Reporter) -> BackgroundTwin | FinishedTwin:
     """The second fresh VM's work: already running beside the first VM when the first VM's
     set-up found a VM slot for it, else done now, before the first VM boots."""
     twins = request.config.stash[_twins]
@@ -313,7 +314,7 @@ def twin_installed(second_vm: BackgroundTwin | FinishedTwin) -> Installed:
     return second_vm.installed()
 
 
-def _start_twin_beside(request: pytest.FixtureRequest, target: Target, report: Any) -> GuestSize | None:
+def _start_twin_beside(request: pytest.FixtureRequest, target: Target, report: Reporter) -> GuestSize | None:
     """Start the twin in the background when a VM slot is free for it right now: the size both
     VMs then get, or None (the twin runs first, alone)."""
     environment = request.getfixturevalue("vm_environment")
@@ -331,7 +332,7 @@ def _start_twin_beside(request: pytest.FixtureRequest, target: Target, report: A
 
 
 @pytest.fixture(scope="session")
-def upgrade_run(request: pytest.FixtureRequest, target: Target, report: Any) -> UpgradeResult:
+def upgrade_run(request: pytest.FixtureRequest, target: Target, report: Reporter) -> UpgradeResult:
     """The previous release (--upgrade-from) installed in a fresh VM, then this one over it."""
     given = run_options(request.config).upgrade_from
     if given is None:
@@ -344,7 +345,7 @@ def upgrade_run(request: pytest.FixtureRequest, target: Target, report: Any) -> 
 
 
 @pytest.fixture(scope="session")
-def deployment(request: pytest.FixtureRequest, target: Target, report: Any,
+def deployment(request: pytest.FixtureRequest, target: Target, report: Reporter,
                harness_journal: Journal) -> Iterator[Deployment]:
     """The target's primary VM with the release installed; torn down after its last check."""
     # Unless a check that needed only the second VM ran first and had it done already.

@@ -21,7 +21,7 @@ from harness.errors import InfrastructureError
 from harness.host.slots import Slot
 from harness.install import Installed
 from harness.journal import Journal, PhaseRecord
-from harness.suite.deployment import MachineMaker, TwinResult
+from harness.suite.deployment import MachineMaker, PhaseTimer, TwinResult
 from harness.vm.machine import Machine
 from harness.vm.provider import VMOptions
 
@@ -48,7 +48,7 @@ class JournalPhases:
 
 ReservingMaker = Callable[[str, VMOptions, Slot | None], Machine]
 """Makes a VM that, given a slot, runs in it instead of waiting for one."""
-TwinWork = Callable[[MachineMaker, JournalPhases, Callable[[Installed], None]], TwinResult]
+TwinWork = Callable[[MachineMaker, PhaseTimer, Callable[[Installed], None]], TwinResult]
 
 
 @dataclass(frozen=True)
