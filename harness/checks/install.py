@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from harness.bounded import last_lines
 from harness.checks.shared import expect_none
 from harness.guest_tree import manifest_differences, outside
 from harness.install.failure import without_trace
@@ -26,7 +27,7 @@ def installer_failure(run: InstallerRun) -> str | None:
 
 
 def without_trace_tail(output: str, lines: int = TAIL_LINES) -> str:
-    return "\n".join(without_trace(output).splitlines()[-lines:])
+    return last_lines(without_trace(output), lines)
 
 
 def judge_present(missing: Sequence[str]) -> None:

@@ -16,15 +16,14 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.report.allure_cli import AllureCommandLine
+from harness.report.allure.cli import AllureCommandLine
 from harness.report.browser import HeadlessChromium
-from harness.report.history import HistoryStore, load_model
-from harness.report.layout import ResultsLayout
-from harness.report.model import Regression, SignoffModel
+from harness.report.history import HistoryStore, find_regressions, load_model
+from harness.report.results_dir.layout import ResultsLayout
 from harness.report.screenshots import render_allure, render_signoff
 from harness.report.serve import make_server
-from harness.report.signoff import build_signoff, evidence_links, write_signoff
-from harness.report.trends import find_regressions
+from harness.report.signoff.model import Regression, SignoffModel
+from harness.report.signoff.write import build_signoff, evidence_links, write_signoff
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

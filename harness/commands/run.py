@@ -26,7 +26,7 @@ from harness.errors import UsageError
 from harness.preflight import check_run
 from harness.profile import load_profile
 from harness.release import DIGESTS_ENV, Release, digest_handover
-from harness.report.results_space import check_results_dir
+from harness.report.results_dir.space import check_results_dir
 from harness.run_options import (
     DEFAULT_IMAGE,
     DEFAULT_PROFILE,

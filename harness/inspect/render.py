@@ -9,16 +9,8 @@ from harness.images import current_digest
 from harness.inspect.diff import ReleaseDiff
 from harness.inspect.findings import Report
 from harness.inspect.targets import Target, known_targets, load_target
+from harness.report.formatting import human_bytes
 from harness.text_table import text_table
-
-
-def human_bytes(count: int) -> str:
-    value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{count} B"
 
 
 def _footprint(footprint: dict[str, Any]) -> list[str]:

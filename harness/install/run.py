@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from harness.bounded import last_lines
 from harness.errors import RemoteTimeout
 from harness.guest import Guest
 from harness.install.failure import TRACE_PS4, InstallFailure, diagnose
@@ -36,7 +37,7 @@ class InstallerRun:
         return self.exit_code is None
 
     def tail(self, lines: int = 25) -> str:
-        return "\n".join(self.output.splitlines()[-lines:])
+        return last_lines(self.output, lines)
 
     def failure(self) -> InstallFailure:
         """What went wrong, named by step, first error line, exit code and a known-cause hint."""

@@ -23,9 +23,9 @@ import pytest
 
 from harness.errors import HarnessError, UsageError
 from harness.journal import STAGE_MARK, CheckRecord, GenericRecord, Journal, Outcome, read_journal
-from harness.report import allure_glue, junit, progress
-from harness.report.allure_files import write_allure_extras
-from harness.report.disk_guard import DiskGuard
+from harness.report import junit, progress
+from harness.report.allure import glue as allure_glue
+from harness.report.allure.extras import write_allure_extras
 from harness.report.facts import HostFacts, facts_from_records
 from harness.report.formatting import first_lines
 from harness.report.history import HistoryStore
@@ -36,11 +36,12 @@ from harness.report.identity import (
     identify_nodeid,
     target_objects,
 )
-from harness.report.layout import ResultsLayout, ResultsLock, clean_for_new_run
-from harness.report.model import SignoffModel, repro_command
 from harness.report.outcome import classify_phase, combine, failure_message, skip_reason
 from harness.report.recorder import ProcessState, Reporter
-from harness.report.signoff import build_signoff, write_signoff
+from harness.report.results_dir.layout import ResultsLayout, ResultsLock, clean_for_new_run
+from harness.report.results_dir.space import DiskGuard
+from harness.report.signoff.model import SignoffModel, repro_command
+from harness.report.signoff.write import build_signoff, write_signoff
 from harness.run_options import DEFAULT_RESULTS, is_portability_run, run_options
 
 WORKER_INPUT_KEY = "harness_results_dir"

@@ -1,4 +1,4 @@
-"""Small text helpers both renderers share: sizes, durations, symbols, short digests."""
+"""Small text helpers the reports share: sizes, durations, symbols, short digests."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ SYMBOLS: dict[str, str] = {"passed": "✔", "failed": "✘", "broken": "⚠", "s
 NOT_RUN = "·"
 
 
-def size(num: int) -> str:
-    value = float(num)
+def human_bytes(count: int) -> str:
+    """``count`` bytes in binary units, as people read sizes: ``1010 B``, ``4.2 MiB``."""
+    value = float(count)
     for unit in ("B", "KiB", "MiB", "GiB"):
         if abs(value) < 1024 or unit == "GiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"

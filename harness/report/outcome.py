@@ -11,7 +11,6 @@ JUnit's and the journal's status from :func:`classify_exception` and :func:`comb
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import pytest
 
@@ -74,7 +73,7 @@ def worst(outcomes: Iterable[Outcome]) -> Outcome:
     return max(outcomes, key=lambda o: _SEVERITY[o], default="skipped")
 
 
-def failure_message(excinfo: pytest.ExceptionInfo[BaseException] | None, report: Any = None) -> str:
+def failure_message(excinfo: pytest.ExceptionInfo[BaseException] | None, report: pytest.TestReport | None = None) -> str:
     """What broke, in the words of the exception (HarnessError's str carries its hint)."""
     if excinfo is not None:
         text = str(excinfo.value).strip() or excinfo.exconly().strip()

@@ -35,8 +35,8 @@ from allure_commons.types import AttachmentType
 from harness.bounded import both_ends
 from harness.journal import DigestRecord, GenericRecord, Journal, PhaseRecord
 from harness.report.identity import bound_target_key, resolve_target
-from harness.report.layout import ResultsLayout
 from harness.report.outcome import classify_exception
+from harness.report.results_dir.layout import ResultsLayout
 
 _ATTACHMENT_TYPES: dict[str, AttachmentType] = {
     ".txt": AttachmentType.TEXT,
@@ -72,6 +72,8 @@ class ProcessState:
 
 
 class Reporter:
+    """What the ``report`` fixture yields: annotate a test's or fixture's ``report`` with it."""
+
     def __init__(
         self, layout: ResultsLayout, journal: Journal, hook: Any, state: ProcessState
     ) -> None:

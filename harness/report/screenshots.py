@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import InfrastructureError
-from harness.report.allure_single import embedded_files
+from harness.report.allure.cli import embedded_files
 from harness.report.browser import HeadlessChromium
-from harness.report.layout import ResultsLayout
+from harness.report.results_dir.layout import ResultsLayout
 
 # allure's single-page app draws each view from the data it embeds, so it needs more virtual time.
 ALLURE_WAIT_MS = 15000

@@ -10,11 +10,11 @@ from collections.abc import Mapping
 
 import paramiko
 
-from harness.bounded import dropped_note
+from harness.bounded import dropped_note, last_lines
 from harness.errors import InfrastructureError, RemoteTimeout
 from harness.ssh.command_log import CommandLog
 from harness.ssh.endpoint import SSHEndpoint
-from harness.ssh.results import CommandResult, RemoteCommandFailed, tail
+from harness.ssh.results import CommandResult, RemoteCommandFailed
 from harness.ssh.trace import OperationTrace
 
 KILL_GRACE_S = 2.0
@@ -137,7 +137,7 @@ class RemoteShell:
                 f"command ran past its {timeout:g} s timeout in the guest and was killed: {cmd}",
                 hint="raise the timeout if the step is legitimately slow; "
                 f"the command log is {self.log.path}",
-                detail=f"stdout tail:\n{tail(out, 15)}\nstderr tail:\n{tail(err, 15)}",
+                detail=f"stdout tail:\n{last_lines(out, 15)}\nstderr tail:\n{last_lines(err, 15)}",
                 stdout=out, stderr=err,
             ) from None
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.bounded import last_lines
 from harness.errors import HarnessError
 
 
@@ -27,7 +28,7 @@ class RemoteCommandFailed(HarnessError):
         super().__init__(
             f"command exited with {result.exit_code} in the guest: {result.cmd}",
             hint="see the stderr below and the VM's command log",
-            detail=tail(result.stderr or result.stdout, 20),
+            detail=last_lines(result.stderr or result.stdout, 20),
         )
         self.result = result
 
@@ -46,6 +47,3 @@ class Transfer:
     def mb_per_s(self) -> float:
         return self.size / 1e6 / self.duration_s if self.duration_s > 0 else float("inf")
 
-
-def tail(text: str, lines: int) -> str:
-    return "\n".join(text.splitlines()[-lines:])

@@ -15,6 +15,7 @@ from typing import Self
 
 import paramiko
 
+from harness.bounded import last_lines
 from harness.errors import InfrastructureError
 from harness.ssh.command_log import CommandLog
 from harness.ssh.connection import open_connection, remote_cipher
@@ -22,7 +23,7 @@ from harness.ssh.endpoint import SSHEndpoint
 from harness.ssh.exec import RemoteShell
 from harness.ssh.host_keys import HostKeyPin, openssh_options, ssh_command
 from harness.ssh.relay import Peer, Relay, Stream, Tap
-from harness.ssh.results import CommandResult, Transfer, tail
+from harness.ssh.results import CommandResult, Transfer
 from harness.ssh.sftp import FileCopies
 from harness.ssh.trace import ForwardTap, OperationTrace
 
@@ -139,7 +140,7 @@ class SSHTransport:
         if not result.ok or len(digest) != 64:
             raise InfrastructureError(
                 f"could not checksum {path} in the guest (exit {result.exit_code})",
-                detail=tail(result.stderr, 5),
+                detail=last_lines(result.stderr, 5),
             )
         return digest
 

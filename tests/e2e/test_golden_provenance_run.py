@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from harness.report.layout import ResultsLayout
+from harness.report.results_dir.layout import ResultsLayout
 
 RUN_TIMEOUT_S = 300
 # The check itself is the suite's: the golden file says build A, the answers come from build B.

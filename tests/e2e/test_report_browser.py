@@ -16,9 +16,9 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.plugins.report import reporter_for
-from harness.report.allure_cli import AllureCommandLine
+from harness.report.allure.cli import AllureCommandLine
 from harness.report.browser import HeadlessChromium
-from harness.report.layout import ResultsLayout
+from harness.report.results_dir.layout import ResultsLayout
 from harness.report.screenshots import render_allure, render_signoff
 from tests.e2e.test_report_run import harness_report, run_child, run_sample
 from tests.needs import unavailable

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from harness.report.categories import categorize
-from harness.report.layout import ResultsLayout, ResultsLock
+from harness.report.results_dir.layout import ResultsLayout, ResultsLock
 
 RUN_TIMEOUT_S = 240
 

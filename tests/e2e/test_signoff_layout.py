@@ -14,12 +14,12 @@ import pytest
 
 from harness.errors import HarnessError
 from harness.journal import CheckRecord, GenericRecord, PhaseRecord, Record
-from harness.report.allure_cli import AllureCommandLine
-from harness.report.assemble import build_model
+from harness.report.allure.cli import AllureCommandLine
 from harness.report.browser import HeadlessChromium
-from harness.report.layout import ResultsLayout
+from harness.report.results_dir.layout import ResultsLayout
 from harness.report.screenshots import SIGNOFF_WIDTH, render_signoff, scroll_width
-from harness.report.signoff import write_signoff
+from harness.report.signoff.assemble import build_model
+from harness.report.signoff.write import write_signoff
 from tests.needs import unavailable
 from tests.unit.test_report_model import passing_run, records
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.bounded import both_ends
+from harness.bounded import both_ends, last_lines
 from harness.ssh.command_log import LOG_KEEP_BYTES, CommandLog
 from harness.ssh.results import CommandResult
 
@@ -19,6 +19,11 @@ def test_multibyte_text_is_cut_by_bytes_without_breaking_the_kept_ends() -> None
     kept = both_ends("é" * 100, 9)  # 200 bytes; 9 bytes end in the middle of a character
     head, _, tail = kept.partition("\n[... 182 bytes of output dropped here ...]\n")
     assert head.startswith("éééé") and tail.endswith("éééé") and "\ufffd" in head + tail
+
+
+def test_the_end_alone_is_the_last_lines() -> None:
+    assert last_lines("one\ntwo\nthree\n", 2) == "two\nthree"
+    assert last_lines("only", 5) == "only" and last_lines("", 3) == ""
 
 
 def test_a_flood_reaches_the_command_log_bounded(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from harness.hashing import sha256_file
 from harness.host.reaper import reap
 from harness.host.run_label import Lease, LeaseBook, VMName
 from harness.journal import CheckRecord, Journal
-from harness.report.model import repro_command
+from harness.report.signoff.model import repro_command
 from harness.suite.stages import reaches, stage_of
 from harness.target import TargetInputs
 from harness.vm.orchard.provider import OrchardProvider, OrchardSettings

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from pathlib import Path
 
-from harness.report.disk_guard import describe, results_write_error
+from harness.report.results_dir.space import describe, results_write_error
 
 
 def _raised_from(cause: BaseException) -> BaseException:

@@ -23,8 +23,8 @@ from harness.goldens import (
     record,
 )
 from harness.profile import Message
-from harness.report.assemble import build_model
 from harness.report.categories import CHANGED_SINCE_APPROVED, categorize, tagged
+from harness.report.signoff.assemble import build_model
 
 APPROVED = Provenance("refapp-0.1.0", "5b7e" + "0" * 60, "fp-approved", "linux-debian12", "abc123")
 REBUILT = Provenance("refapp-0.1.0", "9c1d" + "1" * 60, "fp-rebuilt", "linux-debian12", "abc123")

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from harness.journal import CheckRecord, DigestRecord, GenericRecord, Journal, PhaseRecord, Record
-from harness.report.assemble import build_model
 from harness.report.junit import JUnitCase, read_cases, reconcile
-from harness.report.model import SignoffModel
+from harness.report.signoff.assemble import build_model
+from harness.report.signoff.model import SignoffModel
 
 IMAGES = ("linux-debian12", "linux-ubuntu24", "macos-14", "macos-15")
 
@@ -290,7 +290,7 @@ def test_phases_in_pipeline_order_with_twin_phases_after_and_no_second_total() -
 
 
 def test_junit_keys_match_what_pytest_writes() -> None:
-    from harness.report.assemble import junit_key
+    from harness.report.signoff.assemble import junit_key
 
     assert junit_key("tests/portability/test_install.py::test_install_offline[linux-debian12]") == (
         "tests.portability.test_install::test_install_offline[linux-debian12]"

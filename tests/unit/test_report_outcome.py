@@ -16,12 +16,17 @@ from harness.errors import (
     RemoteTimeout,
     UsageError,
 )
-from harness.report.allure_files import environment_entries, executor_info, render_properties
+from harness.report.allure.extras import environment_entries, executor_info, render_properties
 from harness.report.categories import CATEGORIES, categories_json, categorize, tagged
 from harness.report.facts import HostFacts, ImageFacts, ReleaseFacts, RunFacts
 from harness.report.identity import area_from_module, identify_nodeid
-from harness.report.layout import LOCK_NAME, ResultsLayout, ResultsLock, clean_for_new_run
 from harness.report.outcome import classify_exception, combine, worst
+from harness.report.results_dir.layout import (
+    LOCK_NAME,
+    ResultsLayout,
+    ResultsLock,
+    clean_for_new_run,
+)
 
 
 @pytest.mark.parametrize(

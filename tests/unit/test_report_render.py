@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from harness.journal import CheckRecord, GenericRecord, PhaseRecord
-from harness.report.assemble import build_model
-from harness.report.layout import ResultsLayout
-from harness.report.model import SignoffModel
-from harness.report.render_html import render_html
-from harness.report.render_markdown import render_markdown
-from harness.report.signoff import write_signoff
+from harness.report.results_dir.layout import ResultsLayout
+from harness.report.signoff.assemble import build_model
+from harness.report.signoff.html import render_html
+from harness.report.signoff.markdown import render_markdown
+from harness.report.signoff.model import SignoffModel
+from harness.report.signoff.write import write_signoff
 from tests.unit.test_report_model import IMAGES, passing_run, records
 
 HOSTILE = '<script>alert("x")</script> | pipe & "quote"'

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import MissingToolError
-from harness.report.allure_cli import AllureCommandLine
+from harness.report.allure.cli import AllureCommandLine
 from harness.report.browser import HeadlessChromium
 
 
@@ -63,7 +63,7 @@ def test_a_cache_install_is_reused_without_npm(
 def test_the_npm_node_ships_is_used_when_none_is_on_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from harness.report.allure_cli import _npm_command
+    from harness.report.allure.cli import _npm_command
 
     prefix = tmp_path / "node-prefix"
     prefix.mkdir()

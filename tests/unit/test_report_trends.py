@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.journal import CheckRecord, DigestRecord, GenericRecord, PhaseRecord, Record
-from harness.report.assemble import build_model
-from harness.report.history import HistoryStore
-from harness.report.model import SignoffModel
-from harness.report.trends import TrendPolicy, find_regressions
+from harness.report.history import HistoryStore, TrendPolicy, find_regressions
+from harness.report.signoff.assemble import build_model
+from harness.report.signoff.model import SignoffModel
 from tests.unit.test_report_model import passing_run, records
 
 IMAGE = "linux-debian12"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
-from harness.report.results_space import check_results_dir
+from harness.report.results_dir.space import check_results_dir
 
 
 def test_a_writable_directory_with_room_passes_and_keeps_no_probe(tmp_path: Path) -> None:

@@ -17,12 +17,12 @@ from harness.images.recipe import recipe_hash
 from harness.inspect.render import target_lines
 from harness.inspect.targets import load_target
 from harness.journal import CheckRecord, GenericRecord, PhaseRecord
-from harness.report.assemble import build_model
-from harness.report.layout import ResultsLayout
-from harness.report.model import SignoffModel
-from harness.report.render_html import render_html
-from harness.report.render_markdown import render_markdown
-from harness.report.signoff import write_signoff
+from harness.report.results_dir.layout import ResultsLayout
+from harness.report.signoff.assemble import build_model
+from harness.report.signoff.html import render_html
+from harness.report.signoff.markdown import render_markdown
+from harness.report.signoff.model import SignoffModel
+from harness.report.signoff.write import write_signoff
 from harness.vm.qemu.provider import QemuProvider
 from tests.unit.test_report_model import passing_run, records
 

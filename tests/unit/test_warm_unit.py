@@ -303,9 +303,9 @@ def test_the_journal_record_names_the_start_and_any_fallback() -> None:
 
 
 def test_the_sign_off_shows_how_vms_started() -> None:
-    from harness.report.assemble import build_model
-    from harness.report.render_html import render_html
-    from harness.report.render_markdown import render_markdown
+    from harness.report.signoff.assemble import build_model
+    from harness.report.signoff.html import render_html
+    from harness.report.signoff.markdown import render_markdown
 
     data = start_mode_record_data(StartMode("warm", True, "snapshot k"), "hns-r-1-a", "linux-debian12")
     model = build_model([{"kind": "meta", "target": "linux-debian12", "data": data}])

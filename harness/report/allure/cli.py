@@ -1,16 +1,25 @@
-"""Allure 2's command line, installed from the npm registry into the harness cache on first use.
+"""Allure 2's command line, installed from the npm registry into the harness cache on first use,
+and the single-file report it writes.
 
 ``allure-commandline`` ships the Java report generator inside an npm package; it needs Java 17
 or newer on PATH (or JAVA_HOME). Installs are pinned and kept per version, so a cached CI runner
 and a fresh desk machine build the same report.
 
-Reports are written as one file (``--single-file``, Allure 2.24 and later), which opens from disk;
-Allure's analytics are switched off, so opening a report contacts no outside host.
+Reports are written as one file (``--single-file``, Allure 2.24 and later), which opens from disk
+(a report of many files fetches its data, which browsers refuse over ``file://``: "500 Failed to
+fetch"); Allure's analytics are switched off, so opening a report contacts no outside host.
+
+The page carries every data file as ``d('name','base64')``; the harness takes two of them back
+out: the ``history/`` files the next run's trend graphs start from, and ``data/categories.json``
+to find the first failure for a screenshot.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -18,17 +27,16 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from harness.bounded import last_lines
 from harness.config import HostPaths
 from harness.errors import InfrastructureError, MissingToolError
-from harness.report.allure_single import unpack
 
 ALLURE_VERSION = "2.46.1"
 INSTALL_TIMEOUT_S = 300.0
 GENERATE_TIMEOUT_S = 600.0
-
-
-def _tail(text: str, lines: int = 20) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+_EMBEDDED = re.compile(r"""d\('([^']+)','([A-Za-z0-9+/=]*)'\)""")
+HISTORY_PREFIX = "history/"
+OUTPUT_LINES = 20  # of npm's or allure's output, in the error when either fails
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,7 @@ class AllureCommandLine:
                 raise InfrastructureError(
                     f"npm could not install allure-commandline@{self.version} (exit {done.returncode})",
                     hint="check access to registry.npmjs.org, or set HARNESS_ALLURE_VERSION to a published version",
-                    detail=_tail(done.stdout + done.stderr),
+                    detail=last_lines((done.stdout + done.stderr).strip(), OUTPUT_LINES),
                 )
         return self.executable
 
@@ -112,7 +120,7 @@ class AllureCommandLine:
             raise InfrastructureError(
                 f"allure generate failed (exit {done.returncode})",
                 hint=f"look at the results in {results}",
-                detail=_tail(done.stdout + done.stderr),
+                detail=last_lines((done.stdout + done.stderr).strip(), OUTPUT_LINES),
             )
         unpack(index, report)
         return index
@@ -143,3 +151,30 @@ def _require_java() -> None:
             "Java is not installed; Allure's report generator runs on Java 17+",
             hint="apt-get install -y openjdk-17-jre-headless",
         )
+
+
+def embedded_files(index: Path) -> dict[str, bytes]:
+    """Every data file the page embeds, by its path inside a report of many files."""
+    found: dict[str, bytes] = {}
+    for match in _EMBEDDED.finditer(index.read_text(encoding="utf-8", errors="replace")):
+        try:
+            found[match.group(1)] = base64.b64decode(match.group(2), validate=True)
+        except (binascii.Error, ValueError):
+            continue  # not one of allure's data files: some other call that looks alike
+    return found
+
+
+def unpack(index: Path, into: Path, prefix: str = HISTORY_PREFIX) -> list[Path]:
+    """Write the embedded files under ``prefix`` as files below ``into``; returns them."""
+    written: list[Path] = []
+    root = into.resolve()
+    for name, data in embedded_files(index).items():
+        if not name.startswith(prefix):
+            continue
+        target = (into / name).resolve()
+        if not target.is_relative_to(root):
+            continue  # a name that climbs out of the report is nobody's history file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        written.append(target)
+    return written

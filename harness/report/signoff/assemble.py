@@ -1,6 +1,6 @@
 """Building the sign-off model from a run: the journal's records, cross-checked against JUnit.
 
-The values themselves live in :mod:`harness.report.model`; this module only decides what a run's
+The values themselves live in :mod:`.model`; this module only decides what a run's
 facts add up to (each check's worst outcome and category, lost tests, the verdict).
 """
 
@@ -18,7 +18,8 @@ from harness.report.critical_path import critical_paths
 from harness.report.facts import RunFacts, facts_from_records
 from harness.report.identity import TARBALL_TARGET
 from harness.report.junit import JUnitCase
-from harness.report.model import (
+from harness.report.outcome import worst
+from harness.report.signoff.model import (
     INCOMPLETE_EXIT,
     TOTAL_PHASE,
     CheckResult,
@@ -31,7 +32,6 @@ from harness.report.model import (
     Verdict,
     area_rank,
 )
-from harness.report.outcome import worst
 
 
 def _checks(records: list[Mapping[str, Any]], evidence: list[Evidence]) -> list[CheckResult]:

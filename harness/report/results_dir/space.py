@@ -1,11 +1,16 @@
-"""A results disk that fills up (or turns read-only) during a run. The start of a run checks it
-(:mod:`harness.report.results_space`); this covers the rest: the run stops its checks, still
+"""Whether the results directory can take a run's writes, before the run and during it.
+
+Before any VM boots, :func:`check_results_dir` wants it writable and with room for one run's
+evidence (allure results, logs, packet captures; tens of MB for the reference release), so a
+read-only or full disk is one clear sentence instead of a traceback mid-run. A disk that fills up
+(or turns read-only) during the run is :class:`DiskGuard`'s: the run stops its checks, still
 tears its VMs down, and ends with one sentence naming the directory instead of pytest's
 INTERNALERROR dump and a traceback from every plugin that tried to write after it."""
 
 from __future__ import annotations
 
 import errno
+import os
 import shutil
 import sys
 from collections.abc import Generator
@@ -15,10 +20,39 @@ from typing import Any
 
 import pytest
 
-from harness.errors import InfrastructureError
-from harness.report.results_space import nearest_existing
+from harness.errors import InfrastructureError, UsageError
 
+MIN_FREE_BYTES = 200 * 1024 * 1024
 RESULTS_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+def nearest_existing(root: Path) -> Path:
+    """``root``, or the nearest directory above it that exists (a run makes the rest)."""
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    return existing
+
+
+def check_results_dir(root: Path, min_free: int = MIN_FREE_BYTES) -> None:
+    """UsageError naming the problem when ``root`` cannot hold a run's results. Nothing is left
+    behind: a missing ``root`` is judged by the nearest directory that exists (the run makes it)."""
+    hint = "pass --results-dir DIR on a writable file system with free space"
+    existing = nearest_existing(root)
+    probe = existing / f".write-probe-{os.getpid()}"
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(f"{existing} is not a directory")
+        probe.write_bytes(b"probe")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"the results directory {root} cannot be written: {exc.strerror or exc}",
+                         hint=hint) from None
+    free = shutil.disk_usage(existing).free
+    if free < min_free:
+        raise UsageError(
+            f"the results directory {root} has {free // 2**20} MiB free; a run needs at least "
+            f"{min_free // 2**20} MiB", hint=hint)
 
 
 def results_write_error(exc: BaseException | None) -> OSError | None:

@@ -13,12 +13,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.journal import read_journal
-from harness.report.assemble import build_model
 from harness.report.junit import read_cases
-from harness.report.layout import ResultsLayout
-from harness.report.model import Regression, SignoffModel
-from harness.report.render_html import render_html
-from harness.report.render_markdown import render_markdown
+from harness.report.results_dir.layout import ResultsLayout
+from harness.report.signoff.assemble import build_model
+from harness.report.signoff.html import render_html
+from harness.report.signoff.markdown import render_markdown
+from harness.report.signoff.model import Regression, SignoffModel
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 

@@ -1,9 +1,8 @@
 """The sign-off model: everything a release manager needs about one run, as plain values.
 
-Built by :mod:`harness.report.assemble` from the run journal (the suite's facts) and JUnit XML (a
-cross-check that catches what never reached the journal: collection errors, a crashed worker); rendered by
-:mod:`harness.report.render_html` and :mod:`harness.report.render_markdown`; stored as JSON for
-machines and for the next run's trends.
+Built by :mod:`.assemble` from the run journal (the suite's facts) and JUnit XML (a cross-check
+that catches what never reached the journal: collection errors, a crashed worker); rendered by
+:mod:`.html` and :mod:`.markdown`; stored as JSON for machines and for the next run's trends.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness.report.formatting import NOT_RUN, SYMBOLS, seconds, short_sha, size
-from harness.report.model import SignoffModel
+from harness.report.formatting import NOT_RUN, SYMBOLS, human_bytes, seconds, short_sha
+from harness.report.signoff.model import SignoffModel
 
 EMOJI = {"passed": "✅", "failed": "❌", "broken": "⚠️", "skipped": "➖"}
 MESSAGE_CHARS = 300
@@ -150,8 +150,8 @@ def render_markdown(model: SignoffModel) -> str:
                 [
                     fp.target,
                     fp.source,
-                    size(fp.total),
-                    ", ".join(f"{k} {size(v)}" for k, v in sorted(fp.layers.items())),
+                    human_bytes(fp.total),
+                    ", ".join(f"{k} {human_bytes(v)}" for k, v in sorted(fp.layers.items())),
                 ]
                 for fp in model.footprints
             ],
