@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import UsageError
+from harness.preflight import check_release_readable
 from harness.profile import ConditionSpec, Profile, load_profile, select_profile
 from harness.release import parse_release_name
 from harness.run_options import DEFAULT_PROFILE, is_portability_run, run_options
@@ -51,6 +52,7 @@ def check_inputs(config: pytest.Config) -> None:
             if not release.is_file():
                 raise UsageError(f"release tarball {release} does not exist",
                                  hint="pass the path of a built .tar.gz with --release")
+            check_release_readable(release)  # an empty, cut or renamed file stops here, not in every check
             found = parse_release_name(release.name)
             select_profile(profile, found.os, found.parsed, forced_variants(config))  # unknown names fail here
             if found.product != profile.release.product:

@@ -187,3 +187,18 @@ def test_report_takes_results_dir_as_run_does_and_keeps_the_old_spelling(tmp_pat
     for spelling in ("--results-dir", "--results"):
         args = build_parser().parse_args(["report", spelling, str(tmp_path)])
         assert args.results == tmp_path
+
+
+def test_a_pytest_session_given_a_cut_release_stops_before_collecting(tmp_path: Path) -> None:
+    """The plugin's own door (pytest --pyargs harness.portability) judges the release file too."""
+    import sys
+
+    cut = tmp_path / NAME
+    cut.write_bytes(large_release(tmp_path / "whole" / NAME).read_bytes()[: 1 << 20])
+    results = tmp_path / "results"
+    done = subprocess.run([sys.executable, "-m", "pytest", "--pyargs", "harness.portability", f"--release={cut}",
+                           f"--results-dir={results}", "-p", "no:cacheprovider"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert "is truncated or corrupt" in done.stderr and "Traceback" not in done.stdout + done.stderr
+    assert not results.exists()
