@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import lzma
+import struct
 import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import libarchive
 import pytest
 from synth import make_macho_slice
 
@@ -16,7 +19,14 @@ from harness.inspect.runner import inspect_release
 from harness.preflight import check_release, judge_release_input
 from harness.profile import load_profile
 from harness.release_name import parse_release_name
-from harness.testing.pkg_writer import ComponentSpec, PayloadFile, write_pkg
+from harness.testing.pkg_writer import (
+    PLAIN_XAR,
+    ComponentSpec,
+    PayloadFile,
+    cpio_bytes,
+    package_info,
+    write_pkg,
+)
 
 POSTINSTALL = b"""#!/bin/bash
 set -e
@@ -124,3 +134,18 @@ def test_cli_inspect_prints_no_traceback_for_a_truncated_package(tmp_path: Path)
     done = subprocess.run([sys.executable, "-m", "harness.cli", "inspect", str(pkg)], check=False, capture_output=True, text=True)
     assert done.returncode == 2, done.stderr
     assert "Traceback" not in done.stderr and pkg.name in done.stderr
+
+
+def test_a_pbzx_payload_is_read_by_the_hand_written_decoder(tmp_path: Path) -> None:
+    spec = component()
+    plain = cpio_bytes(spec.payload, compress=False)
+    halves = [plain[: len(plain) // 2], plain[len(plain) // 2 :]]
+    chunks = b"".join(struct.pack(">QQ", 1 << 24, len(xz)) + xz for xz in (lzma.compress(h) for h in halves))
+    payload = b"pbzx" + struct.pack(">Q", 1 << 24) + chunks
+    info = package_info(spec)
+    pkg = tmp_path / "tiles.pkg"
+    with libarchive.file_writer(str(pkg), "xar", options=PLAIN_XAR) as writer:
+        writer.add_file_from_memory("PackageInfo", len(info), info)
+        writer.add_file_from_memory("Payload", len(payload), payload)
+    report = inspect_release(pkg)
+    assert report.stats["files"] == 2 and report.stats["macho_binaries"] == 1
