@@ -27,7 +27,7 @@ from harness.release import (
     handed_over_digest,
     load_release,
 )
-from harness.release_name import ReleaseName, parse_release_name
+from harness.release_name import ReleaseName, parse_release_name, try_parse_release_name
 from harness.target import image_platform_of
 
 SHOWN_PROBLEMS = 5  # the first few unsafe members name the problem; `harness inspect` lists them all
@@ -47,6 +47,8 @@ def judge_release_input(path: Path) -> ReleaseInput:
     read by the same parser ``harness run`` uses (a name one verb refuses, every verb refuses)."""
     path = path.expanduser()
     fmt = sniff_format(path)
+    if fmt == "pkg":  # a package may carry the product's own name (tiles.pkg): its facts are inside
+        return ReleaseInput(path, fmt, try_parse_release_name(path.name))
     name = parse_release_name(path.name) if fmt.startswith("tar") else None
     return ReleaseInput(path, fmt, name)
 
@@ -55,6 +57,11 @@ def check_release(path: Path, profile: Profile, variants: Sequence[str] = ()) ->
     """A release a run can test: a tarball, named for the profile's product, whole to its last
     byte and safe to unpack; its sha256 comes from that same read."""
     given = judge_release_input(path)
+    if given.format == "pkg":
+        raise UsageError(f"{path} is a macOS installer package (a xar archive): installing a .pkg needs a macOS guest, "
+                         "which the harness does not drive yet",
+                         hint=f"`harness inspect {path}` reads it statically on any host; test the product's "
+                         "tarball with `harness run` meanwhile")
     if given.name is None:
         raise UsageError(f"{path} is a {given.format}, not a release tarball",
                          hint="`harness run` tests the .tar.gz a product publishes; `harness inspect` reads "

@@ -1,6 +1,7 @@
 """Release tarball names as products really write them, read by one parser.
 
-    <product>-v<version>-<arch>-<os>[-<backend>].tar.gz
+    <product>-v<version>-<arch>-<os>[-<backend>].tar.gz     a tarball
+    <product>-v<version>-<arch>-<os>.pkg                   a macOS installer package
     version = <release>[-<pre-release>][+<build>]      e.g. 0.4.20-canary.1, 1.2.0-rc.1+g3f2a
 
 ``harness run``, ``inspect``, ``diff``, ``report`` and a profile's version and platform matching
@@ -31,7 +32,7 @@ _VERSION = (
 )
 _NAME_RE = re.compile(
     rf"^(?P<product>[A-Za-z0-9][A-Za-z0-9_.]*(?:-[A-Za-z0-9_.]+)*?)-v(?P<version>{_VERSION})"
-    rf"-(?P<arch>{'|'.join(ARCHES)})-(?P<os>{'|'.join(OSES)})(?:-(?P<backend>[a-z0-9]+))?\.tar\.gz$"
+    rf"-(?P<arch>{'|'.join(ARCHES)})-(?P<os>{'|'.join(OSES)})(?:-(?P<backend>[a-z0-9]+))?(?:\.tar\.gz|\.pkg)$"
 )
 _VERSION_RE = re.compile(rf"^v?{_VERSION}$")
 

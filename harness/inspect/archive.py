@@ -20,7 +20,7 @@ import stat
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property, partial
 from pathlib import Path
@@ -28,8 +28,8 @@ from typing import IO, Any, Literal, Protocol
 
 from harness.errors import UsageError
 from harness.hashing import sha256_file
-
-EntryKind = Literal["file", "dir", "symlink", "hardlink", "device", "fifo", "other"]
+from harness.inspect.members import EntryKind, Member
+from harness.inspect.pkg.reader import PackageFacts, payload_members, read_package
 
 LAYER_SUFFIXES: tuple[str, ...] = (".tar.xz", ".tar.gz", ".tgz", ".tar.bz2", ".tar")
 HEAD_BYTES = 4096
@@ -42,7 +42,7 @@ COMPRESSION_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"\x1f\x8b", "gz"), (b"\xfd7zXZ\x00", "xz"), (b"BZh", "bz2"))
 XAR_MAGIC = b"xar!"  # macOS installer packages (.pkg) are xar archives
 TAR_MAGIC_START, TAR_MAGIC_END = 257, 262  # "ustar" in a POSIX or GNU tar header
-ReleaseFormat = Literal["tar.gz", "tar.xz", "tar.bz2", "tar", "zip", "directory"]
+ReleaseFormat = Literal["tar.gz", "tar.xz", "tar.bz2", "tar", "zip", "directory", "pkg"]
 _READ_ERRORS = (tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError, zipfile.BadZipFile)
 
 
@@ -56,6 +56,7 @@ class Entry:
     size: int
     linkname: str = ""
     sha256: str = ""
+    owner: str = ""  # "user:group" where the format records it (installer payloads)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class ReleaseContents:
     entries: list[Entry] = field(default_factory=list)
     layers: list[LayerArchive] = field(default_factory=list)
     read_errors: list[tuple[str, str]] = field(default_factory=list)  # (path, what went wrong)
+    package: PackageFacts | None = None  # an installer package's own facts (Distribution, scripts, signature)
 
     @cached_property
     def root(self) -> str:
@@ -116,16 +118,6 @@ class ReleaseContents:
     def paths(self) -> dict[str, Entry]:
         """Deployed path -> entry; the last writer wins, as on extraction."""
         return {e.path: e for e in self.entries}
-
-
-@dataclass(frozen=True)
-class _RawMember:
-    name: str
-    kind: EntryKind
-    mode: int
-    size: int
-    linkname: str
-    open: Callable[[], IO[bytes] | None]
 
 
 class _ByteSource(Protocol):
@@ -169,9 +161,9 @@ def _tar_kind(info: tarfile.TarInfo) -> EntryKind:
     return "other"
 
 
-def _tar_members(tar: tarfile.TarFile) -> Iterator[_RawMember]:
+def _tar_members(tar: tarfile.TarFile) -> Iterator[Member]:
     for info in tar:
-        yield _RawMember(
+        yield Member(
             name=info.name,
             kind=_tar_kind(info),
             mode=info.mode,
@@ -181,7 +173,7 @@ def _tar_members(tar: tarfile.TarFile) -> Iterator[_RawMember]:
         )
 
 
-def _zip_members(archive: zipfile.ZipFile) -> Iterator[_RawMember]:
+def _zip_members(archive: zipfile.ZipFile) -> Iterator[Member]:
     for info in archive.infolist():
         unix_mode = info.external_attr >> 16
         kind: EntryKind = "dir" if info.is_dir() else "file"
@@ -189,7 +181,7 @@ def _zip_members(archive: zipfile.ZipFile) -> Iterator[_RawMember]:
         if stat.S_ISLNK(unix_mode):
             kind = "symlink"
             linkname = archive.read(info).decode("utf-8", "replace")
-        yield _RawMember(
+        yield Member(
             name=info.filename,
             kind=kind,
             mode=(unix_mode & 0o7777) or (0o755 if kind == "dir" else 0o644),
@@ -203,7 +195,7 @@ def _open_file(path: Path) -> IO[bytes]:
     return path.open("rb")
 
 
-def _dir_members(root: Path) -> Iterator[_RawMember]:
+def _dir_members(root: Path) -> Iterator[Member]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
         for name in sorted(dirnames) + sorted(filenames):
@@ -211,14 +203,14 @@ def _dir_members(root: Path) -> Iterator[_RawMember]:
             st = full.lstat()
             rel = full.relative_to(root).as_posix()
             if stat.S_ISLNK(st.st_mode):
-                yield _RawMember(rel, "symlink", st.st_mode & 0o7777, 0, os.readlink(full), lambda: None)
+                yield Member(rel, "symlink", st.st_mode & 0o7777, 0, os.readlink(full), lambda: None)
             elif stat.S_ISDIR(st.st_mode):
-                yield _RawMember(rel, "dir", st.st_mode & 0o7777, 0, "", lambda: None)
+                yield Member(rel, "dir", st.st_mode & 0o7777, 0, "", lambda: None)
             elif stat.S_ISREG(st.st_mode):
-                yield _RawMember(rel, "file", st.st_mode & 0o7777, st.st_size, "", partial(_open_file, full))
+                yield Member(rel, "file", st.st_mode & 0o7777, st.st_size, "", partial(_open_file, full))
             else:
                 kind: EntryKind = "fifo" if stat.S_ISFIFO(st.st_mode) else "device"
-                yield _RawMember(rel, kind, st.st_mode & 0o7777, 0, "", lambda: None)
+                yield Member(rel, kind, st.st_mode & 0o7777, 0, "", lambda: None)
 
 
 class _Peekable(io.RawIOBase):
@@ -296,11 +288,11 @@ class _Reader:
                 digest.update(chunk)
         return digest.hexdigest()
 
-    def walk(self, members: Iterator[_RawMember], archive: str, prefix: str) -> list[Entry]:
+    def walk(self, members: Iterator[Member], archive: str, prefix: str) -> list[Entry]:
         seen: list[Entry] = []
         for raw in members:
             path = deployed_path(prefix, raw.name)
-            entry = Entry(path, raw.name, archive, raw.kind, raw.mode, raw.size, raw.linkname)
+            entry = Entry(path, raw.name, archive, raw.kind, raw.mode, raw.size, raw.linkname, owner=raw.owner)
             if raw.kind == "file":
                 stream = raw.open()
                 if stream is None:
@@ -367,11 +359,7 @@ def sniff_format(path: Path) -> ReleaseFormat:
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         return "zip"
     if head.startswith(XAR_MAGIC):
-        raise UsageError(
-            f"release {path} is a macOS installer package (a xar archive): the harness reads tarballs, "
-            "wheels and directories, not installer packages",
-            hint="test the tarball the product publishes for this platform, or inspect the package on a Mac "
-            "with `pkgutil --expand`")
+        return "pkg"
     if head[TAR_MAGIC_START:TAR_MAGIC_END].startswith(b"ustar"):
         return "tar"
     raise UsageError(
@@ -388,7 +376,8 @@ def _describe_head(head: bytes) -> str:
 
 
 def read_release(path: Path, visitors: Sequence[ContentVisitor] = (), nested: bool = True) -> ReleaseContents:
-    """Read a release tarball (.tar.gz/.tar.xz/.tar), a zip or wheel, or a directory, to its end.
+    """Read a release tarball (.tar.gz/.tar.xz/.tar), a zip or wheel, an installer package (.pkg:
+    its payloads in the deployed view, its own facts in ``package``), or a directory, to its end.
 
     A tarball is read once: decompressed to its last byte (so a cut download fails here, not in a
     VM) while the file's own sha256 is taken from the same bytes. ``nested=False`` leaves the layer
@@ -402,6 +391,11 @@ def read_release(path: Path, visitors: Sequence[ContentVisitor] = (), nested: bo
     try:
         if kind == "directory":
             reader.walk(_dir_members(path), "", "")
+        elif kind == "pkg":
+            # Placed where the Installer puts it: each payload under its component's install-location.
+            reader.contents.package = read_package(path)
+            for component, members in payload_members(path, reader.contents.package):
+                reader.walk(members, "", component.prefix)
         elif kind == "zip":
             with zipfile.ZipFile(path) as archive:
                 reader.walk(_zip_members(archive), "", "")
@@ -427,7 +421,7 @@ def read_release(path: Path, visitors: Sequence[ContentVisitor] = (), nested: bo
             hint="the file was cut short or damaged on its way here: download or build it again, and compare "
             "its sha256 with the published checksums",
         ) from exc
-    if not reader.contents.entries:
+    if not reader.contents.entries and reader.contents.package is None:
         raise UsageError(f"release {path} holds no files", hint="pass the release the product's build wrote")
     return reader.contents
 

@@ -31,6 +31,33 @@ def _footprint(footprint: dict[str, Any]) -> list[str]:
     return out
 
 
+def _package(report: Report) -> list[str]:
+    """An installer package's facts first, and its privileged changes before any other finding."""
+    facts = report.stats.get("package")
+    if not facts:
+        return []
+    out = ["", f"Package ({facts['kind']} archive)"]
+    dist = facts["distribution"]
+    if dist:
+        out.append(f"  host architectures: {', '.join(dist['host_architectures']) or '(not declared)'}; allowed macOS: "
+                   + (", ".join(f"{o['min'] or '-'}..{o['before'] or ''}" for o in dist["allowed_os"]) or "(any)")
+                   + f"; script checks: {', '.join(dist['script_checks']) or 'none'}")
+        out += [f"  choice {c['id']}: {', '.join(c['pkg_refs'])}" for c in dist["choices"]]
+        out += [f"  pkg-ref {r['id']} {r['version']} -> {r['location']}" for r in dist["pkg_refs"]]
+    for c in facts["components"]:
+        out.append(f"  component {c['name'] or '(root)'}: {c['identifier']} {c['version']} at {c['install_location']}"
+                   + (f", relocatable: {', '.join(c['relocatable'])}" if c["relocatable"] else ""))
+    out += [f"  script {s['path']} mode {s['mode']}" for s in facts["scripts"]]
+    sig = facts["signature"]
+    out.append("  signature: " + (f"{sig['style']} {' <- '.join(sig['chain'])}" if sig["signed"] else "unsigned")
+               + f"; stapled ticket: {'yes' if sig['stapled'] else 'no'}")
+    privileged = [f for f in report.findings if f.check == "pkg.privileged_change"]
+    if privileged:
+        out += ["", f"Privileged changes ({len(privileged)}), made as root outside the product's own files",
+                text_table([[f.path, f.message] for f in privileged], ["where", "what"])]
+    return out
+
+
 def target_lines(name: str, source: str, image_digest: Callable[[str], str] = current_digest) -> list[str]:
     """The target as what it is, a description of a system, and the image it stands for by that
     image's own name and digest (the pair `harness images list` and the sign-off show)."""
@@ -56,6 +83,7 @@ def render_report(report: Report, image_digest: Callable[[str], str] = current_d
            (f"Read:    {report.stats.get('files', 0)} files, {report.stats.get('elf_binaries', 0)} ELF, "
             f"{report.stats.get('macho_binaries', 0)} Mach-O, {report.stats.get('scripts', 0)} scripts "
             f"in {report.stats.get('duration_s', 0)} s")]
+    out += _package(report)
     out += _footprint(report.footprint)
     out += ["", f"Findings: {counts['error']} error(s), {counts['warning']} warning(s), {counts['info']} info"]
     if report.findings:

@@ -19,6 +19,7 @@ from harness.inspect.layout import (
     expectations_from_layout,
 )
 from harness.inspect.macho import MachOCollector, check_macho
+from harness.inspect.pkg.checks import check_package, package_facts
 from harness.inspect.scripts import ShebangCollector, check_scripts
 from harness.inspect.targets import Target, load_target
 from harness.journal import GenericRecord, Journal
@@ -48,8 +49,10 @@ def collect(release: Path) -> Collected:
 
 
 def default_target(collected: Collected, name: ReleaseName | None = None) -> Target:
-    """The OS the tarball's name says; without one, macOS when the release carries more loadable
-    Mach-O than ELF files, else Linux."""
+    """The OS the tarball's name says; an installer package is macOS; without either, macOS when
+    the release carries more loadable Mach-O than ELF files, else Linux."""
+    if collected.contents.package is not None:
+        return load_target(DEFAULT_MACOS_TARGET)
     if name is not None:
         return load_target(DEFAULT_MACOS_TARGET if name.os == "darwin" else DEFAULT_LINUX_TARGET)
     macho = sum(1 for info in collected.macho.binaries.values() if info.loadable)
@@ -68,6 +71,8 @@ def inspect_collected(collected: Collected, target: Target, layout: LayoutExpect
                          "check that the file is not truncated") for p in collected.elf.unreadable]
     findings += check_scripts(collected.scripts.scripts, contents, target)
     findings += footprint_findings(footprint)
+    if contents.package is not None:
+        findings += check_package(contents.package, contents, target)
     stats = {
         "entries": len(contents.entries),
         "files": sum(1 for _ in contents.files()),
@@ -79,6 +84,8 @@ def inspect_collected(collected: Collected, target: Target, layout: LayoutExpect
         "max_glibcxx": highest_version(collected.elf.binaries, "GLIBCXX_"),
         "target_source": target.source,
     }
+    if contents.package is not None:
+        stats["package"] = package_facts(contents.package)
     return Report(release=contents.source, target=target.name, findings=sort_findings(findings),
                   footprint=footprint.to_dict(), stats=stats)
 
