@@ -31,7 +31,8 @@ OUT_DIR = Path(__file__).parent / "out"
 ROOT = Path(__file__).resolve().parents[1]
 DIST = ROOT / "examples/reference_release/dist"
 GOOD = DIST / "refapp-v0.1.0-x86_64-linux.tar.gz"
-STATIC_DEFECT = DIST / "variants/unsafe_member/refapp-v0.1.0-x86_64-linux.tar.gz"
+# A defect only the static checks see (an unsafe member would now be refused before pytest starts).
+STATIC_DEFECT = DIST / "variants/duplicate_app_layer/refapp-v0.1.0-x86_64-linux.tar.gz"
 SECOND_RELEASE = DIST / "variants/stream_mismatch/refapp-v0.1.0-x86_64-linux.tar.gz"
 HARNESS = str(Path(sys.executable).with_name("harness"))
 RUN_TIMEOUT_S = 3600
