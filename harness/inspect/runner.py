@@ -115,6 +115,8 @@ def inspect_release(
     started = time.perf_counter()
     collected = collect(release)
     name = try_parse_release_name(release.name)
+    if name is None and collected.contents.package is not None:  # tiles.pkg: its facts are inside
+        name = collected.contents.package.release_name()
     resolved = load_target(target) if isinstance(target, str) else (target or default_target(collected, name))
     if layout is None:
         layout = profile_layout(profile, resolved, name, variants) if profile else LayoutExpectations()

@@ -15,8 +15,6 @@ from synth import (
     good_layers,
     layer_archive,
     make_elf,
-    make_fat,
-    make_macho_slice,
     tar_bytes,
     venvstacks_release,
 )
@@ -25,6 +23,7 @@ from harness.inspect.findings import Report
 from harness.inspect.layout import LayoutExpectations, expectations_from_layout
 from harness.inspect.runner import inspect_release
 from harness.inspect.targets import load_target
+from harness.testing.macho_writer import make_fat, make_macho_slice
 
 LINUX = "debian-12"
 

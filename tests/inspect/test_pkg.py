@@ -11,7 +11,6 @@ from pathlib import Path
 
 import libarchive
 import pytest
-from synth import make_macho_slice
 
 from harness.errors import UsageError
 from harness.inspect.archive import sniff_format
@@ -19,6 +18,7 @@ from harness.inspect.runner import inspect_release
 from harness.preflight import check_release, judge_release_input
 from harness.profile import load_profile
 from harness.release_name import parse_release_name
+from harness.testing.macho_writer import make_macho_slice
 from harness.testing.pkg_writer import (
     PLAIN_XAR,
     ComponentSpec,

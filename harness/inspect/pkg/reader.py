@@ -31,6 +31,7 @@ from harness.inspect.pkg.facts import (
 from harness.inspect.pkg.pbzx import PBZX_MAGIC, PbzxError, pbzx_chunks
 from harness.inspect.pkg.streams import BlockStream
 from harness.inspect.pkg.xar_toc import Signature, read_toc
+from harness.release_name import ReleaseName, ReleaseNameError, parse_version
 
 MAX_SCRIPT_BYTES = 1 << 20  # scripts are read whole; a larger one is cut for the privilege scan
 BLOCK = 1 << 16
@@ -72,6 +73,29 @@ class PackageFacts:
     scripts: tuple[PkgScript, ...]
     signature: Signature
     members: tuple[str, ...]  # every xar member name
+
+    def main_component(self) -> Component | None:
+        """The product's own component: the first choice's first pkg-ref, else the only one."""
+        dist = self.distribution
+        by_id = {c.info.identifier: c for c in self.components}
+        first = next((ref for choice in dist.choices for ref in choice.refs if ref in by_id), "") if dist else ""
+        return by_id.get(first) or (self.components[0] if len(self.components) == 1 else None)
+
+    def release_name(self) -> ReleaseName | None:
+        """A package named by its product (``tiles.pkg``) still says what it is: the product and
+        version from its main component's identifier and PackageInfo, the architecture the
+        Installer runs it as (arm64 when hostArchitectures allows it, else x86_64 under Rosetta)."""
+        main = self.main_component()
+        if main is None or not main.info.identifier:
+            return None
+        try:
+            version = parse_version(main.info.version)
+        except ReleaseNameError:
+            return None
+        arches = self.distribution.host_architectures if self.distribution else ()
+        arch = "arm64" if not arches and self.distribution is None or "arm64" in arches else "x86_64"
+        product = main.info.identifier.rsplit(".", 1)[-1]
+        return ReleaseName(product, main.info.version, arch, "darwin", "", version)
 
 
 def _blocks(entry: Any) -> Iterator[bytes]:
