@@ -15,12 +15,12 @@ from harness.preflight import judge_release_input
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "inspect",
-        help="find portability defects in a release tarball without booting a VM",
+        help="find portability defects in a release tarball or installer package without booting a VM",
         description="Read a release (tarball, wheel or directory) with its nested layer archives and "
         "report archive-safety, layout, Mach-O, ELF, script and footprint findings. "
         "Exits 1 when any finding is an error.",
     )
-    parser.add_argument("release", type=Path, help="release tarball (.tar.gz/.tar.xz), wheel or directory")
+    parser.add_argument("release", type=Path, help="release tarball (.tar.gz/.tar.xz), macOS installer package (.pkg), wheel or directory")
     parser.add_argument("--profile", help="profile whose [layout] the release must match (name or TOML path)")
     parser.add_argument("--profile-variant", action="append", default=[], metavar="NAME", dest="variants",
                         help="apply this [[variant]] of the profile instead of the one the tarball's version picks")
